@@ -1,0 +1,3 @@
+//! Compose: RPMs to an ostree commit, following rpm-ostree's treefile format and tree conventions.
+
+pub mod cli;

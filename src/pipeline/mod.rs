@@ -1,0 +1,3 @@
+//! The pipeline: the image definition, the stage cache, progress, and `build`.
+
+pub mod cli;
