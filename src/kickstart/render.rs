@@ -1,0 +1,1 @@
+pub struct PipelineVars; pub fn render() {}
