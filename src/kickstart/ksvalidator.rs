@@ -39,7 +39,12 @@ pub fn find() -> Option<PathBuf> {
 
 /// Run `ksvalidator -v VERSION` on the flattened kickstart and map its findings back to the
 /// files and lines they came from. ksvalidator's exit status is its error count.
-pub fn run(ksvalidator: &Path, flat: &Flattened, path: &Path, version: &str) -> Result<Vec<Finding>> {
+pub fn run(
+    ksvalidator: &Path,
+    flat: &Flattened,
+    path: &Path,
+    version: &str,
+) -> Result<Vec<Finding>> {
     // ksvalidator copies its input to a temporary directory, so relative %includes would not
     // resolve there; give it our flattened text instead.
     let mut tmp = tempfile::Builder::new()
@@ -49,15 +54,18 @@ pub fn run(ksvalidator: &Path, flat: &Flattened, path: &Path, version: &str) -> 
         .context("creating a temporary file for ksvalidator")?;
     std::io::Write::write_all(&mut tmp, flat.text().as_bytes())
         .context("writing the kickstart for ksvalidator")?;
-    let out = Command::new(ksvalidator)
-        .arg("-v")
-        .arg(version)
-        .arg(tmp.path())
-        .output()
-        .with_context(|| format!("running {} (run vm/prepare to install it)", ksvalidator.display()))?;
-    let errors = out.status.code().with_context(|| {
-        format!("{} was killed by a signal", ksvalidator.display())
+    let mut cmd = Command::new(ksvalidator);
+    cmd.args(version_args(version)).arg(tmp.path());
+    let out = cmd.output().with_context(|| {
+        format!(
+            "running {} (run vm/prepare to install it)",
+            ksvalidator.display()
+        )
     })?;
+    let errors = out
+        .status
+        .code()
+        .with_context(|| format!("{} was killed by a signal", ksvalidator.display()))?;
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stderr),
@@ -74,6 +82,17 @@ pub fn run(ksvalidator: &Path, flat: &Flattened, path: &Path, version: &str) -> 
         });
     }
     Ok(findings)
+}
+
+/// The version arguments for ksvalidator. `-v DEVEL` fails for every file with pykickstart
+/// 3.78 ("The version DEVEL is not supported": `returnClassForVersion` imports a module
+/// named `devel`), while DEVEL is ksvalidator's default; so DEVEL means no `-v` at all.
+pub fn version_args(version: &str) -> Vec<String> {
+    if version.eq_ignore_ascii_case("DEVEL") {
+        Vec::new()
+    } else {
+        vec!["-v".to_string(), version.to_string()]
+    }
 }
 
 fn whole(path: &Path) -> Origin {
@@ -96,7 +115,9 @@ fn parse_output(text: &str, tmp_name: &str, flat: &Flattened, path: &Path) -> Ve
     };
     let mut findings = Vec::new();
     let mut push = |origin: Origin, message: &str| {
-        let message = message.trim().replace(tmp_name, &path.display().to_string());
+        let message = message
+            .trim()
+            .replace(tmp_name, &path.display().to_string());
         if !message.is_empty() {
             findings.push(Finding {
                 severity: Severity::Error,

@@ -81,8 +81,13 @@ impl LintReport {
 
     /// Whole-file findings first, then by file and line.
     pub fn sort(&mut self) {
-        self.findings
-            .sort_by_key(|f| (f.origin.line != 0, f.origin.file.to_path_buf(), f.origin.line));
+        self.findings.sort_by_key(|f| {
+            (
+                f.origin.line != 0,
+                f.origin.file.to_path_buf(),
+                f.origin.line,
+            )
+        });
     }
 
     pub fn has_errors(&self) -> bool {
@@ -152,9 +157,9 @@ fn check_includes(flat: &Flattened, parsed: &Parsed, report: &mut LintReport) {
         // partitioning at install time; the file cannot exist on the build host then.
         let writer = matches!(e.problem, IncludeProblem::Missing { .. })
             .then(|| {
-                parsed.sections().find(|s| {
-                    s.name() == "%pre" && s.body.iter().any(|l| l.text.contains(&e.path))
-                })
+                parsed
+                    .sections()
+                    .find(|s| s.name() == "%pre" && s.body.iter().any(|l| l.text.contains(&e.path)))
             })
             .flatten();
         match writer {
@@ -400,7 +405,10 @@ poweroff
     fn missing_bootloader_and_conflicts() {
         assert!(errors(&GOOD.replace("bootloader", "#"))[0].contains("no `bootloader`"));
         let e = errors(&format!("{GOOD}ostreecontainer --url=quay.io/x\n"));
-        assert!(e.iter().any(|m| m.contains("conflicts with `ostreesetup`")), "{e:?}");
+        assert!(
+            e.iter().any(|m| m.contains("conflicts with `ostreesetup`")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -410,6 +418,12 @@ poweroff
         );
         let r = lint(&text, Path::new("t.ks"), "F41").unwrap();
         assert!(!r.has_errors(), "{:?}", r.findings);
-        assert!(r.warnings().next().unwrap().message.contains("%pre at t.ks:7"));
+        assert!(
+            r.warnings()
+                .next()
+                .unwrap()
+                .message
+                .contains("%pre at t.ks:7")
+        );
     }
 }

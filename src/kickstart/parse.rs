@@ -49,7 +49,9 @@ pub struct SourceLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IncludeProblem {
     /// No file at any of the places looked.
-    Missing { looked: Vec<PathBuf> },
+    Missing {
+        looked: Vec<PathBuf>,
+    },
     Unreadable(String),
     /// The file includes itself, directly or not.
     Loop,
@@ -393,7 +395,9 @@ pub fn parse(lines: &[SourceLine]) -> Parsed {
             let first = trimmed.split_whitespace().next().unwrap_or("");
             if first == "%end" {
                 section.end = Some(line.origin.clone());
-                parsed.items.push(Item::Section(open.take().expect("open section")));
+                parsed
+                    .items
+                    .push(Item::Section(open.take().expect("open section")));
                 continue;
             }
             if !SECTIONS.contains(&first) {
@@ -401,7 +405,9 @@ pub fn parse(lines: &[SourceLine]) -> Parsed {
                 continue;
             }
             // A new section header while one is open: the open one lacks its %end.
-            parsed.items.push(Item::Section(open.take().expect("open section")));
+            parsed
+                .items
+                .push(Item::Section(open.take().expect("open section")));
         }
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
@@ -474,8 +480,14 @@ mod tests {
         let cases: &[(&str, &[&str])] = &[
             ("a --url=http://x/#frag b", &["a", "--url=http://x/"]),
             (r#"a "b#c" d\ e"#, &["a", "b#c", "d e"]),
-            (r#"bootloader --append="console=ttyS0 quiet""#, &["bootloader", "--append=console=ttyS0 quiet"]),
-            (r#"x 'it''s' "q\"uote" "a\b""#, &["x", "its", "q\"uote", "a\\b"]),
+            (
+                r#"bootloader --append="console=ttyS0 quiet""#,
+                &["bootloader", "--append=console=ttyS0 quiet"],
+            ),
+            (
+                r#"x 'it''s' "q\"uote" "a\b""#,
+                &["x", "its", "q\"uote", "a\\b"],
+            ),
             ("  # only a comment", &[]),
             (r#"x """#, &["x", ""]),
         ];
@@ -513,7 +525,9 @@ mod tests {
 
     #[test]
     fn options() {
-        let p = parse(&lines("ostreesetup --osname=a --url http://x/ --nogpg --ref=r\n"));
+        let p = parse(&lines(
+            "ostreesetup --osname=a --url http://x/ --nogpg --ref=r\n",
+        ));
         let c = p.commands().next().unwrap();
         assert_eq!(c.option("--osname"), Some("a"));
         assert_eq!(c.option("--url"), Some("http://x/"));
@@ -532,7 +546,13 @@ mod tests {
         let texts: Vec<_> = flat.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(
             texts,
-            ["text", "zerombr", "%include main.ks", "%include gone.ks", "poweroff"]
+            [
+                "text",
+                "zerombr",
+                "%include main.ks",
+                "%include gone.ks",
+                "poweroff"
+            ]
         );
         assert_eq!(flat.lines[1].origin.file.file_name().unwrap(), "part.ks");
         assert_eq!(flat.lines[1].origin.line, 1);
