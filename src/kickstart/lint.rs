@@ -318,9 +318,9 @@ fn check_last_action(parsed: &Parsed, report: &mut LintReport) -> Option<String>
     };
     let fix = match last.name() {
         "reboot" => Some(
-            "`reboot` as the last action: under direct kernel boot the VM would boot back \
-             into the installer and install again in a loop; replace it with `poweroff` \
-             (the install stage runs QEMU with -no-reboot and waits for it to exit)",
+            "`reboot` as the last action: with direct kernel boot the VM restarts into the \
+             installer and installs again in a loop; replace it with `poweroff` (or \
+             `shutdown`), which ends the VM so the install stage knows it finished",
         ),
         "halt" => Some(
             "`halt` as the last action: the VM stops without powering off, so QEMU never \

@@ -174,7 +174,7 @@ pub fn render_template(template: &Path, dirs: &[PathBuf], ctx: &Value) -> Result
         .and_then(|t| t.render(minijinja::value::Serde(ctx)));
     result.map_err(|e| {
         let map = found.lock().expect("template map");
-        describe_error(&e, &map, dirs)
+        describe_error(&e, &map, dirs, ctx)
     })
 }
 
@@ -202,24 +202,34 @@ fn describe_error(
     err: &Error,
     found: &BTreeMap<String, PathBuf>,
     dirs: &[PathBuf],
+    ctx: &Value,
 ) -> anyhow::Error {
     // The innermost minijinja error carries the partial's name and line.
     let mut inner = err;
     while let Some(src) = std::error::Error::source(inner).and_then(|s| s.downcast_ref::<Error>()) {
         inner = src;
     }
-    let file = inner
-        .name()
-        .map(|n| {
-            found
-                .get(n)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| n.to_string())
-        })
-        .unwrap_or_else(|| "<template>".into());
-    let loc = match inner.line() {
-        Some(l) => format!("{file}:{l}"),
-        None => file,
+    let location = |e: &Error| {
+        let file = e
+            .name()
+            .map(|n| {
+                found
+                    .get(n)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| n.to_string())
+            })
+            .unwrap_or_else(|| "<template>".into());
+        match e.line() {
+            Some(l) => format!("{file}:{l}"),
+            None => file,
+        }
+    };
+    let loc = location(inner);
+    let outer = location(err);
+    let called_from = if outer != loc {
+        format!(" (reached from {outer})")
+    } else {
+        String::new()
     };
     let snippet = inner
         .template_source()
@@ -228,12 +238,26 @@ fn describe_error(
         .map(|s| s.trim().to_string());
     let what = match inner.kind() {
         ErrorKind::UndefinedError => {
-            let expr = snippet.clone().unwrap_or_default();
-            format!(
-                "undefined variable `{expr}` (set it in kickstart.vars of the image definition, \
-                 or pass --set {}=VALUE)",
-                expr.split(['|', ' ', '(', '[']).next().unwrap_or(&expr)
-            )
+            // minijinja does not say which name was undefined (its span often covers only
+            // the filter that received it), so find it: the first dotted name on the line
+            // that does not resolve in the context.
+            let line_text = inner
+                .template_source()
+                .zip(inner.line())
+                .and_then(|(src, l)| src.lines().nth(l - 1))
+                .unwrap_or("");
+            match undefined_name(line_text, ctx) {
+                Some(name) => format!(
+                    "undefined variable `{name}` in `{}` (set it in kickstart.vars of the image \
+                     definition, or pass --set {name}=VALUE)",
+                    line_text.trim()
+                ),
+                None => format!(
+                    "undefined value in `{}`{}",
+                    line_text.trim(),
+                    snippet.map(|s| format!(" (at `{s}`)")).unwrap_or_default()
+                ),
+            }
         }
         ErrorKind::TemplateNotFound => format!(
             "{} (looked in {})",
@@ -254,7 +278,133 @@ fn describe_error(
             snippet.map(|s| format!(" in `{s}`")).unwrap_or_default()
         ),
     };
-    anyhow!("{loc}: {what}")
+    anyhow!("{loc}: {what}{called_from}")
+}
+
+/// Template keywords and literals that look like names.
+const KEYWORDS: &[&str] = &[
+    "if",
+    "elif",
+    "else",
+    "endif",
+    "for",
+    "endfor",
+    "in",
+    "not",
+    "and",
+    "or",
+    "is",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+    "set",
+    "endset",
+    "import",
+    "from",
+    "as",
+    "macro",
+    "endmacro",
+    "call",
+    "endcall",
+    "include",
+    "extends",
+    "block",
+    "endblock",
+    "with",
+    "endwith",
+    "filter",
+    "endfilter",
+    "loop",
+    "namespace",
+    "ignore",
+    "missing",
+];
+
+/// The first dotted name in the template expressions of `line` that does not resolve in
+/// `ctx`, cut after its first missing part (`ostree.url`, not `ostree.url.host`).
+fn undefined_name(line: &str, ctx: &Value) -> Option<String> {
+    // Only the text inside {{ }} and {% %} is template code.
+    let mut code = String::new();
+    let mut rest = line;
+    let mut any = false;
+    while let Some(start) = rest.find(['{']) {
+        let after = &rest[start + 1..];
+        let close = match after.chars().next() {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                rest = after;
+                continue;
+            }
+        };
+        any = true;
+        let body = &after[1..];
+        let end = body.find(close).unwrap_or(body.len());
+        code.push_str(&body[..end]);
+        code.push(' ');
+        rest = &body[end..];
+    }
+    if !any {
+        code = line.to_string();
+    }
+    let chars: Vec<char> = code.chars().collect();
+    let mut i = 0;
+    let mut prev = ' ';
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == '"' || c == '\'' {
+            quote = Some(c);
+            i += 1;
+            continue;
+        }
+        if !(c.is_ascii_alphabetic() || c == '_') || prev == '.' {
+            if !c.is_whitespace() {
+                prev = c;
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len()
+            && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '.')
+        {
+            i += 1;
+        }
+        let name: String = chars[start..i]
+            .iter()
+            .collect::<String>()
+            .trim_end_matches('.')
+            .to_string();
+        let next = chars[i..].iter().find(|c| !c.is_whitespace()).copied();
+        let is_filter = prev == '|';
+        let is_call = next == Some('(');
+        let is_keyword_arg = next == Some('=') && chars.get(i + 1) != Some(&'=');
+        prev = 'a';
+        if is_filter || is_call || is_keyword_arg || KEYWORDS.contains(&name.as_str()) {
+            continue;
+        }
+        let mut cur = ctx;
+        let mut resolved = Vec::new();
+        for part in name.split('.') {
+            resolved.push(part);
+            match cur.get(part) {
+                Some(v) => cur = v,
+                None => return Some(resolved.join(".")),
+            }
+        }
+    }
+    None
 }
 
 /// Characters that never need quoting, in either the shell or kickstart.
@@ -334,6 +484,24 @@ mod tests {
             super::super::parse::split(&format!("bootloader --append={quoted}")).unwrap(),
             ["bootloader", &format!("--append={v}")]
         );
+    }
+
+    #[test]
+    fn finds_the_undefined_name() {
+        let ctx = serde_json::json!({"ostree": {"osname": "a"}, "lang": "en"});
+        let cases = [
+            ("lang {{ lang }} {{ hostnme | upper }}", Some("hostnme")),
+            ("--url={{ ostree.url | ks_quote }}", Some("ostree.url")),
+            (
+                "{{ m.setup(ostree, gpg=false) }} {{ server.address.port }}",
+                Some("server"),
+            ),
+            ("{% if 'x' in lang %}{{ ostree.osname }}{% endif %}", None),
+            ("{{ \"lit.eral\" ~ lang }}", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(undefined_name(line, &ctx).as_deref(), want, "{line}");
+        }
     }
 
     #[test]
