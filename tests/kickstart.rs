@@ -597,3 +597,86 @@ fn failed_render_keeps_the_previous_output() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn render_takes_the_ref_from_the_treefile() {
+    let image = root().join("kickstarts/fedora-atomic-cloud/image.yaml");
+    let out = bin()
+        .args(["kickstart", "render"])
+        .arg(&image)
+        .args(["--set", &format!("ostree.url={URL}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let ks = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        ks.contains("--ref=fedora/41/x86_64/atomic-host --nogpg"),
+        "{ks}"
+    );
+    // Without a URL the error says how to give one.
+    let out = bin()
+        .args(["kickstart", "render"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("--set ostree.url=VALUE"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Speed of our lint against ksvalidator on the same rendered kickstarts, each run as a
+/// process (what a user or the pipeline pays). Run with:
+///   cargo test --release --test kickstart -- --ignored --nocapture bench_lint_vs_ksvalidator
+#[test]
+#[ignore]
+fn bench_lint_vs_ksvalidator() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for image in shipped_images() {
+        let def = ImageDefinition::load(&image).unwrap();
+        let file = dir.path().join(format!("{}.ks", def.name));
+        std::fs::write(&file, kickstart::render(&def, &pipeline(), &[]).unwrap()).unwrap();
+        files.push(file);
+    }
+    const RUNS: u32 = 10;
+    let time = |f: &dyn Fn(&Path)| {
+        let start = Instant::now();
+        for _ in 0..RUNS {
+            for file in &files {
+                f(file);
+            }
+        }
+        start.elapsed() / (RUNS * files.len() as u32)
+    };
+    let ours = time(&|file| {
+        let out = bin()
+            .args(["kickstart", "lint", "--no-ksvalidator", "--version", "F41"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    });
+    let theirs = time(&|file| assert!(run_ksvalidator(file, "F41").status.success()));
+    let in_process = {
+        let texts: Vec<_> = files
+            .iter()
+            .map(|f| (std::fs::read_to_string(f).unwrap(), f))
+            .collect();
+        let start = Instant::now();
+        for _ in 0..1000 {
+            for (t, f) in &texts {
+                assert!(!kickstart::lint(t, f, "F41").unwrap().has_errors());
+            }
+        }
+        start.elapsed() / (1000 * texts.len() as u32)
+    };
+    println!(
+        "per kickstart: atomic-factory kickstart lint --no-ksvalidator {ours:?}, \
+         ksvalidator -v F41 {theirs:?} (ratio {:.1}x); kickstart::lint in-process {in_process:?}",
+        theirs.as_secs_f64() / ours.as_secs_f64()
+    );
+}

@@ -1,12 +1,11 @@
 //! Command-line arguments for `kickstart render` and `kickstart lint`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use super::lint::LintReport;
-use super::{ksvalidator, lint, parse, render};
+use super::{ksvalidator, render};
 use crate::pipeline::definition::ImageDefinition;
 
 #[derive(Debug, Subcommand)]
@@ -88,14 +87,14 @@ pub fn run(cmd: KickstartCommand) -> Result<()> {
 fn render_cmd(args: RenderArgs) -> Result<()> {
     let def = ImageDefinition::load(&args.image)?;
     let pipeline = render::PipelineVars {
-        ostree_ref: treefile_ref(&def)?,
+        ostree_ref: render::treefile_ref(&def)?,
         ..Default::default()
     };
     let mut text = render::render(&def, &pipeline, &args.set)
         .with_context(|| format!("rendering the kickstart of {}", args.image.display()))?;
     if args.flatten {
         let template = def.resolve(&def.kickstart.template);
-        text = flatten_text(&text, &template)?;
+        text = render::flatten(&text, &template)?;
     }
     match &args.output {
         Some(out) => render::write_atomic(out, &text)?,
@@ -104,50 +103,20 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
     Ok(())
 }
 
-/// Inline `%include`s of rendered `text`; relative paths are relative to the template.
-pub fn flatten_text(text: &str, template: &Path) -> Result<String> {
-    let flat = parse::flatten(text, template);
-    if let Some(e) = flat.include_errors.first() {
-        bail!("{}: {e}", e.origin);
-    }
-    Ok(flat.text())
-}
-
-/// The `ref:` of the definition's treefile, when the treefile exists and has one.
-pub fn treefile_ref(def: &ImageDefinition) -> Result<Option<String>> {
-    if def.ostree.ref_.is_some() {
-        return Ok(None);
-    }
-    let path = def.resolve(&def.compose.treefile);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading treefile {}", path.display())),
-    };
-    #[derive(serde::Deserialize)]
-    struct RefOnly {
-        #[serde(rename = "ref")]
-        ref_: Option<String>,
-    }
-    let parsed: RefOnly =
-        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(parsed.ref_)
-}
-
 fn lint_cmd(args: LintArgs) -> Result<()> {
     let validator = if args.no_ksvalidator {
         None
     } else {
         args.ksvalidator.clone().or_else(ksvalidator::find)
     };
-    let report = lint_file(&args.kickstart, &args.version, validator.as_deref())?;
+    let report = super::lint_file(&args.kickstart, &args.version, validator.as_deref())?;
     for f in &report.findings {
         println!("{f}");
     }
     let errors = report.errors().count();
     let warnings = report.warnings().count();
     let validated = match &report.ksvalidator {
-        Some(p) => format!("our rules and {} -v {}", p.display(), report.version),
+        Some(p) => format!("our rules and {} ({})", p.display(), report.version),
         None => format!(
             "our rules only (ksvalidator not found: run vm/prepare or pass --ksvalidator) for {}",
             report.version
@@ -161,20 +130,4 @@ fn lint_cmd(args: LintArgs) -> Result<()> {
         bail!("{}: {errors} kickstart error(s)", args.kickstart.display());
     }
     Ok(())
-}
-
-/// Lint a kickstart file with our rules and, when `validator` is given, ksvalidator's.
-pub fn lint_file(path: &Path, version: &str, validator: Option<&Path>) -> Result<LintReport> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading kickstart {}", path.display()))?;
-    let v = super::commands::SyntaxVersion::parse(version)?;
-    let flat = parse::flatten(&text, path);
-    let mut report = lint::lint_flattened(&flat, path, v);
-    if let Some(validator) = validator {
-        let found = ksvalidator::run(validator, &flat, path, v.name)?;
-        report.findings.extend(found);
-        report.ksvalidator = Some(validator.to_path_buf());
-        report.sort();
-    }
-    Ok(report)
 }

@@ -462,6 +462,36 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Inline `%include`s of rendered `text`; relative paths are relative to the template.
+pub fn flatten(text: &str, template: &Path) -> Result<String> {
+    let flat = super::parse::flatten(text, template);
+    if let Some(e) = flat.include_errors.first() {
+        bail!("{}: {e}", e.origin);
+    }
+    Ok(flat.text())
+}
+
+/// The `ref:` of the definition's treefile, when the treefile exists and has one.
+pub fn treefile_ref(def: &ImageDefinition) -> Result<Option<String>> {
+    if def.ostree.ref_.is_some() {
+        return Ok(None);
+    }
+    let path = def.resolve(&def.compose.treefile);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading treefile {}", path.display())),
+    };
+    #[derive(serde::Deserialize)]
+    struct RefOnly {
+        #[serde(rename = "ref")]
+        ref_: Option<String>,
+    }
+    let parsed: RefOnly =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(parsed.ref_)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
