@@ -231,7 +231,7 @@ fn backing_chain_is_flattened_with_relative_names_resolved_next_to_the_image() {
     let mid = d.join("mid.qcow2");
     let top = d.join("top.qcow2");
     // Relative names, and a top that is larger than its backing file.
-    sh(&mut cmd(
+    sh(cmd(
         "qemu-img",
         &[
             "create",
@@ -256,7 +256,7 @@ fn backing_chain_is_flattened_with_relative_names_resolved_next_to_the_image() {
             s(&mid),
         ],
     ));
-    sh(&mut cmd(
+    sh(cmd(
         "qemu-img",
         &[
             "create",
@@ -610,7 +610,7 @@ fn checksum_verifies_with_sha256sum_and_manifest_describes_the_image() {
         .split_once(") = ")
         .unwrap();
     fs::write(pub_dir.join("sums"), format!("{hex}  {name}\n")).unwrap();
-    sh(&mut cmd("sha256sum", &["-c", "sums"]).current_dir(&pub_dir));
+    sh(cmd("sha256sum", &["-c", "sums"]).current_dir(&pub_dir));
 
     let m: serde_json::Value =
         serde_json::from_slice(&fs::read(pub_dir.join("manifest.json")).unwrap()).unwrap();

@@ -330,7 +330,7 @@ impl Qcow2Image {
         let mut used: Vec<(u64, u64, &'static str)> = vec![(0, 1, "the header")];
         let l1_bytes = h.l1_size as usize * 8;
         ensure!(
-            h.l1_table_offset % cs == 0,
+            h.l1_table_offset.is_multiple_of(cs),
             "the L1 table offset {:#x} is not cluster-aligned",
             h.l1_table_offset
         );
@@ -349,7 +349,7 @@ impl Qcow2Image {
                 continue;
             }
             ensure!(
-                off % cs == 0,
+                off.is_multiple_of(cs),
                 "L1 entry {i} points to an unaligned L2 table at {off:#x}"
             );
             let raw = self.read_host(off, cs as usize, &format!("the L2 table of L1 entry {i}"))?;
@@ -379,7 +379,7 @@ impl Qcow2Image {
                         continue;
                     }
                     ensure!(
-                        off % cs == 0,
+                        off.is_multiple_of(cs),
                         "the data cluster at guest offset {guest:#x} has an unaligned host offset {off:#x}"
                     );
                     // Only the part inside the virtual disk has to exist in the file.
@@ -411,7 +411,7 @@ impl Qcow2Image {
         let h = &self.header;
         let cs = self.cs();
         ensure!(
-            h.refcount_table_offset % cs == 0,
+            h.refcount_table_offset.is_multiple_of(cs),
             "the refcount table offset {:#x} is not cluster-aligned",
             h.refcount_table_offset
         );
@@ -439,11 +439,12 @@ impl Qcow2Image {
             if boff == 0 {
                 return Ok(0);
             }
-            if !blocks.contains_key(&bi) {
-                let b = self.read_host(boff, cs as usize, &format!("refcount block {bi}"))?;
-                blocks.insert(bi, b);
-            }
-            let b = &blocks[&bi];
+            let b = match blocks.entry(bi) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(self.read_host(boff, cs as usize, &format!("refcount block {bi}"))?)
+                }
+            };
             let idx = cluster % per_block;
             let bit = idx * bits;
             let v = match bits {
@@ -575,7 +576,8 @@ mod tests {
 
     #[test]
     fn header_errors_say_what_is_wrong() {
-        let cases: &[(&dyn Fn(&mut Vec<u8>), &str)] = &[
+        type Mutation<'a> = (&'a dyn Fn(&mut Vec<u8>), &'a str);
+        let cases: &[Mutation] = &[
             (&|h| h[0] = b'X', "bad magic"),
             (&|h| h.truncate(50), "too short"),
             (&|h| h[7] = 9, "unsupported qcow2 version 9"),
