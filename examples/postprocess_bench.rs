@@ -61,12 +61,26 @@ fn build_input(dir: &Path) -> Result<PathBuf> {
     Ok(img)
 }
 
-fn timed(label: &str, f: impl FnOnce() -> Result<()>) -> Result<f64> {
-    let t = Instant::now();
+/// CPU seconds (user + system) used so far by this process and by its waited-for children.
+fn cpu_seconds() -> f64 {
+    let mut total = 0.0;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage only writes the struct we pass.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut ru) };
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        total += tv(ru.ru_utime) + tv(ru.ru_stime);
+    }
+    total
+}
+
+/// Wall and CPU seconds of `f`. The machine is shared, so CPU time is the steadier figure.
+fn timed(label: &str, f: impl FnOnce() -> Result<()>) -> Result<(f64, f64)> {
+    let (t, c) = (Instant::now(), cpu_seconds());
     f()?;
-    let s = t.elapsed().as_secs_f64();
-    eprintln!("{label:<40} {s:8.2} s");
-    Ok(s)
+    let (s, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
+    eprintln!("{label:<40} {s:8.2} s wall {cpu:8.2} s cpu");
+    Ok((s, cpu))
 }
 
 fn size(p: &Path) -> Result<u64> {
@@ -95,7 +109,7 @@ fn main() -> Result<()> {
             .arg(&input)
             .arg(out("qemu-w.qcow2")))
     })?;
-    let ours = |c: Compression, name: &str| -> Result<f64> {
+    let ours = |c: Compression, name: &str| -> Result<(f64, f64)> {
         let mut cfg = PostprocessConfig::new(&input, out(name));
         cfg.compression = c;
         cfg.quiet = true;
@@ -118,6 +132,7 @@ fn main() -> Result<()> {
         size(&out("ours-zlib.qcow2"))?,
         size(&out("ours-zstd.qcow2"))?,
     );
+    let ((q, qc), (qw, qwc), (z, zc), (zs, zsc)) = (q, qw, z, zs);
     let best = q.min(qw);
     println!(
         "input: {} ({} MiB file)",
@@ -139,6 +154,14 @@ fn main() -> Result<()> {
     println!(
         "zlib size vs qemu-img: {:.3}x, target <= 1.02x",
         sz as f64 / sq as f64
+    );
+    println!(
+        "cpu seconds: qemu-img {qc:.1} | qemu-img -W {qwc:.1} | ours zlib {zc:.1} | ours zstd {zsc:.1}; load average {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .next()
+            .unwrap_or("?")
     );
     println!(
         "zstd speed-up vs the faster qemu-img zlib run: {:.2}x, target >= 3x",

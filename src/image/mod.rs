@@ -187,6 +187,7 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         .try_clone()
         .context("opening the temporary output")?;
     let mut progress = progress::Progress::new(size, cfg.quiet);
+    let started = std::time::Instant::now();
     let what = || format!("writing {}", cfg.output.display());
     let (stats, file_size) = match cfg.format {
         OutputFormat::Qcow2 => {
@@ -210,13 +211,19 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         }
     };
     drop(progress);
+    tracing::info!(
+        "image written and synced in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("setting permissions on {}", tmp.path().display()))?;
     tmp.persist(&cfg.output)
         .with_context(|| format!("renaming the finished image to {}", cfg.output.display()))?;
     sync_dir(&dir)?;
 
+    let hashing = std::time::Instant::now();
     let sha256 = checksum::sha256_file(&cfg.output)?;
+    tracing::info!("sha256 in {:.2} s", hashing.elapsed().as_secs_f64());
     let checksum_path = cfg.checksum.clone().unwrap_or_else(|| dir.join("CHECKSUM"));
     write_atomic(
         &checksum_path,

@@ -216,7 +216,9 @@ impl Qcow2Writer {
         );
         file.write_all_at(&header, 0)
             .context("writing the image header")?;
+        let syncing = std::time::Instant::now();
         file.sync_all().context("syncing the image")?;
+        tracing::info!("fsync in {:.2} s", syncing.elapsed().as_secs_f64());
         Ok((file, self.pos))
     }
 }
