@@ -73,7 +73,7 @@ impl Header {
         );
         ensure!(
             buf[0..4] == MAGIC,
-            "bad magic {:02x?}: not a qcow2 image",
+            "bad magic {:02x?}: not a qcow2 image (for a raw disk pass --input-format raw)",
             &buf[0..4]
         );
         let version = be32(buf, 4);
