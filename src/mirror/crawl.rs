@@ -121,10 +121,7 @@ async fn fetch_sha256(client: &HttpClient, url: &str) -> Result<String, String> 
     let mut url = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-        let resp = client
-            .get(uri)
-            .await
-            .map_err(|e| format!("{}", error_chain(&e)))?;
+        let resp = client.get(uri).await.map_err(|e| error_chain(&e))?;
         let status = resp.status();
         if status.is_redirection()
             && let Some(loc) = resp.headers().get(hyper::header::LOCATION)

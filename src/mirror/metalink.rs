@@ -32,7 +32,7 @@ pub fn failure(message: &str, now: SystemTime) -> String {
     let _ = write!(
         out,
         "<!-- {}\n-->\n</metalink>\n",
-        message.replace("--", "- -")
+        message.trim_end().replace("--", "- -")
     );
     out
 }
@@ -104,7 +104,7 @@ pub fn render(
                 "    <url protocol=\"{s}\" type=\"{s}\" location=\"{c}\" preference=\"{preference}\">{u}</url>",
                 s = url.scheme,
                 c = mirror.country.0,
-                u = escape(&url.join(&file_path)),
+                u = escape(url.join(&file_path)),
             );
         }
     }

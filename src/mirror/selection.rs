@@ -32,7 +32,7 @@ pub struct Selection {
 /// any URL a client can download from (rsync is never handed out alone).
 pub fn has_usable_url(m: &MirrorConfig, protocols: Option<&[String]>) -> bool {
     m.urls.iter().any(|u| match protocols {
-        Some(p) => p.iter().any(|s| *s == u.scheme),
+        Some(p) => p.contains(&u.scheme),
         None => u.scheme != "rsync",
     })
 }
