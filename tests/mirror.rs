@@ -90,13 +90,38 @@ async fn count(
 
 impl StaticMirror {
     fn start(rt: &tokio::runtime::Runtime, dir: &Path) -> StaticMirror {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        Self::serve(rt, dir, listener)
+    }
+
+    /// A mirror on a port below the kernel's ephemeral range, so that once it is killed no
+    /// other test's `bind(:0)` can reuse the port: it stays closed.
+    fn start_killable(rt: &tokio::runtime::Runtime, dir: &Path) -> StaticMirror {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64
+            ^ u64::from(std::process::id()) << 8;
+        for i in 0..1000u64 {
+            let port = 20000 + ((seed + i * 7919) % 12000) as u16;
+            if let Ok(l) = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", port))) {
+                return Self::serve(rt, dir, l);
+            }
+        }
+        panic!("no free port in 20000-31999");
+    }
+
+    fn serve(
+        rt: &tokio::runtime::Runtime,
+        dir: &Path,
+        listener: tokio::net::TcpListener,
+    ) -> StaticMirror {
         let hits = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new()
             .fallback_service(tower_http::services::ServeDir::new(dir))
             .layer(axum::middleware::from_fn_with_state(hits.clone(), count));
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = rt.spawn(async move {
@@ -242,7 +267,7 @@ impl World {
         assert_ne!(old_rev, new_rev);
         copy_tree(&d.join("master/pub"), &d.join("good/pub"));
         copy_tree(&d.join("master/pub"), &d.join("dead/pub"));
-        let dead = StaticMirror::start(&rt, &d.join("dead"));
+        let dead = StaticMirror::start_killable(&rt, &d.join("dead"));
         let stale = StaticMirror::start(&rt, &d.join("stale"));
         let good = StaticMirror::start(&rt, &d.join("good"));
         let mirrors_yaml = d.join("mirrors.yaml");
