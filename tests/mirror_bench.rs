@@ -29,6 +29,24 @@ fn require(tool: &str) {
     assert!(ok, "`{tool}` is missing: run vm/prepare to install it");
 }
 
+/// utime + stime of a process, in clock ticks (100 Hz on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" of the command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -184,7 +202,11 @@ fn metalink_throughput_latency_and_memory() {
         }
         samples
     });
+    let load_before = loadavg();
+    let ticks_before = cpu_ticks(pid);
     let (rps, p99, text) = wrk(&url, secs);
+    let cpu_secs = (cpu_ticks(pid) - ticks_before) as f64 / 100.0;
+    let requests = rps * secs as f64;
     let samples = sampler.join().unwrap();
     let rss_end = rss_kib(pid);
     drop(server);
@@ -236,6 +258,13 @@ fn metalink_throughput_latency_and_memory() {
         "python3 -m http.server, same document as a static file: {ref_rps:.0} req/s, p99 {ref_p99:.2} ms"
     );
     println!("ratio (ours / python static): {:.1}x", rps / ref_rps);
+    let us_per_req = cpu_secs * 1e6 / requests;
+    println!(
+        "server CPU: {cpu_secs:.1} s for {requests:.0} requests = {us_per_req:.1} us/request \
+         (capacity on 2 free cores ~ {:.0} req/s); load average before/after: {load_before} / {}",
+        2e6 / us_per_req,
+        loadavg()
+    );
     println!(
         "memory: {first} KiB at 5 s -> {rss_end} KiB at {secs} s ({:+.1}%): {}",
         (growth - 1.0) * 100.0,
