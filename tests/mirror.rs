@@ -670,6 +670,39 @@ fn scan_finds_every_repository_and_ignores_decoys() {
         changed["alternates"][0]["sha256"].as_str().unwrap(),
         old_sha
     );
+
+    // The yum repository gets a repomd.xml metalink by repo= and arch=.
+    let mirrors = dir.path().join("mirrors.yaml");
+    std::fs::write(
+        &mirrors,
+        "mirrors:\n  - {name: m, urls: [http://m.example/], country: DE, always_up_to_date: true}\n",
+    )
+    .unwrap();
+    let doc = run(Command::new(BIN)
+        .args([
+            "mirror",
+            "metalink",
+            "--repo",
+            "fedora-39",
+            "--arch",
+            "x86_64",
+            "--mirrors",
+        ])
+        .arg(&mirrors)
+        .arg("--state")
+        .arg(&state));
+    let repomd = yum.join("repodata/repomd.xml");
+    assert!(doc.contains("<file name=\"repomd.xml\">"), "{doc}");
+    assert!(
+        doc.contains(&format!(
+            "<hash type=\"sha256\">{}</hash>",
+            digest("sha256sum", &repomd)
+        )),
+        "{doc}"
+    );
+    assert!(doc.contains(
+        ">http://m.example/pub/fedora/linux/releases/39/Everything/x86_64/os/repodata/repomd.xml</url>"
+    ), "{doc}");
 }
 
 #[test]
