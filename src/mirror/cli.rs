@@ -122,7 +122,8 @@ fn serve_help() -> String {
          /metalink?path=P          the same for a folder or file path\n  \
          /mirrorlist?repo=R&arch=A MirrorManager's text list (also path=)\n\
          Parameters: country=CC[,CC|global], netblock=0, protocol=https,http, ip=ADDR, redirect, \
-         time. Mirrors: netblock match, then country, continent, then global; up to date only; \
+         time. The client address is ip=, else the last X-Forwarded-For entry (as MirrorManager; \
+         put the server behind your proxy), else the peer. Mirrors: netblock match, then country, continent, then global; up to date only; \
          ordered by preference. Both files are re-read when they change.\n\n{MIRRORS_YAML_HELP}\n\n\
          Examples:\n  atomic-factory mirror serve --mirrors mirrors.yaml --state state.json \
          --listen 127.0.0.1:3000\n  ostree remote add --no-gpg-verify \
