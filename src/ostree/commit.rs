@@ -91,6 +91,11 @@ fn read_xattrs(path: &Path) -> Result<Xattrs> {
                 )
             })?
             .unwrap_or_default();
+        // libglnx's xattr reader skips attributes whose value is empty; so must we, or the
+        // content checksum differs from ostree's.
+        if value.is_empty() {
+            continue;
+        }
         out.push((name.as_bytes().to_vec(), value));
     }
     Ok(out)

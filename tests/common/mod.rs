@@ -205,9 +205,10 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
         let mut xattrs: Vec<String> = xattr::list(e.path())
             .unwrap()
             .filter(|n| n.to_string_lossy().starts_with("user."))
-            .map(|n| {
+            .filter_map(|n| {
                 let v = xattr::get(e.path(), &n).unwrap().unwrap_or_default();
-                format!("{}={}", n.to_string_lossy(), hex::encode(v))
+                // ostree (libglnx) drops xattrs with an empty value when committing.
+                (!v.is_empty()).then(|| format!("{}={}", n.to_string_lossy(), hex::encode(v)))
             })
             .collect();
         xattrs.sort();
