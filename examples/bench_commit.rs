@@ -138,12 +138,14 @@ fn main() -> Result<()> {
     }
     let mut files = 20_000usize;
     let mut total_mib = 1024u64;
+    let mut generate_only = false;
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--files" => files = it.next().context("--files N")?.parse()?,
             "--total-mib" => total_mib = it.next().context("--total-mib M")?.parse()?,
-            _ => bail!("unknown argument {a}; usage: bench_commit [--files N] [--total-mib M]"),
+            "--generate-only" => generate_only = true,
+            _ => bail!("unknown argument {a}; usage: bench_commit [--files N] [--total-mib M] [--generate-only]"),
         }
     }
     let base = PathBuf::from("/tmp/af-bench-tree");
@@ -161,6 +163,9 @@ fn main() -> Result<()> {
         Command::new("sync").status()?;
         fs::write(base.join("spec"), &spec)?;
         eprintln!("generated {n} bytes in {:?}", t0.elapsed());
+    }
+    if generate_only {
+        return Ok(());
     }
     // Warm the page cache the same way for both tools.
     Command::new("sh")
