@@ -19,7 +19,7 @@ fn build_large_tree(root: &Path) {
         fs::create_dir_all(&dir).unwrap();
         for f in 0..20 {
             let size = match rng.below(10) {
-                0 => 1 << 20 + rng.below(2) as usize, // 1-2 MiB, random
+                0 => (1 << 20) + rng.below(1 << 20) as usize, // 1-2 MiB
                 1..=3 => 4096 + rng.below(200_000) as usize,
                 _ => rng.below(8192) as usize,
             };

@@ -62,6 +62,9 @@ fn tree_with(tmp: &Path, name: &str, make: impl FnOnce(&Path)) -> (PathBuf, Path
     (tree, bad)
 }
 
+/// Creates a special file at the given path.
+type Maker = Box<dyn FnOnce(&Path)>;
+
 fn cpath(p: &Path) -> std::ffi::CString {
     std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
 }
@@ -71,7 +74,7 @@ fn special_files_are_rejected_with_their_path() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     our_init(&repo);
-    let makers: Vec<(&str, &str, Box<dyn FnOnce(&Path)>)> = vec![
+    let makers: Vec<(&str, &str, Maker)> = vec![
         (
             "fifo",
             "is a fifo",
