@@ -145,7 +145,9 @@ fn main() -> Result<()> {
             "--files" => files = it.next().context("--files N")?.parse()?,
             "--total-mib" => total_mib = it.next().context("--total-mib M")?.parse()?,
             "--generate-only" => generate_only = true,
-            _ => bail!("unknown argument {a}; usage: bench_commit [--files N] [--total-mib M] [--generate-only]"),
+            _ => bail!(
+                "unknown argument {a}; usage: bench_commit [--files N] [--total-mib M] [--generate-only]"
+            ),
         }
     }
     let base = PathBuf::from("/tmp/af-bench-tree");
