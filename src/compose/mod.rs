@@ -1,6 +1,8 @@
 //! Compose: RPMs to an ostree commit, following rpm-ostree's treefile format and tree conventions.
 
+pub mod caps;
 pub mod cli;
+pub mod model;
 pub mod package;
 pub mod resolve;
 pub mod sources;
