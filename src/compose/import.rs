@@ -181,7 +181,7 @@ fn import_one(
         for (tpath, digest) in pending {
             let e = &model.entries[&tpath];
             let csum = if matches!(e.node, Node::File { size: 0, .. }) {
-                ctx.repo.write_file(&file_meta(ctx, e), 0, &mut std::io::empty())?
+                ctx.repo.write_file(&file_meta(ctx, e)?, 0, &mut std::io::empty())?
             } else {
                 // Same inode in the package: same bytes and metadata.
                 *by_digest
