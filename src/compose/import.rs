@@ -90,7 +90,11 @@ pub fn import_all(ctx: &ImportCtx<'_>, model: &Model) -> Result<Imported> {
     }
     // Biggest first, so the last package to finish is a small one (better balance).
     let mut order: Vec<usize> = (0..ctx.headers.len()).collect();
-    let size = |i: usize| std::fs::metadata(&ctx.headers[i].info.path).map(|m| m.len()).unwrap_or(0);
+    let size = |i: usize| {
+        std::fs::metadata(&ctx.headers[i].info.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
     order.sort_by_key(|i| std::cmp::Reverse(size(*i)));
     let done = AtomicU64::new(0);
     let results: Vec<Result<Vec<(String, Checksum)>>> = order
@@ -118,18 +122,37 @@ fn import_one(
     let h = &ctx.headers[pi];
     let info = &h.info;
     let nevra = info.nevra();
-    let file = File::open(&info.path).with_context(|| format!("opening package {}", info.path.display()))?;
-    let kind = info.checksum.as_ref().map(|c| c.0.as_str()).unwrap_or("sha256");
-    let state = Rc::new(RefCell::new(HashState { file, hasher: hasher_for(kind)?, bytes: 0 }));
-    let reader = BufReader::with_capacity(256 * 1024, HashingFile { state: state.clone() });
+    let file = File::open(&info.path)
+        .with_context(|| format!("opening package {}", info.path.display()))?;
+    let kind = info
+        .checksum
+        .as_ref()
+        .map(|c| c.0.as_str())
+        .unwrap_or("sha256");
+    let state = Rc::new(RefCell::new(HashState {
+        file,
+        hasher: hasher_for(kind)?,
+        bytes: 0,
+    }));
+    let reader = BufReader::with_capacity(
+        256 * 1024,
+        HashingFile {
+            state: state.clone(),
+        },
+    );
 
     let verify_whole = |state: &Rc<RefCell<HashState>>| -> Result<()> {
-        let Some((kind, want)) = &info.checksum else { return Ok(()) };
+        let Some((kind, want)) = &info.checksum else {
+            return Ok(());
+        };
         let mut s = state.borrow_mut();
         // Hash the rest of the file (trailer bytes the payload reader never asked for).
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = s.file.read(&mut buf).with_context(|| format!("reading {}", info.path.display()))?;
+            let n = s
+                .file
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", info.path.display()))?;
             if n == 0 {
                 break;
             }
@@ -154,11 +177,17 @@ fn import_one(
         while let Some(mut f) = pr.next_file().map_err(|e| anyhow!("{e}"))? {
             let src = f.metadata.path().to_string_lossy().into_owned();
             let Some(tpath) = wanted.get(src.as_str()) else {
-                f.finish().with_context(|| format!("reading payload entry {src}"))?;
+                f.finish()
+                    .with_context(|| format!("reading payload entry {src}"))?;
                 continue;
             };
             let e = &model.entries[*tpath];
-            let Node::File { size, digest, caps, .. } = &e.node else { continue };
+            let Node::File {
+                size, digest, caps, ..
+            } = &e.node
+            else {
+                continue;
+            };
             if !f.has_payload() {
                 pending.push((tpath.to_string(), digest.clone()));
                 continue;
@@ -167,13 +196,17 @@ fn import_one(
                 uid: ctx.uids[&e.user],
                 gid: ctx.gids[&e.group],
                 mode: e.mode,
-                xattrs: caps.iter().map(|c| (b"security.capability".to_vec(), c.clone())).collect(),
+                xattrs: caps
+                    .iter()
+                    .map(|c| (b"security.capability".to_vec(), c.clone()))
+                    .collect(),
             };
             let csum = ctx
                 .repo
                 .write_file(&meta, *size, &mut f)
                 .with_context(|| format!("importing {src}"))?;
-            f.finish().with_context(|| format!("reading payload entry {src}"))?;
+            f.finish()
+                .with_context(|| format!("reading payload entry {src}"))?;
             ctx.progress.add_bytes(*size);
             by_digest.insert(digest.clone(), csum);
             out.push((tpath.to_string(), csum));
@@ -181,19 +214,25 @@ fn import_one(
         for (tpath, digest) in pending {
             let e = &model.entries[&tpath];
             let csum = if matches!(e.node, Node::File { size: 0, .. }) {
-                ctx.repo.write_file(&file_meta(ctx, e)?, 0, &mut std::io::empty())?
+                ctx.repo
+                    .write_file(&file_meta(ctx, e)?, 0, &mut std::io::empty())?
             } else {
                 // Same inode in the package: same bytes and metadata.
-                *by_digest
-                    .get(&digest)
-                    .ok_or_else(|| anyhow!("/{tpath}: the payload carries no content for it (broken hardlink set)"))?
+                *by_digest.get(&digest).ok_or_else(|| {
+                    anyhow!("/{tpath}: the payload carries no content for it (broken hardlink set)")
+                })?
             };
             out.push((tpath, csum));
         }
         // Every wanted file must have come out of the payload.
         if out.len() != wanted.len() {
-            let got: std::collections::HashSet<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
-            let missing: Vec<&&str> = wanted.values().filter(|t| !got.contains(**t)).take(3).collect();
+            let got: std::collections::HashSet<&str> =
+                out.iter().map(|(t, _)| t.as_str()).collect();
+            let missing: Vec<&&str> = wanted
+                .values()
+                .filter(|t| !got.contains(**t))
+                .take(3)
+                .collect();
             bail!("payload lacks files listed in the header: {missing:?}");
         }
         Ok(out)
@@ -209,26 +248,43 @@ fn import_one(
             if info.checksum.is_some() {
                 verify_whole(&state)?;
             }
-            Err(e.context(format!("package {nevra} ({}): reading the payload", info.path.display())))
+            Err(e.context(format!(
+                "package {nevra} ({}): reading the payload",
+                info.path.display()
+            )))
         }
     }
 }
 
 fn file_meta(ctx: &ImportCtx<'_>, e: &super::model::Entry) -> Result<FileMeta> {
-    Ok(FileMeta { uid: ctx.uids[&e.user], gid: ctx.gids[&e.group], mode: e.mode, xattrs: vec![] })
+    Ok(FileMeta {
+        uid: ctx.uids[&e.user],
+        gid: ctx.gids[&e.group],
+        mode: e.mode,
+        xattrs: vec![],
+    })
 }
 
 /// Reads the named files (rpm paths) of one package into memory (small config files such
 /// as /etc/passwd, needed before the import).
 pub fn read_small_files(h: &Header, paths: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
-    let mut pr = rpm::PackageReader::open(&h.info.path)
-        .map_err(|e| anyhow!("package {} ({}): {e}", h.info.nevra(), h.info.path.display()))?;
+    let mut pr = rpm::PackageReader::open(&h.info.path).map_err(|e| {
+        anyhow!(
+            "package {} ({}): {e}",
+            h.info.nevra(),
+            h.info.path.display()
+        )
+    })?;
     let mut out = HashMap::new();
-    while let Some(mut f) = pr.next_file().map_err(|e| anyhow!("{}: {e}", h.info.path.display()))? {
+    while let Some(mut f) = pr
+        .next_file()
+        .map_err(|e| anyhow!("{}: {e}", h.info.path.display()))?
+    {
         let p = f.metadata.path().to_string_lossy().into_owned();
         if paths.contains(&p.as_str()) {
             let mut v = Vec::new();
-            f.read_to_end(&mut v).with_context(|| format!("{}: reading {p}", h.info.path.display()))?;
+            f.read_to_end(&mut v)
+                .with_context(|| format!("{}: reading {p}", h.info.path.display()))?;
             out.insert(p, v);
         }
     }

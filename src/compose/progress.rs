@@ -44,9 +44,11 @@ impl Progress {
         if !self.quiet && std::io::stderr().is_terminal() {
             let b = ProgressBar::new(total);
             b.set_style(
-                ProgressStyle::with_template("{spinner} importing [{bar:30}] {pos}/{len} packages, {msg} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{spinner} importing [{bar:30}] {pos}/{len} packages, {msg} {elapsed}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             self.bar = Some(b);
         }

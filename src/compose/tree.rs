@@ -15,7 +15,9 @@ use super::progress::Progress;
 use super::resolve::{self, Request};
 use super::sources::{self, RepoDef};
 use super::treefile::{self, Treefile};
-use crate::ostree::{Checksum, CommitSpec, DirMeta, FileMeta, MetaValue, Metadata, MutableTree, Repo};
+use crate::ostree::{
+    Checksum, CommitSpec, DirMeta, FileMeta, MetaValue, Metadata, MutableTree, Repo,
+};
 
 /// Options of a compose, mirroring `rpm-ostree compose tree`.
 #[derive(Debug, Clone, Default)]
@@ -72,20 +74,37 @@ fn repo_defs(tf: &Treefile, basearch: &str) -> Result<Vec<RepoDef>> {
     for name in &tf.repos {
         let file = tf.dir.join(format!("{name}.repo"));
         if file.exists() {
-            out.extend(sources::parse_repo_file(&file, basearch, tf.releasever.as_deref())?);
+            out.extend(sources::parse_repo_file(
+                &file,
+                basearch,
+                tf.releasever.as_deref(),
+            )?);
             continue;
         }
         if all_sections.is_none() {
             let mut v = Vec::new();
-            let rd = std::fs::read_dir(&tf.dir).with_context(|| format!("reading {}", tf.dir.display()))?;
+            let rd = std::fs::read_dir(&tf.dir)
+                .with_context(|| format!("reading {}", tf.dir.display()))?;
             let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
             files.sort();
-            for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "repo")) {
-                v.extend(sources::parse_repo_file(f, basearch, tf.releasever.as_deref())?);
+            for f in files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "repo"))
+            {
+                v.extend(sources::parse_repo_file(
+                    f,
+                    basearch,
+                    tf.releasever.as_deref(),
+                )?);
             }
             all_sections = Some(v);
         }
-        match all_sections.as_ref().unwrap().iter().find(|r| &r.id == name) {
+        match all_sections
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|r| &r.id == name)
+        {
             Some(r) => out.push(r.clone()),
             None => bail!(
                 "treefile {}: repos: no {name}.repo file and no [{name}] section in any .repo file in {}",
@@ -95,7 +114,10 @@ fn repo_defs(tf: &Treefile, basearch: &str) -> Result<Vec<RepoDef>> {
         }
     }
     if out.is_empty() {
-        bail!("treefile {}: no enabled repositories; list .repo files in `repos`", tf.files[0].display());
+        bail!(
+            "treefile {}: no enabled repositories; list .repo files in `repos`",
+            tf.files[0].display()
+        );
     }
     Ok(out)
 }
@@ -116,7 +138,8 @@ fn input_hash(tf: &Treefile, pkgs: &[PkgInfo]) -> Result<String> {
     h.update(b"\0");
     for (src, dest) in &tf.add_files {
         let p = tf.dir.join(src);
-        let data = std::fs::read(&p).with_context(|| format!("add-files: reading {}", p.display()))?;
+        let data =
+            std::fs::read(&p).with_context(|| format!("add-files: reading {}", p.display()))?;
         let mode = file_mode(&p)?;
         h.update(format!("{dest}\0{mode:o}\0{}\0", data.len()).as_bytes());
         h.update(&data);
@@ -129,7 +152,11 @@ fn input_hash(tf: &Treefile, pkgs: &[PkgInfo]) -> Result<String> {
 
 fn file_mode(p: &Path) -> Result<u32> {
     use std::os::unix::fs::PermissionsExt;
-    Ok(std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.permissions().mode() & 0o7777)
+    Ok(std::fs::metadata(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .permissions()
+        .mode()
+        & 0o7777)
 }
 
 /// rpm-ostree's `automatic-version-prefix`: PREFIX, then PREFIX.1, PREFIX.2, ... following
@@ -138,7 +165,10 @@ fn next_version(prefix: &str, previous: Option<&str>, timestamp: u64) -> String 
     let prefix = expand_date(prefix, timestamp);
     match previous {
         Some(prev) if prev == prefix => format!("{prefix}.1"),
-        Some(prev) => match prev.strip_prefix(&format!("{prefix}.")).and_then(|n| n.parse::<u64>().ok()) {
+        Some(prev) => match prev
+            .strip_prefix(&format!("{prefix}."))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             Some(n) => format!("{prefix}.{}", n + 1),
             None => prefix,
         },
@@ -147,11 +177,18 @@ fn next_version(prefix: &str, previous: Option<&str>, timestamp: u64) -> String 
 }
 
 fn expand_date(s: &str, ts: u64) -> String {
-    let Some(start) = s.find("<date:") else { return s.to_string() };
-    let Some(end) = s[start..].find('>') else { return s.to_string() };
+    let Some(start) = s.find("<date:") else {
+        return s.to_string();
+    };
+    let Some(end) = s[start..].find('>') else {
+        return s.to_string();
+    };
     let fmt = &s[start + 6..start + end];
     let (y, m, d) = civil_from_days((ts / 86400) as i64);
-    let out = fmt.replace("%Y", &format!("{y:04}")).replace("%m", &format!("{m:02}")).replace("%d", &format!("{d:02}"));
+    let out = fmt
+        .replace("%Y", &format!("{y:04}"))
+        .replace("%m", &format!("{m:02}"))
+        .replace("%d", &format!("{d:02}"));
     format!("{}{}{}", &s[..start], out, &s[start + end + 1..])
 }
 
@@ -178,41 +215,71 @@ fn timestamp(opts: &ComposeOptions) -> Result<u64> {
             .parse()
             .map_err(|_| anyhow!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"));
     }
-    Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs())
 }
 
 /// Composes `treefile` into the archive repository at `repo`, like `rpm-ostree compose tree`.
-pub fn compose_tree(repo_path: &Path, treefile_path: &Path, opts: &ComposeOptions) -> Result<ComposeOutcome> {
+pub fn compose_tree(
+    repo_path: &Path,
+    treefile_path: &Path,
+    opts: &ComposeOptions,
+) -> Result<ComposeOutcome> {
     let t0 = Instant::now();
     let mut progress = Progress::new(opts.quiet);
     let tf = treefile::load(treefile_path)?;
     let Some(oref) = tf.ostree_ref.clone() else {
-        bail!("treefile {}: `ref` is missing (the branch to commit to)", treefile_path.display());
+        bail!(
+            "treefile {}: `ref` is missing (the branch to commit to)",
+            treefile_path.display()
+        );
     };
     let basearch = tf.basearch.clone().unwrap_or_else(host_basearch);
     let arches = [basearch.as_str(), "noarch"];
 
     // Sources.
     let defs = repo_defs(&tf, &basearch)?;
-    let loaded: Vec<Result<Vec<PkgInfo>>> = defs.par_iter().map(|d| sources::load_repo(d, &arches)).collect();
+    let loaded: Vec<Result<Vec<PkgInfo>>> = defs
+        .par_iter()
+        .map(|d| sources::load_repo(d, &arches))
+        .collect();
     let mut pool = Vec::new();
     for l in loaded {
         pool.extend(l?);
     }
     pool.retain(|p| !excluded(&p.name, &tf.exclude_packages));
-    progress.say(&format!("{} packages available in {} repos", pool.len(), defs.len()));
+    progress.say(&format!(
+        "{} packages available in {} repos",
+        pool.len(),
+        defs.len()
+    ));
 
     // Resolve.
     let packages = tf.packages_for(&basearch);
     let repo_packages: Vec<(String, String)> = tf
         .repo_packages
         .iter()
-        .flat_map(|rp| rp.packages.iter().flat_map(|p| p.split_whitespace()).map(|p| (rp.repo.clone(), p.to_string())))
+        .flat_map(|rp| {
+            rp.packages
+                .iter()
+                .flat_map(|p| p.split_whitespace())
+                .map(|p| (rp.repo.clone(), p.to_string()))
+        })
         .collect();
     if packages.is_empty() && repo_packages.is_empty() {
-        bail!("treefile {}: `packages` is empty; nothing to compose", treefile_path.display());
+        bail!(
+            "treefile {}: `packages` is empty; nothing to compose",
+            treefile_path.display()
+        );
     }
-    let resolved = resolve::resolve(&pool, &Request { packages: &packages, repo_packages: &repo_packages })?;
+    let resolved = resolve::resolve(
+        &pool,
+        &Request {
+            packages: &packages,
+            repo_packages: &repo_packages,
+        },
+    )?;
     progress.say(&format!("resolved {} packages", resolved.len()));
     let inputhash = input_hash(&tf, &resolved)?;
 
@@ -220,14 +287,19 @@ pub fn compose_tree(repo_path: &Path, treefile_path: &Path, opts: &ComposeOption
     let repo = Repo::open(repo_path)?;
     let previous = repo.resolve_ref(&oref)?;
     let prev_commit = match &previous {
-        Some(c) => Some(repo.read_commit(c).with_context(|| format!("reading commit {c} of ref {oref}"))?),
+        Some(c) => Some(
+            repo.read_commit(c)
+                .with_context(|| format!("reading commit {c} of ref {oref}"))?,
+        ),
         None => None,
     };
     let meta_str = |m: &Metadata, k: &str| {
-        m.iter().find(|(key, _)| key == k).and_then(|(_, v)| match v {
-            MetaValue::Str(s) => Some(s.clone()),
-            _ => None,
-        })
+        m.iter()
+            .find(|(key, _)| key == k)
+            .and_then(|(_, v)| match v {
+                MetaValue::Str(s) => Some(s.clone()),
+                _ => None,
+            })
     };
     if let (Some(prev), Some(pc)) = (&previous, &prev_commit)
         && !opts.force_nocache
@@ -252,17 +324,25 @@ pub fn compose_tree(repo_path: &Path, treefile_path: &Path, opts: &ComposeOption
         .par_iter()
         .map(|info| {
             let f = std::fs::File::open(&info.path).with_context(|| {
-                format!("package {}: opening {} (listed in the repo metadata)", info.nevra(), info.path.display())
-            })?;
-            let meta = rpm::PackageMetadata::parse(&mut std::io::BufReader::new(f)).map_err(|e| {
-                anyhow!(
-                    "package {} ({}): not a readable RPM: {e}{}",
+                format!(
+                    "package {}: opening {} (listed in the repo metadata)",
                     info.nevra(),
-                    info.path.display(),
-                    checksum_hint(info)
+                    info.path.display()
                 )
             })?;
-            Ok(Header { info: info.clone(), meta })
+            let meta =
+                rpm::PackageMetadata::parse(&mut std::io::BufReader::new(f)).map_err(|e| {
+                    anyhow!(
+                        "package {} ({}): not a readable RPM: {e}{}",
+                        info.nevra(),
+                        info.path.display(),
+                        checksum_hint(info)
+                    )
+                })?;
+            Ok(Header {
+                info: info.clone(),
+                meta,
+            })
         })
         .collect::<Result<_>>()?;
     let mut model = model::build(&headers, tf.documentation.unwrap_or(true))?;
@@ -275,17 +355,36 @@ pub fn compose_tree(repo_path: &Path, treefile_path: &Path, opts: &ComposeOption
     let _lock = repo.lock()?;
     progress.start_import(headers.len() as u64);
     let mut imported = import::import_all(
-        &ImportCtx { repo: &repo, headers: &headers, uids: &uids, gids: &gids, progress: &progress },
+        &ImportCtx {
+            repo: &repo,
+            headers: &headers,
+            uids: &uids,
+            gids: &gids,
+            progress: &progress,
+        },
         &model,
     )?;
     progress.finish();
 
     // rpm-ostree conventions.
-    let version = tf
-        .automatic_version_prefix
-        .as_deref()
-        .map(|p| next_version(p, prev_commit.as_ref().and_then(|c| meta_str(&c.metadata, "version")).as_deref(), ts));
-    let kver = postprocess(&tf, &repo, &headers, &mut model, &mut imported, version.as_deref())?;
+    let version = tf.automatic_version_prefix.as_deref().map(|p| {
+        next_version(
+            p,
+            prev_commit
+                .as_ref()
+                .and_then(|c| meta_str(&c.metadata, "version"))
+                .as_deref(),
+            ts,
+        )
+    });
+    let kver = postprocess(
+        &tf,
+        &repo,
+        &headers,
+        &mut model,
+        &mut imported,
+        version.as_deref(),
+    )?;
 
     // Build and write the tree.
     let (root_tree, root_meta) = write_tree(&repo, &model, &imported, &uids, &gids)?;
@@ -298,7 +397,10 @@ pub fn compose_tree(repo_path: &Path, treefile_path: &Path, opts: &ComposeOption
     for (k, v) in &opts.add_metadata_string {
         md.insert(k.clone(), MetaValue::Str(v.clone()));
     }
-    md.insert("rpmostree.inputhash".into(), MetaValue::Str(inputhash.clone()));
+    md.insert(
+        "rpmostree.inputhash".into(),
+        MetaValue::Str(inputhash.clone()),
+    );
     md.insert(
         "rpmostree.rpmdb.pkglist".into(),
         MetaValue::PkgList(
@@ -306,13 +408,26 @@ pub fn compose_tree(repo_path: &Path, treefile_path: &Path, opts: &ComposeOption
                 .iter()
                 .map(|h| {
                     let e = &h.info.evr;
-                    let epoch = if e.epoch.is_empty() { "0".to_string() } else { e.epoch.clone() };
-                    (h.info.name.clone(), epoch, e.version.clone(), e.release.clone(), h.info.arch.clone())
+                    let epoch = if e.epoch.is_empty() {
+                        "0".to_string()
+                    } else {
+                        e.epoch.clone()
+                    };
+                    (
+                        h.info.name.clone(),
+                        epoch,
+                        e.version.clone(),
+                        e.release.clone(),
+                        h.info.arch.clone(),
+                    )
                 })
                 .collect(),
         ),
     );
-    md.insert("atomic-factory.skipped-scriptlets".into(), MetaValue::StrList(model.scriptlets.clone()));
+    md.insert(
+        "atomic-factory.skipped-scriptlets".into(),
+        MetaValue::StrList(model.scriptlets.clone()),
+    );
     if let Some(v) = &version {
         md.insert("version".into(), MetaValue::Str(v.clone()));
     }
@@ -374,18 +489,34 @@ fn json_to_meta(k: &str, v: &serde_json::Value) -> Result<MetaValue> {
         V::Bool(b) => MetaValue::Bool(*b),
         // rpm-ostree byte-swaps its compose metadata to big-endian.
         V::Number(n) if n.as_u64().is_some() => MetaValue::U64Be(n.as_u64().unwrap()),
-        V::Array(a) if a.iter().all(|x| x.is_string()) => {
-            MetaValue::StrList(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-        }
-        _ => bail!("add-commit-metadata: value of {k:?} must be a string, bool, unsigned number or list of strings"),
+        V::Array(a) if a.iter().all(|x| x.is_string()) => MetaValue::StrList(
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+        ),
+        _ => bail!(
+            "add-commit-metadata: value of {k:?} must be a string, bool, unsigned number or list of strings"
+        ),
     })
 }
 
-fn ids_from_tree(headers: &[Header], model: &Model) -> Result<(BTreeMap<String, u32>, BTreeMap<String, u32>)> {
+fn ids_from_tree(
+    headers: &[Header],
+    model: &Model,
+) -> Result<(BTreeMap<String, u32>, BTreeMap<String, u32>)> {
     let mut uids = BTreeMap::from([("root".to_string(), 0)]);
     let mut gids = BTreeMap::from([("root".to_string(), 0)]);
-    for (tpath, rpm_path, map) in [("usr/etc/passwd", "/etc/passwd", &mut uids), ("usr/etc/group", "/etc/group", &mut gids)] {
-        let Some(Entry { node: Node::File { pkg, .. }, .. }) = model.entries.get(tpath) else { continue };
+    for (tpath, rpm_path, map) in [
+        ("usr/etc/passwd", "/etc/passwd", &mut uids),
+        ("usr/etc/group", "/etc/group", &mut gids),
+    ] {
+        let Some(Entry {
+            node: Node::File { pkg, .. },
+            ..
+        }) = model.entries.get(tpath)
+        else {
+            continue;
+        };
         let files = import::read_small_files(&headers[*pkg], &[rpm_path])?;
         if let Some(data) = files.get(rpm_path) {
             map.extend(model::parse_ids(&String::from_utf8_lossy(data)));
@@ -402,7 +533,10 @@ fn check_ownership(
 ) -> Result<()> {
     for (tpath, e) in &model.entries {
         let Some(o) = e.owner else { continue };
-        for (name, map, kind, file) in [(&e.user, uids, "user", "/etc/passwd"), (&e.group, gids, "group", "/etc/group")] {
+        for (name, map, kind, file) in [
+            (&e.user, uids, "user", "/etc/passwd"),
+            (&e.group, gids, "group", "/etc/group"),
+        ] {
             if !map.contains_key(name) {
                 bail!(
                     "package {} ({}): /{tpath} is owned by {kind} {name:?}, which the tree's {file} does not define; add it to the package that ships {file} (e.g. setup)",
@@ -416,12 +550,20 @@ fn check_ownership(
 }
 
 fn generated(data: Vec<u8>, mode: u32) -> Entry {
-    Entry { node: Node::Generated { data }, mode: S_IFREG | mode, user: "root".into(), group: "root".into(), owner: None }
+    Entry {
+        node: Node::Generated { data },
+        mode: S_IFREG | mode,
+        user: "root".into(),
+        group: "root".into(),
+        owner: None,
+    }
 }
 
 fn symlink(target: &str) -> Entry {
     Entry {
-        node: Node::Symlink { target: target.into() },
+        node: Node::Symlink {
+            target: target.into(),
+        },
         mode: S_IFLNK | 0o777,
         user: "root".into(),
         group: "root".into(),
@@ -430,7 +572,13 @@ fn symlink(target: &str) -> Entry {
 }
 
 fn dir(mode: u32) -> Entry {
-    Entry { node: Node::Dir, mode: S_IFDIR | mode, user: "root".into(), group: "root".into(), owner: None }
+    Entry {
+        node: Node::Dir,
+        mode: S_IFDIR | mode,
+        user: "root".into(),
+        group: "root".into(),
+        owner: None,
+    }
 }
 
 /// rpm-ostree's tree conventions (see ostree-formats.md §7). Returns the kernel version
@@ -447,7 +595,10 @@ fn postprocess(
     // Kernel: usr/lib/modules/$kver/vmlinuz; a kernel shipped only in /boot is copied there.
     let boot_kernels: Vec<(String, String)> = e
         .keys()
-        .filter_map(|k| k.strip_prefix("usr/lib/ostree-boot/vmlinuz-").map(|v| (k.clone(), v.to_string())))
+        .filter_map(|k| {
+            k.strip_prefix("usr/lib/ostree-boot/vmlinuz-")
+                .map(|v| (k.clone(), v.to_string()))
+        })
         .collect();
     for (path, kver) in boot_kernels {
         let dest = format!("usr/lib/modules/{kver}/vmlinuz");
@@ -455,7 +606,8 @@ fn postprocess(
             let initrd = format!("usr/lib/ostree-boot/initramfs-{kver}.img");
             let idest = format!("usr/lib/modules/{kver}/initramfs.img");
             for (from, to) in [(path.clone(), dest), (initrd, idest)] {
-                if let (Some(ent), Some(c)) = (e.get(&from).cloned(), imported.get(&from).copied()) {
+                if let (Some(ent), Some(c)) = (e.get(&from).cloned(), imported.get(&from).copied())
+                {
                     e.insert(to.clone(), ent);
                     imported.insert(to, c);
                 }
@@ -464,13 +616,20 @@ fn postprocess(
     }
     let kvers: Vec<String> = e
         .keys()
-        .filter_map(|k| k.strip_prefix("usr/lib/modules/")?.strip_suffix("/vmlinuz").map(str::to_string))
+        .filter_map(|k| {
+            k.strip_prefix("usr/lib/modules/")?
+                .strip_suffix("/vmlinuz")
+                .map(str::to_string)
+        })
         .filter(|v| !v.contains('/'))
         .collect();
     let kver = match kvers.len() {
         0 => None,
         1 => Some(kvers[0].clone()),
-        _ => bail!("the tree has several kernels ({}); ostree needs exactly one usr/lib/modules/*/vmlinuz", kvers.join(", ")),
+        _ => bail!(
+            "the tree has several kernels ({}); ostree needs exactly one usr/lib/modules/*/vmlinuz",
+            kvers.join(", ")
+        ),
     };
 
     // /opt content lives in usr/lib/opt, reached through /var/opt symlinks.
@@ -481,7 +640,10 @@ fn postprocess(
         .map(str::to_string)
         .collect();
     for t in opt_tops {
-        model.tmpfiles.insert(format!("var/opt/{t}"), format!("L /var/opt/{t} - - - - /usr/lib/opt/{t}"));
+        model.tmpfiles.insert(
+            format!("var/opt/{t}"),
+            format!("L /var/opt/{t} - - - - /usr/lib/opt/{t}"),
+        );
     }
 
     // The rpmdb: we write a package list, not a real rpmdb (see the module docs).
@@ -491,46 +653,84 @@ fn postprocess(
         list.push('\n');
     }
     e.insert("usr/share/rpm".into(), dir(0o755));
-    e.insert("usr/share/rpm/atomic-factory-pkglist.txt".into(), generated(list.into_bytes(), 0o644));
-    e.entry("usr/lib/sysimage".into()).or_insert_with(|| dir(0o755));
+    e.insert(
+        "usr/share/rpm/atomic-factory-pkglist.txt".into(),
+        generated(list.into_bytes(), 0o644),
+    );
+    e.entry("usr/lib/sysimage".into())
+        .or_insert_with(|| dir(0o755));
     e.insert("usr/lib/sysimage/rpm".into(), symlink("../../share/rpm"));
-    model.tmpfiles.insert("var/lib/rpm".into(), "L /var/lib/rpm - - - - ../../usr/share/rpm".into());
-    for (d, m) in [("var/home", 0o755), ("var/roothome", 0o700), ("var/opt", 0o755), ("var/srv", 0o755), ("var/mnt", 0o755), ("var/usrlocal", 0o755)] {
-        model.tmpfiles.entry(d.into()).or_insert_with(|| format!("d /{d} {m:04o} root root - -"));
+    model.tmpfiles.insert(
+        "var/lib/rpm".into(),
+        "L /var/lib/rpm - - - - ../../usr/share/rpm".into(),
+    );
+    for (d, m) in [
+        ("var/home", 0o755),
+        ("var/roothome", 0o700),
+        ("var/opt", 0o755),
+        ("var/srv", 0o755),
+        ("var/mnt", 0o755),
+        ("var/usrlocal", 0o755),
+    ] {
+        model
+            .tmpfiles
+            .entry(d.into())
+            .or_insert_with(|| format!("d /{d} {m:04o} root root - -"));
     }
     let mut lines: Vec<&String> = model.tmpfiles.values().collect();
     lines.sort_by_key(|l| l.split_whitespace().nth(1).map(str::to_string));
-    let mut conf = String::from("# Generated by atomic-factory compose from the packages' /var content\n");
+    let mut conf =
+        String::from("# Generated by atomic-factory compose from the packages' /var content\n");
     for l in lines {
         conf.push_str(l);
         conf.push('\n');
     }
-    e.entry("usr/lib/tmpfiles.d".into()).or_insert_with(|| dir(0o755));
-    e.insert("usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf".into(), generated(conf.into_bytes(), 0o644));
+    e.entry("usr/lib/tmpfiles.d".into())
+        .or_insert_with(|| dir(0o755));
+    e.insert(
+        "usr/lib/tmpfiles.d/rpm-ostree-1-autovar.conf".into(),
+        generated(conf.into_bytes(), 0o644),
+    );
 
     // Units and the default target.
     let sysd = "usr/etc/systemd/system";
     for u in &tf.units {
         if !e.contains_key(&format!("usr/lib/systemd/system/{u}")) {
-            bail!("treefile units: {u} is not in the tree (no usr/lib/systemd/system/{u}); check the name or add its package");
+            bail!(
+                "treefile units: {u} is not in the tree (no usr/lib/systemd/system/{u}); check the name or add its package"
+            );
         }
-        e.insert(format!("{sysd}/multi-user.target.wants/{u}"), symlink(&format!("/usr/lib/systemd/system/{u}")));
+        e.insert(
+            format!("{sysd}/multi-user.target.wants/{u}"),
+            symlink(&format!("/usr/lib/systemd/system/{u}")),
+        );
     }
     if let Some(t) = &tf.default_target {
-        e.insert(format!("{sysd}/default.target"), symlink(&format!("/usr/lib/systemd/system/{t}")));
+        e.insert(
+            format!("{sysd}/default.target"),
+            symlink(&format!("/usr/lib/systemd/system/{t}")),
+        );
     }
 
     // add-files: [source beside the treefile, absolute destination].
     for (src, dest) in &tf.add_files {
         let p = tf.dir.join(src);
-        let data = std::fs::read(&p).with_context(|| format!("add-files: reading {}", p.display()))?;
+        let data =
+            std::fs::read(&p).with_context(|| format!("add-files: reading {}", p.display()))?;
         let mode = file_mode(&p)?;
         let tdest = match dest.strip_prefix("/etc/") {
             Some(rest) => format!("usr/etc/{rest}"),
             None => dest.trim_start_matches('/').to_string(),
         };
-        if tdest.is_empty() || tdest.split('/').any(|c| c.is_empty() || c == "." || c == "..") || !tdest.starts_with("usr/") {
-            bail!("add-files: destination {dest:?} must be an absolute path under /usr or /etc without `..`");
+        if tdest.is_empty()
+            || tdest
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+            || !tdest.starts_with("usr/")
+        {
+            bail!(
+                "add-files: destination {dest:?} must be an absolute path under /usr or /etc without `..`"
+            );
         }
         e.insert(tdest, generated(data, mode));
     }
@@ -562,17 +762,24 @@ fn postprocess(
     // remove-files: paths relative to the root (rpm-ostree form, e.g. usr/share/info).
     for r in &tf.remove_files {
         let key = r.trim_start_matches('/').trim_end_matches('/');
-        let key = key.strip_prefix("etc/").map(|x| format!("usr/etc/{x}")).unwrap_or_else(|| key.to_string());
+        let key = key
+            .strip_prefix("etc/")
+            .map(|x| format!("usr/etc/{x}"))
+            .unwrap_or_else(|| key.to_string());
         let prefix = format!("{key}/");
         let before = e.len();
         e.retain(|k, _| k != &key && !k.starts_with(&prefix));
         if e.len() == before {
-            model.notes.push(format!("remove-files: {r} was not in the tree"));
+            model
+                .notes
+                .push(format!("remove-files: {r} was not in the tree"));
         }
     }
 
     // Toplevel layout.
-    for d in ["dev", "proc", "run", "sys", "var", "sysroot", "boot", "usr", "usr/etc"] {
+    for d in [
+        "dev", "proc", "run", "sys", "var", "sysroot", "boot", "usr", "usr/etc",
+    ] {
         e.entry(d.into()).or_insert_with(|| dir(0o755));
     }
     let mut links = vec![
@@ -588,7 +795,9 @@ fn postprocess(
         ("sbin", "usr/sbin"),
         ("lib", "usr/lib"),
     ];
-    if e.keys().any(|k| k.starts_with("usr/lib64/") || k == "usr/lib64") {
+    if e.keys()
+        .any(|k| k.starts_with("usr/lib64/") || k == "usr/lib64")
+    {
         links.push(("lib64", "usr/lib64"));
     }
     if tf.tmp_is_dir == Some(true) {
@@ -619,7 +828,12 @@ fn write_tree(
         if let Some(c) = dirmetas.get(&(uid, gid, mode)) {
             return Ok(*c);
         }
-        let c = repo.write_dirmeta(&DirMeta { uid, gid, mode, xattrs: vec![] })?;
+        let c = repo.write_dirmeta(&DirMeta {
+            uid,
+            gid,
+            mode,
+            xattrs: vec![],
+        })?;
         dirmetas.insert((uid, gid, mode), c);
         Ok(c)
     };
@@ -634,7 +848,9 @@ fn write_tree(
         match &ent.node {
             Node::Dir => {
                 let m = dirmeta(uid, gid, ent.mode)?;
-                root.ensure_dir(&comps, &default).with_context(ctx)?.metadata = m;
+                root.ensure_dir(&comps, &default)
+                    .with_context(ctx)?
+                    .metadata = m;
             }
             node => {
                 let csum = match node {
@@ -642,10 +858,27 @@ fn write_tree(
                         .get(path)
                         .ok_or_else(|| anyhow!("internal error: /{path} was not imported"))?,
                     Node::Symlink { target } => repo
-                        .write_symlink(&FileMeta { uid, gid, mode: S_IFLNK | 0o777, xattrs: vec![] }, target)
+                        .write_symlink(
+                            &FileMeta {
+                                uid,
+                                gid,
+                                mode: S_IFLNK | 0o777,
+                                xattrs: vec![],
+                            },
+                            target,
+                        )
                         .with_context(ctx)?,
                     Node::Generated { data } => repo
-                        .write_file(&FileMeta { uid, gid, mode: ent.mode, xattrs: vec![] }, data.len() as u64, &mut &data[..])
+                        .write_file(
+                            &FileMeta {
+                                uid,
+                                gid,
+                                mode: ent.mode,
+                                xattrs: vec![],
+                            },
+                            data.len() as u64,
+                            &mut &data[..],
+                        )
                         .with_context(ctx)?,
                     Node::Dir => unreachable!(),
                 };
@@ -662,11 +895,16 @@ fn write_tree(
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temp file in {}", dir.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
     Ok(())
 }
 
@@ -676,7 +914,8 @@ fn touch(path: &Path) -> Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("touching {}", path.display()))?;
-    f.set_modified(std::time::SystemTime::now()).with_context(|| format!("touching {}", path.display()))?;
+    f.set_modified(std::time::SystemTime::now())
+        .with_context(|| format!("touching {}", path.display()))?;
     Ok(())
 }
 
@@ -690,6 +929,9 @@ mod tests {
         assert_eq!(next_version("39", Some("39"), 0), "39.1");
         assert_eq!(next_version("39", Some("39.4"), 0), "39.5");
         assert_eq!(next_version("40", Some("39.4"), 0), "40");
-        assert_eq!(next_version("<date:%Y%m%d>", None, 1_700_000_000), "20231114");
+        assert_eq!(
+            next_version("<date:%Y%m%d>", None, 1_700_000_000),
+            "20231114"
+        );
     }
 }
