@@ -2,3 +2,6 @@
 //! repository layout, objects (commit, dirtree, dirmeta, content), refs and the summary.
 
 pub mod cli;
+pub mod detached;
+pub mod gpg;
+pub mod sign;
