@@ -438,9 +438,7 @@ impl Keyring {
             .map(|f| hex::encode_upper(f.as_bytes()))
             .or_else(|| ids.first().map(|k| hex::encode_upper(k.as_ref())));
         let names = |fpr: &Fingerprint, id: &KeyId| {
-            (fprs.is_empty() && ids.is_empty())
-                || fprs.iter().any(|f| *f == fpr)
-                || ids.iter().any(|i| *i == id)
+            (fprs.is_empty() && ids.is_empty()) || fprs.contains(&fpr) || ids.contains(&id)
         };
         for cert in &self.keys {
             let primary_sigs = || {
@@ -517,5 +515,26 @@ fn parse_signature(bytes: &[u8]) -> Result<Signature> {
         1 => Ok(sigs.remove(0)),
         0 => bail!("no signature packet"),
         n => bail!("{n} signature packets where one was expected"),
+    }
+}
+
+/// Lets the rpm crate check package header signatures with our keyring
+/// (`rpm::Package::verify_signature`), so RPMs and commits share one key loader.
+impl rpm::signature::Verifying for Keyring {
+    type Signature = Vec<u8>;
+
+    fn verify(&self, mut data: impl Read, signature: &[u8]) -> Result<(), rpm::Error> {
+        let mut buf = Vec::new();
+        data.read_to_end(&mut buf).map_err(rpm::Error::Io)?;
+        let check = Keyring::verify(self, &buf, signature);
+        let key_ref = check.issuer.clone().unwrap_or_else(|| "(no issuer)".into());
+        match check.status {
+            SigStatus::Good => Ok(()),
+            SigStatus::MissingKey => Err(rpm::Error::KeyNotFoundError { key_ref }),
+            SigStatus::Bad(reason) => Err(rpm::Error::VerificationError {
+                source: reason.into(),
+                key_ref,
+            }),
+        }
     }
 }
