@@ -2,3 +2,7 @@
 
 pub mod cli;
 pub mod gpgcheck;
+pub mod package;
+pub mod resolve;
+pub mod sources;
+pub mod treefile;
