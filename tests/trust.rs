@@ -540,35 +540,48 @@ fn rpm_gpgcheck_agrees_with_rpm_k() {
     ok(rpm().arg("--initdb"));
     ok(rpm().arg("--import").arg(&f.pub_asc));
 
-    // The .repo file's gpgkey, as compose reads it.
+    // Each package alone in a local repository of a .repo file with gpgcheck=1, read by
+    // compose's own .repo parser and package loader, then checked as compose does.
+    use atomic_factory::compose::{gpgcheck, sources};
     let repo_file = f.dir.join("test.repo");
-    let keyring = atomic_factory::compose::gpgcheck::load_gpgkeys(
-        &format!("file://{}", f.pub_asc.display()),
-        &repo_file,
-    )
-    .unwrap();
-    for (pkg, accept) in [
-        (&good, true),
-        (&wrong, false),
-        (&unsigned, false),
-        (&tampered, false),
-    ] {
-        let ours = atomic_factory::compose::gpgcheck::verify_rpm(pkg, &keyring);
-        let k = run(rpm().arg("-K").arg(pkg));
-        let k_text = String::from_utf8_lossy(&k.stdout).into_owned();
-        let rpm_accepts = k.status.success() && k_text.contains("signatures OK");
-        assert_eq!(
-            ours.is_ok(),
-            accept,
-            "{}: ours said {ours:?}",
-            pkg.display()
-        );
-        assert_eq!(
-            rpm_accepts,
-            accept,
-            "{}: rpm -K said {k_text}",
-            pkg.display()
-        );
+    let mut ini = String::new();
+    let cases = [
+        ("good", &good, true),
+        ("wrong", &wrong, false),
+        ("unsigned", &unsigned, false),
+        ("tampered", &tampered, false),
+    ];
+    for (id, pkg, _) in &cases {
+        let d = f.dir.join(format!("repo-{id}"));
+        std::fs::create_dir(&d).unwrap();
+        std::fs::copy(pkg, d.join("rpm-basic-2.3.4-5.el9.noarch.rpm")).unwrap();
+        ini.push_str(&format!(
+            "[{id}]\nname={id}\nbaseurl=file://{}\ngpgcheck=1\ngpgkey=file://{}\n\n",
+            d.display(),
+            f.pub_asc.display()
+        ));
+    }
+    // The same unsigned package from a repository without gpgcheck is accepted.
+    let d = f.dir.join("repo-nocheck");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::copy(&unsigned, d.join("rpm-basic-2.3.4-5.el9.noarch.rpm")).unwrap();
+    ini.push_str(&format!(
+        "[nocheck]\nbaseurl=file://{}\ngpgcheck=0\n",
+        d.display()
+    ));
+    std::fs::write(&repo_file, ini).unwrap();
+    let repos = sources::parse_repo_file(&repo_file, "x86_64", None).unwrap();
+    assert_eq!(repos.len(), 5);
+    for repo in &repos {
+        let pkgs = sources::load_repo(repo, &["x86_64", "noarch"]).unwrap();
+        assert_eq!(pkgs.len(), 1, "repo {}", repo.id);
+        let ours = gpgcheck::check_packages(std::slice::from_ref(repo), &pkgs, "x86_64", None);
+        let accept = cases
+            .iter()
+            .find(|c| c.0 == repo.id)
+            .map(|c| c.2)
+            .unwrap_or(true);
+        assert_eq!(ours.is_ok(), accept, "[{}]: ours said {ours:?}", repo.id);
         if let Err(e) = ours {
             let msg = format!("{e:#}");
             assert!(
@@ -577,15 +590,28 @@ fn rpm_gpgcheck_agrees_with_rpm_k() {
             );
         }
     }
+    // rpm -K agrees with every verdict.
+    for (id, pkg, accept) in &cases {
+        let k = run(rpm().arg("-K").arg(pkg));
+        let k_text = String::from_utf8_lossy(&k.stdout).into_owned();
+        let rpm_accepts = k.status.success() && k_text.contains("signatures OK");
+        assert_eq!(rpm_accepts, *accept, "{id}: rpm -K said {k_text}");
+    }
+    let keyring =
+        gpgcheck::load_gpgkeys(&format!("file://{}", f.pub_asc.display()), &repo_file).unwrap();
+    let e = format!(
+        "{:#}",
+        gpgcheck::verify_rpm(&unsigned, &keyring).unwrap_err()
+    );
+    assert!(e.contains("is not signed"), "{e}");
+    let e = format!("{:#}", gpgcheck::verify_rpm(&wrong, &keyring).unwrap_err());
+    assert!(e.contains("signature check failed"), "{e}");
     // A binary key file works the same as the armored one.
-    let keyring = atomic_factory::compose::gpgcheck::load_gpgkeys(
-        &format!("file://{}", f.pub_gpg.display()),
-        &repo_file,
-    )
-    .unwrap();
-    atomic_factory::compose::gpgcheck::verify_rpm(&good, &keyring).unwrap();
+    let keyring =
+        gpgcheck::load_gpgkeys(&format!("file://{}", f.pub_gpg.display()), &repo_file).unwrap();
+    gpgcheck::verify_rpm(&good, &keyring).unwrap();
     // A non-file gpgkey is refused with the fix.
-    let err = atomic_factory::compose::gpgcheck::load_gpgkeys("https://x/key", &repo_file)
+    let err = gpgcheck::load_gpgkeys("https://x/key", &repo_file)
         .unwrap_err()
         .to_string();
     assert!(err.contains("file://"), "{err}");
