@@ -170,18 +170,16 @@ fn ostree(repo: &Path) -> Command {
     c
 }
 
-/// Commits a small tree with the real `ostree commit`, returns the checksum.
+/// Commits a small tree with our `commit`, returns the checksum.
 fn make_commit(repo: &Path, tree: &Path, branch: &str, subject: &str) -> String {
-    ok(ostree(repo).args([
-        "commit",
-        "-b",
-        branch,
-        &format!("--tree=dir={}", tree.display()),
-        "-s",
-        subject,
-    ]))
-    .trim()
-    .to_string()
+    let out = ok(Command::new(BIN)
+        .arg("commit")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["-b", branch, "-s", subject])
+        .arg(format!("--tree=dir={}", tree.display())));
+    let c = out.trim().to_string();
+    assert_eq!(c.len(), 64, "commit printed {out:?}");
+    c
 }
 
 fn af() -> Command {
@@ -212,8 +210,9 @@ fn fixture() -> Fixture {
     signer.export(&signer_fpr, &pub_gpg, false);
     signer.export(&signer_fpr, &pub_asc, true);
     let repo = dir.join("srv/repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    ok(ostree(&repo).args(["init", "--mode=archive"]));
+    ok(Command::new(BIN)
+        .arg("init")
+        .arg(format!("--repo={}", repo.display())));
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
     std::fs::write(tree.join("usr/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
@@ -428,13 +427,16 @@ fn commitmeta_matches_real_ostree_gpg_sign() {
 fn real_ostree_client_verifies_our_summary_signature() {
     let f = fixture();
     make_commit(&f.repo, &f.tree, "test/x86_64", "summary test");
-    ok(ostree(&f.repo).args(["summary", "-u"]));
-    // A stale signature from an earlier summary must not linger; ours replaces it.
-    let signer =
-        atomic_factory::ostree::gpg::Signer::from_gpg_homedir(&f.signer.dir, &f.signer_fpr)
-            .unwrap();
-    atomic_factory::ostree::sign::sign_summary(&f.repo, &signer).unwrap();
-    atomic_factory::ostree::sign::sign_summary(&f.repo, &signer).unwrap();
+    let summary_u = || {
+        ok(af()
+            .args(["summary", "-u"])
+            .arg(format!("--repo={}", f.repo.display()))
+            .arg(format!("--gpg-sign={}", f.signer_fpr))
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
+    };
+    // Twice: the second run must replace the first signature, not keep a stale one.
+    summary_u();
+    summary_u();
     let sig = DetachedMeta::read(&f.repo.join("summary.sig")).unwrap();
     assert_eq!(sig.gpgsigs.len(), 1);
 

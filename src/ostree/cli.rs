@@ -116,7 +116,7 @@ pub struct CheckoutArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  atomic-factory summary -u --repo=repo\n  atomic-factory summary --view --repo=repo\n\nThe summary's last-modified time is the clock, or SOURCE_DATE_EPOCH when set."
+    after_help = "Examples:\n  atomic-factory summary -u --repo=repo\n  atomic-factory summary --view --repo=repo\n  atomic-factory summary -u --repo=repo --gpg-sign=0x1234ABCD --gpg-homedir=keys\n\nThe summary's last-modified time is the clock, or SOURCE_DATE_EPOCH when set."
 )]
 pub struct SummaryArgs {
     /// Path of the repository
@@ -131,6 +131,8 @@ pub struct SummaryArgs {
     /// Additional metadata KEY=VALUE; VALUE is 'string' (quoted), true or false
     #[arg(short = 'm', long = "add-metadata", value_name = "KEY=VALUE")]
     pub add_metadata: Vec<String>,
+    #[command(flatten)]
+    pub sign: GpgSignOpts,
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
@@ -300,7 +302,7 @@ pub fn render_summary(s: &summary::Summary) -> String {
 }
 
 pub fn summary(args: SummaryArgs) -> Result<()> {
-    if !args.update && !args.view {
+    if !args.update && !args.view && args.sign.is_empty() {
         bail!("nothing to do: give -u/--update to regenerate the summary or --view to print it");
     }
     let repo = Repo::open(&args.repo)?;
@@ -316,6 +318,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         repo.update_summary(&extra)?;
     }
+    args.sign.sign_summary(&args.repo)?;
     if args.view {
         print!("{}", render_summary(&repo.read_summary()?));
     }
@@ -323,6 +326,46 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
 }
 
 // ---- Signing (issue #9): `gpg-sign`, `verify`; kept together here to ease merges. ----
+
+/// `--gpg-sign=KEYID` plus the key source, for commands that sign what they write
+/// (`summary -u`, `compose tree`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GpgSignOpts {
+    /// Sign with this GPG key (fingerprint, key id or user id); repeatable
+    #[arg(long = "gpg-sign", value_name = "KEYID")]
+    pub gpg_sign: Vec<String>,
+    #[command(flatten)]
+    pub key: GpgKeyArgs,
+}
+
+impl GpgSignOpts {
+    pub fn is_empty(&self) -> bool {
+        self.gpg_sign.is_empty()
+    }
+
+    /// Adds a signature by each key to the commit's `.commitmeta`.
+    pub fn sign_commit(&self, repo: &std::path::Path, commit: &super::Checksum) -> Result<()> {
+        for keyid in &self.gpg_sign {
+            let signer = self.key.signer(keyid)?;
+            super::sign::gpg_sign_commit(repo, &commit.to_hex(), &signer)?;
+            tracing::info!("signed {commit} with key {}", signer.signing_fingerprint());
+        }
+        Ok(())
+    }
+
+    /// Adds a signature by each key to `summary.sig`.
+    pub fn sign_summary(&self, repo: &std::path::Path) -> Result<()> {
+        for keyid in &self.gpg_sign {
+            let signer = self.key.signer(keyid)?;
+            super::sign::sign_summary(repo, &signer)?;
+            tracing::info!(
+                "signed the summary with key {}",
+                signer.signing_fingerprint()
+            );
+        }
+        Ok(())
+    }
+}
 
 /// Where the secret key comes from (shared by `gpg-sign`, `summary -u` and `compose tree`).
 #[derive(Debug, Clone, Default, Args)]

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::detached::{DetachedMeta, commit_path, commitmeta_path};
 use super::gpg::{Keyring, SigCheck, SigStatus, Signer};
+use super::{Checksum, Repo};
 
 /// Where the secret key comes from: `--gpg-homedir` or `--key-file`.
 #[derive(Debug, Clone)]
@@ -43,32 +44,21 @@ impl KeySource {
     }
 }
 
-/// Resolves a commit checksum or a ref name (`refs/heads/NAME`, then
-/// `refs/remotes/NAME`, as `ostree rev-parse` does for `remote:ref` too).
-pub fn resolve_commit(repo: &Path, refspec: &str) -> Result<String> {
-    if refspec.len() == 64 && refspec.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(refspec.to_ascii_lowercase());
+/// Resolves a commit checksum, a ref name (`refs/heads/NAME`) or `REMOTE:REF`
+/// (`refs/remotes/REMOTE/REF`, as `ostree rev-parse` does) to a commit checksum.
+pub fn resolve_commit(repo: &Path, rev: &str) -> Result<String> {
+    let r = Repo::open(repo)?;
+    if let Some((remote, name)) = rev.split_once(':') {
+        let p = repo.join("refs/remotes").join(remote).join(name);
+        let text = std::fs::read_to_string(&p)
+            .with_context(|| format!("ref {rev:?} not found in {}", repo.display()))?;
+        let c: Checksum = text
+            .trim()
+            .parse()
+            .with_context(|| format!("ref file {} does not hold a checksum", p.display()))?;
+        return Ok(c.to_hex());
     }
-    if !repo.join("config").is_file() {
-        bail!(
-            "{} is not an ostree repository (no config file)",
-            repo.display()
-        );
-    }
-    let mut candidates = vec![repo.join("refs/heads").join(refspec)];
-    if let Some((remote, r)) = refspec.split_once(':') {
-        candidates.insert(0, repo.join("refs/remotes").join(remote).join(r));
-    }
-    for p in &candidates {
-        if let Ok(s) = std::fs::read_to_string(p) {
-            let s = s.trim();
-            if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Ok(s.to_string());
-            }
-            bail!("ref file {} does not hold a checksum", p.display());
-        }
-    }
-    bail!("ref {refspec:?} not found in {}", repo.display())
+    Ok(r.resolve_rev(rev)?.to_hex())
 }
 
 /// Reads a commit object's exact bytes, checking they hash to its name.
@@ -90,6 +80,8 @@ pub fn read_commit_bytes(repo: &Path, commit: &str) -> Result<Vec<u8>> {
 /// keeping existing signatures and other keys. Returns false (and changes nothing) if a
 /// signature by the same key is already there (`ostree gpg-sign` refuses that case too).
 pub fn gpg_sign_commit(repo: &Path, commit: &str, signer: &Signer) -> Result<bool> {
+    // Read-modify-write of .commitmeta: hold the repository lock against other writers.
+    let _lock = Repo::open(repo)?.lock()?;
     let bytes = read_commit_bytes(repo, commit)?;
     let meta_path = commitmeta_path(repo, commit)?;
     let mut meta = DetachedMeta::read(&meta_path)?;
@@ -145,6 +137,7 @@ pub fn require_good(checks: &[SigCheck], what: &str) -> Result<()> {
 /// `ostree_repo_add_gpg_signature_summary` does). `summary -u` deletes the old
 /// `summary.sig` before calling this, since old signatures no longer match.
 pub fn sign_summary(repo: &Path, signer: &Signer) -> Result<()> {
+    let _lock = Repo::open(repo)?.lock()?;
     let summary = repo.join("summary");
     let bytes = std::fs::read(&summary).with_context(|| {
         format!(
