@@ -260,6 +260,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     let flipped = make_commit(&f.repo, &f.tree, "test/flipped", "flipped");
     let foreign = make_commit(&f.repo, &f.tree, "test/foreign", "foreign");
     make_commit(&f.repo, &f.tree, "test/unsigned", "unsigned");
+    let expiring = make_commit(&f.repo, &f.tree, "test/expired", "expired");
 
     // Sign: by ref name with the GnuPG home (by e-mail), by checksum with a key file.
     ok(af()
@@ -286,6 +287,23 @@ fn real_ostree_client_verifies_our_commit_signatures() {
         .args(["test/foreign", &other_fpr])
         .arg(format!("--gpg-homedir={}", other.dir.display())));
     assert!(commitmeta_path(&f.repo, &foreign).unwrap().is_file());
+    // A key that expires 3 s after creation: sign while it is valid, check after.
+    let short = GpgHome::new(&f.dir, "short");
+    ok(short.gpg().args([
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "Short Lived <short@example.org>",
+        "ed25519",
+        "sign",
+        "seconds=3",
+    ]));
+    let born = std::time::Instant::now();
+    ok(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args([&expiring, "short@example.org"])
+        .arg(format!("--gpg-homedir={}", short.dir.display())));
 
     // Signing again with the same key keeps a single signature.
     ok(af()
@@ -331,15 +349,32 @@ fn real_ostree_client_verifies_our_commit_signatures() {
         assert!(out.contains("Good signature from"), "{out}");
     }
 
-    // 2. Each bad case is refused by the real client and by us.
-    for (branch, expect) in [
-        ("test/flipped", "BAD signature"),
-        ("test/foreign", "public key not found"),
-        ("test/unsigned", "no GPG signatures"),
+    // 2. Each bad case is refused by the real client and by us. The short-lived key is
+    // trusted by this client, so only its expiry can make the client refuse.
+    let short_pub = f.dir.join("short.gpg");
+    short.export("short@example.org", &short_pub, false);
+    ok(ostree(&client)
+        .args(["remote", "gpg-import", "origin", "-k"])
+        .arg(&short_pub));
+    std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(born.elapsed()));
+    let both = f.dir.join("signer+short.gpg");
+    let mut bytes = std::fs::read(&f.pub_gpg).unwrap();
+    bytes.extend(std::fs::read(&short_pub).unwrap());
+    std::fs::write(&both, bytes).unwrap();
+    // (ref, what the real client says, what our verify says)
+    for (branch, client_says, expect) in [
+        ("test/expired", "Key expired", "has expired"),
+        ("test/flipped", "BAD signature", "BAD signature"),
+        (
+            "test/foreign",
+            "public key not found",
+            "public key not found",
+        ),
+        ("test/unsigned", "no signatures found", "no GPG signatures"),
     ] {
         let err = fails(ostree(&client).args(["pull", "origin", branch]));
         assert!(
-            err.contains("GPG") || err.contains("signature"),
+            err.contains(client_says),
             "{branch}: client refused for another reason: {err}"
         );
         assert!(
@@ -354,7 +389,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
             af().arg("verify")
                 .arg(format!("--repo={}", f.repo.display()))
                 .arg(branch)
-                .arg(format!("--keyring={}", f.pub_gpg.display())),
+                .arg(format!("--keyring={}", both.display())),
         );
         assert!(
             ours.to_lowercase().contains(&expect.to_lowercase()),

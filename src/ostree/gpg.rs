@@ -194,10 +194,24 @@ impl Signer {
         for cert in &keys {
             let primary_fpr = cert.primary_key.fingerprint();
             let user_id = first_uid(&cert.details.users);
-            let make = |key: AnySecretKey| Signer {
-                key,
-                primary_fingerprint: hex::encode_upper(primary_fpr.as_bytes()),
-                user_id: user_id.clone(),
+            let public = cert.to_public_key();
+            // gpg refuses to sign with a revoked or expired key; so do we.
+            let make = |key: AnySecretKey| -> Result<Signer> {
+                let sub = match &key {
+                    AnySecretKey::Sub(k) => public
+                        .public_subkeys
+                        .iter()
+                        .find(|s| s.key.fingerprint() == k.fingerprint()),
+                    AnySecretKey::Primary(_) => None,
+                };
+                if let Some(p) = key_problem(&public, sub, now_secs()) {
+                    bail!("cannot sign with key {primary_fpr:X}: {p}");
+                }
+                Ok(Signer {
+                    key,
+                    primary_fingerprint: hex::encode_upper(primary_fpr.as_bytes()),
+                    user_id: user_id.clone(),
+                })
             };
             // KEYID names a subkey exactly: gpg uses that subkey ("KEYID!" forces it too).
             let wanted_exact = wanted.trim_end_matches('!');
@@ -206,7 +220,7 @@ impl Signer {
                 .iter()
                 .find(|sk| hex_matches(&sk.key.fingerprint(), wanted_exact))
             {
-                return Ok(make(AnySecretKey::Sub(sk.key.clone())));
+                return make(AnySecretKey::Sub(sk.key.clone()));
             }
             let uid_match = !wanted.is_empty()
                 && cert.details.users.iter().any(|u| {
@@ -220,7 +234,7 @@ impl Signer {
             cert.verify_bindings()
                 .with_context(|| format!("key {primary_fpr:X} has invalid self-signatures"))?;
             if wanted.ends_with('!') && hex_matches(&primary_fpr, wanted_exact) {
-                return Ok(make(AnySecretKey::Primary(cert.primary_key.clone())));
+                return make(AnySecretKey::Primary(cert.primary_key.clone()));
             }
             // Like gpg: the newest signing-capable subkey, else the primary key.
             let sub = cert
@@ -232,7 +246,7 @@ impl Signer {
                 })
                 .max_by_key(|sk| sk.key.created_at().as_secs());
             if let Some(sk) = sub {
-                return Ok(make(AnySecretKey::Sub(sk.key.clone())));
+                return make(AnySecretKey::Sub(sk.key.clone()));
             }
             let primary_sigs = cert
                 .details
@@ -242,7 +256,7 @@ impl Signer {
             if !can_sign(primary_sigs) {
                 bail!("key {primary_fpr:X} has no signing-capable key");
             }
-            return Ok(make(AnySecretKey::Primary(cert.primary_key.clone())));
+            return make(AnySecretKey::Primary(cert.primary_key.clone()));
         }
         let have: Vec<String> = keys
             .iter()
@@ -341,6 +355,9 @@ pub enum SigStatus {
     Good,
     /// Made by a key in the keyring but does not match the data (or is malformed).
     Bad(String),
+    /// Cryptographically correct, but the key is revoked or expired, or the signature
+    /// expired: gpgme then reports a non-zero summary without VALID, so ostree refuses it.
+    Invalid(String),
     /// Not made by any key in the keyring.
     MissingKey,
 }
@@ -363,7 +380,10 @@ impl SigCheck {
     pub fn describe(&self) -> String {
         let mut s = String::new();
         if let Some(t) = self.created {
-            s.push_str(&format!("Signature made {t} (unix time)"));
+            s.push_str(&format!(
+                "Signature made {}",
+                super::datetime::format_iso(t)
+            ));
         } else {
             s.push_str("Signature with no creation time");
         }
@@ -375,6 +395,9 @@ impl SigCheck {
         match &self.status {
             SigStatus::Good => s.push_str(&format!("Good signature from \"{who}\"\n")),
             SigStatus::Bad(e) => s.push_str(&format!("BAD signature from \"{who}\": {e}\n")),
+            SigStatus::Invalid(e) => {
+                s.push_str(&format!("Signature from \"{who}\" is not valid: {e}\n"))
+            }
             SigStatus::MissingKey => s.push_str("Can't check signature: public key not found\n"),
         }
         if let Some(f) = &self.primary_fingerprint {
@@ -476,7 +499,11 @@ impl Keyring {
                 };
                 match result {
                     Ok(()) => {
-                        check.status = SigStatus::Good;
+                        let sub = which.map(|i| &cert.public_subkeys[i]);
+                        check.status = match validity_problem(cert, sub, &sig, now_secs()) {
+                            None => SigStatus::Good,
+                            Some(p) => SigStatus::Invalid(p),
+                        };
                         return check;
                     }
                     Err(e) => check.status = SigStatus::Bad(e.to_string()),
@@ -499,6 +526,83 @@ impl Keyring {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Why a cryptographically good signature still does not count, as gpg judges it: a
+/// revoked or expired certificate or subkey, or an expired signature. None if valid.
+fn validity_problem(
+    cert: &SignedPublicKey,
+    sub: Option<&pgp::composed::SignedPublicSubKey>,
+    sig: &Signature,
+    now: u64,
+) -> Option<String> {
+    if let Some(p) = key_problem(cert, sub, now) {
+        return Some(p);
+    }
+    if let (Some(c), Some(exp)) = (sig.created(), sig.signature_expiration_time())
+        && exp.as_secs() > 0
+        && c.as_secs() as u64 + exp.as_secs() as u64 <= now
+    {
+        return Some("the signature has expired".into());
+    }
+    None
+}
+
+/// A revoked or expired certificate, or signing subkey (None if usable).
+fn key_problem(
+    cert: &SignedPublicKey,
+    sub: Option<&pgp::composed::SignedPublicSubKey>,
+    now: u64,
+) -> Option<String> {
+    let created = |t: Timestamp| t.as_secs() as u64;
+    // Only revocations that verify count (anyone could append a bogus one).
+    if cert.details.revocation_signatures.iter().any(|r| {
+        r.typ() == Some(SignatureType::KeyRevocation) && r.verify_key(&cert.primary_key).is_ok()
+    }) {
+        return Some("the key is revoked".into());
+    }
+    // The newest self-signature carries the current key expiration.
+    let newest_self = cert
+        .details
+        .users
+        .iter()
+        .flat_map(|u| u.signatures.iter())
+        .chain(cert.details.direct_signatures.iter())
+        .filter(|s| s.created().is_some())
+        .max_by_key(|s| s.created().map(created));
+    if let Some(exp) = newest_self.and_then(|s| s.key_expiration_time())
+        && exp.as_secs() > 0
+        && created(cert.primary_key.created_at()) + exp.as_secs() as u64 <= now
+    {
+        return Some("the key has expired".into());
+    }
+    if let Some(sk) = sub {
+        if sk.signatures.iter().any(|s| {
+            s.typ() == Some(SignatureType::SubkeyRevocation)
+                && s.verify_subkey_binding(&cert.primary_key, &sk.key).is_ok()
+        }) {
+            return Some("the signing subkey is revoked".into());
+        }
+        let newest = sk
+            .signatures
+            .iter()
+            .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding))
+            .max_by_key(|s| s.created().map(created));
+        if let Some(exp) = newest.and_then(|s| s.key_expiration_time())
+            && exp.as_secs() > 0
+            && created(sk.key.created_at()) + exp.as_secs() as u64 <= now
+        {
+            return Some("the signing subkey has expired".into());
+        }
+    }
+    None
 }
 
 /// The single signature packet of a binary detached signature.
@@ -531,10 +635,127 @@ impl rpm::signature::Verifying for Keyring {
         match check.status {
             SigStatus::Good => Ok(()),
             SigStatus::MissingKey => Err(rpm::Error::KeyNotFoundError { key_ref }),
-            SigStatus::Bad(reason) => Err(rpm::Error::VerificationError {
-                source: reason.into(),
-                key_ref,
-            }),
+            SigStatus::Bad(reason) | SigStatus::Invalid(reason) => {
+                Err(rpm::Error::VerificationError {
+                    source: reason.into(),
+                    key_ref,
+                })
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/trust");
+    const ED_FPR: &str = "805AC4F7D7F8E0D7BA5ABE7B9CFD696728897C33";
+    const SUB_PRIMARY: &str = "DEAABF496F19E7495ED709258E992E5A19B61AB4";
+    const SUB_SIGNING: &str = "40E5A4946A3FD8A70D7179172BC8273E7D339A8B";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{FIX}/{name}")).unwrap()
+    }
+
+    fn keyring() -> Keyring {
+        Keyring::from_bytes(&fixture("all.pub.gpg")).unwrap()
+    }
+
+    #[test]
+    fn verifies_signatures_made_by_gpg() {
+        let data = fixture("data.txt");
+        let kr = keyring();
+        assert_eq!(kr.len(), 3);
+        let ed = kr.verify(&data, &fixture("data.txt.ed.sig"));
+        assert_eq!(ed.status, SigStatus::Good, "{}", ed.describe());
+        assert_eq!(ed.primary_fingerprint.as_deref(), Some(ED_FPR));
+        assert_eq!(ed.user_id.as_deref(), Some("Fixture Ed <ed@fixture.test>"));
+        // gpg signs with the signing subkey; the certificate is found through it.
+        let sub = kr.verify(&data, &fixture("data.txt.sub.sig"));
+        assert_eq!(sub.status, SigStatus::Good, "{}", sub.describe());
+        assert_eq!(sub.issuer.as_deref(), Some(SUB_SIGNING));
+        assert_eq!(sub.primary_fingerprint.as_deref(), Some(SUB_PRIMARY));
+        // Changed data: bad signature.
+        let mut other = data.clone();
+        other[0] ^= 1;
+        assert!(matches!(
+            kr.verify(&other, &fixture("data.txt.ed.sig")).status,
+            SigStatus::Bad(_)
+        ));
+        // Garbage is a bad signature, not a panic.
+        assert!(matches!(
+            kr.verify(&data, b"\x00\x01garbage").status,
+            SigStatus::Bad(_)
+        ));
+    }
+
+    #[test]
+    fn signs_with_the_key_gpg_would_pick() {
+        let data = b"commit object bytes";
+        let kr = keyring();
+        // By e-mail, long key id and fingerprint (with 0x), from an armored secret key.
+        for id in [
+            "ed@fixture.test",
+            "9CFD696728897C33",
+            &format!("0x{ED_FPR}"),
+        ] {
+            let s = Signer::from_bytes(&fixture("ed.sec.asc"), id).unwrap();
+            assert_eq!(s.signing_fingerprint(), ED_FPR);
+            let sig = s.sign_detached(data).unwrap();
+            assert_eq!(kr.verify(data, &sig).status, SigStatus::Good);
+        }
+        // A certify-only primary signs through its signing subkey.
+        let s = Signer::from_bytes(&fixture("sub.sec.asc"), SUB_PRIMARY).unwrap();
+        assert_eq!(s.signing_fingerprint(), SUB_SIGNING);
+        assert_eq!(s.primary_fingerprint(), SUB_PRIMARY);
+        let check = kr.verify(data, &s.sign_detached(data).unwrap());
+        assert_eq!(check.status, SigStatus::Good);
+        assert_eq!(check.primary_fingerprint.as_deref(), Some(SUB_PRIMARY));
+        // A key that does not match is refused with the available ones listed.
+        let e = Signer::from_bytes(&fixture("ed.sec.asc"), "nobody@x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nobody@x") && e.contains(ED_FPR), "{e}");
+    }
+
+    #[test]
+    fn expired_keys_neither_sign_nor_verify() {
+        let e = Signer::from_bytes(&fixture("expired.sec.asc"), "exp@fixture.test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expired"), "{e}");
+        // Verification judges the key at the current time.
+        let kr = keyring();
+        let exp = kr
+            .keys
+            .iter()
+            .find(|k| first_uid(&k.details.users).is_some_and(|u| u.contains("exp@")))
+            .unwrap();
+        assert_eq!(
+            key_problem(exp, None, now_secs()).as_deref(),
+            Some("the key has expired")
+        );
+        assert_eq!(key_problem(exp, None, 0), None);
+    }
+
+    #[test]
+    fn keyring_loads_armored_and_binary() {
+        let e = Keyring::from_bytes(b"not a key").unwrap_err();
+        assert!(!format!("{e:#}").is_empty());
+        let s = Signer::from_bytes(&fixture("ed.sec.asc"), ED_FPR).unwrap();
+        let sig = s.sign_detached(b"x").unwrap();
+        // The armored secret key file also works as a keyring (its public parts).
+        let armored_pub = SignedSecretKey::from_reader_many(Cursor::new(fixture("ed.sec.asc")))
+            .unwrap()
+            .0
+            .next()
+            .unwrap()
+            .unwrap()
+            .to_public_key()
+            .to_armored_string(None.into())
+            .unwrap();
+        let kr = Keyring::from_bytes(armored_pub.as_bytes()).unwrap();
+        assert_eq!(kr.verify(b"x", &sig).status, SigStatus::Good);
     }
 }
