@@ -523,23 +523,33 @@ fn real_ostree_client_verifies_our_summary_signature() {
     assert!(err.contains("no summary signatures found"), "{err}");
 }
 
-/// Test 4: gpgcheck on RPMs: a package signed with the right key is accepted, one signed
-/// with another key, an unsigned one and a tampered signed one are refused with their
-/// name, and `rpm -K` (with the repository key imported) agrees with every verdict.
+/// Builds a dependency-free package with the rpm crate (signed copies are made by rpmsign).
+fn build_rpm(path: &Path) {
+    let pkg = rpm::PackageBuilder::new("trust-hello", "1.0", "MIT", "noarch", "gpgcheck test")
+        .release("1")
+        .with_file_contents(
+            "hello from a signed package\n",
+            rpm::FileOptions::new("/usr/share/trust-hello/hello.txt"),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    pkg.write_file(path).unwrap();
+}
+
+/// Test 4: `compose tree` with `gpgcheck=1`: a package signed with the repository key is
+/// composed (and the commit signed with `--gpg-sign` pulls with gpg-verify on the real
+/// client); one signed with another key, an unsigned one and a tampered signed one are
+/// refused with the package's name, no ref is written; `rpm -K` (with the repository
+/// key imported) agrees with every verdict.
 #[test]
-fn rpm_gpgcheck_agrees_with_rpm_k() {
+fn compose_gpgcheck_agrees_with_rpm_k() {
     require_tools(&["rpmsign", "rpm"]);
     let f = fixture();
     let other = GpgHome::new(&f.dir, "other");
-    let other_fpr = other.gen_key("Other Packager <other@example.org>", "rsa2048");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/rpms/v6/rpm-basic-2.3.4-5.el9.noarch.rpm");
-    let src = if src.is_file() {
-        src
-    } else {
-        PathBuf::from("/work/shared/fixtures/rpms/v6/rpm-basic-2.3.4-5.el9.noarch.rpm")
-    };
-    assert!(src.is_file(), "fixture {} missing", src.display());
+    let other_fpr = other.gen_key("Other Packager <other@example.org>", "ed25519");
+    let src = f.dir.join("trust-hello-1.0-1.noarch.rpm");
+    build_rpm(&src);
 
     let sign = |home: &GpgHome, keyid: &str, name: &str| -> PathBuf {
         let p = f.dir.join(name);
@@ -557,8 +567,6 @@ fn rpm_gpgcheck_agrees_with_rpm_k() {
     };
     let good = sign(&f.signer, &f.signer_fpr, "good.rpm");
     let wrong = sign(&other, &other_fpr, "wrong.rpm");
-    let unsigned = f.dir.join("unsigned.rpm");
-    std::fs::copy(&src, &unsigned).unwrap();
     // Tampered: the good package with its last payload byte changed.
     let tampered = f.dir.join("tampered.rpm");
     let mut bytes = std::fs::read(&good).unwrap();
@@ -577,77 +585,87 @@ fn rpm_gpgcheck_agrees_with_rpm_k() {
     ok(rpm().arg("--initdb"));
     ok(rpm().arg("--import").arg(&f.pub_asc));
 
-    // Each package alone in a local repository of a .repo file with gpgcheck=1, read by
-    // compose's own .repo parser and package loader, then checked as compose does.
-    use atomic_factory::compose::{gpgcheck, sources};
-    let repo_file = f.dir.join("test.repo");
-    let mut ini = String::new();
+    // (case, package, accepted, gpgcheck on)
     let cases = [
-        ("good", &good, true),
-        ("wrong", &wrong, false),
-        ("unsigned", &unsigned, false),
-        ("tampered", &tampered, false),
+        ("good", &good, true, true),
+        ("wrong", &wrong, false, true),
+        ("unsigned", &src, false, true),
+        ("tampered", &tampered, false, true),
+        // The same unsigned package from a repository without gpgcheck is fine.
+        ("nocheck", &src, true, false),
     ];
-    for (id, pkg, _) in &cases {
-        let d = f.dir.join(format!("repo-{id}"));
-        std::fs::create_dir(&d).unwrap();
-        std::fs::copy(pkg, d.join("rpm-basic-2.3.4-5.el9.noarch.rpm")).unwrap();
-        ini.push_str(&format!(
-            "[{id}]\nname={id}\nbaseurl=file://{}\ngpgcheck=1\ngpgkey=file://{}\n\n",
-            d.display(),
-            f.pub_asc.display()
-        ));
-    }
-    // The same unsigned package from a repository without gpgcheck is accepted.
-    let d = f.dir.join("repo-nocheck");
-    std::fs::create_dir(&d).unwrap();
-    std::fs::copy(&unsigned, d.join("rpm-basic-2.3.4-5.el9.noarch.rpm")).unwrap();
-    ini.push_str(&format!(
-        "[nocheck]\nbaseurl=file://{}\ngpgcheck=0\n",
-        d.display()
-    ));
-    std::fs::write(&repo_file, ini).unwrap();
-    let repos = sources::parse_repo_file(&repo_file, "x86_64", None).unwrap();
-    assert_eq!(repos.len(), 5);
-    for repo in &repos {
-        let pkgs = sources::load_repo(repo, &["x86_64", "noarch"]).unwrap();
-        assert_eq!(pkgs.len(), 1, "repo {}", repo.id);
-        let ours = gpgcheck::check_packages(std::slice::from_ref(repo), &pkgs, "x86_64", None);
-        let accept = cases
-            .iter()
-            .find(|c| c.0 == repo.id)
-            .map(|c| c.2)
-            .unwrap_or(true);
-        assert_eq!(ours.is_ok(), accept, "[{}]: ours said {ours:?}", repo.id);
-        if let Err(e) = ours {
-            let msg = format!("{e:#}");
+    for (case, pkg, accept, gpgcheck) in cases {
+        let w = f.dir.join(format!("compose-{case}"));
+        let rpms = w.join("rpms");
+        std::fs::create_dir_all(&rpms).unwrap();
+        std::fs::copy(pkg, rpms.join("trust-hello-1.0-1.noarch.rpm")).unwrap();
+        std::fs::write(
+            w.join("t.repo"),
+            format!(
+                "[t]\nname=t\nbaseurl=file://{}\ngpgcheck={}\ngpgkey=file://{}\n",
+                rpms.display(),
+                u8::from(gpgcheck),
+                f.pub_asc.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            w.join("tf.yaml"),
+            "ref: test/x86_64/base\nrepos: [t]\npackages:\n  - trust-hello\n",
+        )
+        .unwrap();
+        let repo = w.join("repo");
+        ok(af().arg("init").arg(format!("--repo={}", repo.display())));
+        let mut compose = af();
+        compose
+            .args(["compose", "tree", "-q"])
+            .arg(format!("--repo={}", repo.display()))
+            .arg(format!("--gpg-sign={}", f.signer_fpr))
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
+            .arg(w.join("tf.yaml"));
+        if accept {
+            let commit = ok(&mut compose).trim().to_string();
+            // The composed commit carries our signature; the real client checks it.
+            let client = make_client(
+                &w,
+                "client",
+                &format!("file://{}", repo.display()),
+                &["gpg-verify=true"],
+                &f.pub_gpg,
+            );
+            ok(ostree(&client).args(["pull", "origin", "test/x86_64/base"]));
+            let shown = ok(ostree(&client).args(["show", "--gpg-verify-remote=origin", &commit]));
+            assert!(shown.contains("Good signature"), "{case}: {shown}");
+        } else {
+            let err = fails(&mut compose);
             assert!(
-                msg.contains("rpm-basic-2.3.4-5.el9.noarch"),
-                "error must name the package: {msg}"
+                err.contains("trust-hello-1.0-1.noarch"),
+                "{case}: the error must name the package: {err}"
+            );
+            assert!(err.contains("gpgcheck"), "{case}: {err}");
+            assert!(
+                !repo.join("refs/heads/test/x86_64/base").exists(),
+                "{case}: no ref may be written"
             );
         }
+        if gpgcheck {
+            let k = run(rpm().arg("-K").arg(pkg));
+            let k_text = String::from_utf8_lossy(&k.stdout).into_owned();
+            let rpm_accepts = k.status.success() && k_text.contains("signatures OK");
+            assert_eq!(rpm_accepts, accept, "{case}: rpm -K said {k_text}");
+        }
     }
-    // rpm -K agrees with every verdict.
-    for (id, pkg, accept) in &cases {
-        let k = run(rpm().arg("-K").arg(pkg));
-        let k_text = String::from_utf8_lossy(&k.stdout).into_owned();
-        let rpm_accepts = k.status.success() && k_text.contains("signatures OK");
-        assert_eq!(rpm_accepts, *accept, "{id}: rpm -K said {k_text}");
-    }
-    let keyring =
-        gpgcheck::load_gpgkeys(&format!("file://{}", f.pub_asc.display()), &repo_file).unwrap();
-    let e = format!(
-        "{:#}",
-        gpgcheck::verify_rpm(&unsigned, &keyring).unwrap_err()
-    );
-    assert!(e.contains("is not signed"), "{e}");
-    let e = format!("{:#}", gpgcheck::verify_rpm(&wrong, &keyring).unwrap_err());
-    assert!(e.contains("signature check failed"), "{e}");
-    // A binary key file works the same as the armored one.
+
+    // Library level: specific reasons, and binary key files work like armored ones.
+    use atomic_factory::compose::gpgcheck;
+    let repo_file = f.dir.join("x.repo");
     let keyring =
         gpgcheck::load_gpgkeys(&format!("file://{}", f.pub_gpg.display()), &repo_file).unwrap();
     gpgcheck::verify_rpm(&good, &keyring).unwrap();
-    // A non-file gpgkey is refused with the fix.
+    let e = format!("{:#}", gpgcheck::verify_rpm(&src, &keyring).unwrap_err());
+    assert!(e.contains("is not signed"), "{e}");
+    let e = format!("{:#}", gpgcheck::verify_rpm(&wrong, &keyring).unwrap_err());
+    assert!(e.contains("signature check failed"), "{e}");
     let err = gpgcheck::load_gpgkeys("https://x/key", &repo_file)
         .unwrap_err()
         .to_string();

@@ -43,7 +43,9 @@ pub fn load_gpgkeys(gpgkey: &str, repo_file: &Path) -> Result<Keyring> {
 /// Why a package was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RpmSigError {
-    #[error("package {nevra} ({path}) is not signed, but gpgcheck is on")]
+    #[error(
+        "package {nevra} ({path}) is not signed, but gpgcheck is on (sign it with `rpmsign --addsign`, or set gpgcheck=0)"
+    )]
     Unsigned { nevra: String, path: String },
     #[error("package {nevra} ({path}): signature check failed: {reason}")]
     Bad {
@@ -71,10 +73,16 @@ pub fn verify_rpm(path: &Path, keyring: &Keyring) -> Result<()> {
         return Err(RpmSigError::Unsigned { nevra, path: shown }.into());
     }
     pkg.verify_signature(keyring).map_err(|e| {
+        let reason = match e {
+            rpm::Error::KeyNotFoundError { key_ref } => format!(
+                "signed by key {key_ref}, which is not one of the repository's gpgkey= keys"
+            ),
+            other => other.to_string(),
+        };
         RpmSigError::Bad {
             nevra,
             path: shown,
-            reason: e.to_string(),
+            reason,
         }
         .into()
     })
@@ -157,14 +165,22 @@ pub fn check_packages(
         };
         keyrings.insert(repo.id.as_str(), keyring);
     }
-    let mut checked = 0usize;
-    for pkg in pkgs {
-        if let Some(Some(keyring)) = keyrings.get(pkg.repo.as_str()) {
+    // Reading whole packages dominates: verify them in parallel.
+    use rayon::prelude::*;
+    let todo: Vec<(&super::package::PkgInfo, &Keyring)> = pkgs
+        .iter()
+        .filter_map(|p| match keyrings.get(p.repo.as_str()) {
+            Some(Some(k)) => Some((p, k)),
+            _ => None,
+        })
+        .collect();
+    todo.par_iter()
+        .map(|(pkg, keyring)| {
             verify_rpm(&pkg.path, keyring)
-                .with_context(|| format!("gpgcheck of repo [{}]", pkg.repo))?;
-            checked += 1;
-        }
-    }
+                .with_context(|| format!("gpgcheck=1 of repo [{}]", pkg.repo))
+        })
+        .collect::<Result<Vec<()>>>()?;
+    let checked = todo.len();
     if checked > 0 {
         tracing::info!("gpgcheck: {checked} package signature(s) verified");
     }
