@@ -81,7 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Log to stderr; `RUST_LOG` overrides the default level.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // pgp warns about every trust packet of a local keyring (harmless; we drop them).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pgp=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -348,6 +348,16 @@ fn real_ostree_client_verifies_our_commit_signatures() {
             .arg(format!("--keyring={}", keyring.display())));
         assert!(out.contains("Good signature from"), "{out}");
     }
+    // And straight from the GnuPG home's keybox (pubring.kbx).
+    let out = ok(af()
+        .arg("verify")
+        .arg(format!("--repo={}", f.repo.display()))
+        .arg(&good)
+        .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
+    assert!(
+        out.contains("Good signature from \"Atomic Factory Test <signer@example.org>\""),
+        "{out}"
+    );
 
     // 2. Each bad case is refused by the real client and by us. The short-lived key is
     // trusted by this client, so only its expiry can make the client refuse.

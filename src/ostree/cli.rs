@@ -404,7 +404,7 @@ pub struct GpgSignArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  atomic-factory verify --repo=repo demo/x86_64 --keyring=pubkey.gpg\n  atomic-factory verify --repo=repo --summary --keyring=RPM-GPG-KEY-demo.asc"
+    after_help = "Examples:\n  atomic-factory verify --repo=repo demo/x86_64 --keyring=pubkey.gpg\n  atomic-factory verify --repo=repo --summary --keyring=RPM-GPG-KEY-demo.asc\n  atomic-factory verify --repo=repo demo/x86_64 --gpg-homedir=~/.gnupg"
 )]
 pub struct VerifyArgs {
     /// Path of the repository
@@ -416,9 +416,13 @@ pub struct VerifyArgs {
     /// Verify summary.sig against summary instead of a commit
     #[arg(long, conflicts_with = "rev")]
     pub summary: bool,
-    /// Public keyring, binary or armored (`gpg --export [--armor]`); repeatable
-    #[arg(long, required = true)]
+    /// Public keyring: binary or armored (`gpg --export [--armor]`) or a GnuPG
+    /// keybox (pubring.kbx); repeatable
+    #[arg(long, required_unless_present = "gpg_homedir")]
     pub keyring: Vec<PathBuf>,
+    /// Also trust every public key of this GnuPG home (its pubring.kbx or pubring.gpg)
+    #[arg(long, value_name = "DIR")]
+    pub gpg_homedir: Option<PathBuf>,
 }
 
 pub fn gpg_sign(args: GpgSignArgs) -> anyhow::Result<()> {
@@ -440,7 +444,22 @@ pub fn gpg_sign(args: GpgSignArgs) -> anyhow::Result<()> {
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let mut keyring = super::gpg::Keyring::default();
-    for path in &args.keyring {
+    let mut paths = args.keyring.clone();
+    if let Some(home) = &args.gpg_homedir {
+        let found: Vec<PathBuf> = ["pubring.kbx", "pubring.gpg"]
+            .iter()
+            .map(|n| home.join(n))
+            .filter(|p| p.is_file())
+            .collect();
+        if found.is_empty() {
+            anyhow::bail!(
+                "GnuPG home {} has no pubring.kbx or pubring.gpg",
+                home.display()
+            );
+        }
+        paths.extend(found);
+    }
+    for path in &paths {
         keyring.extend(super::gpg::Keyring::load(path)?);
     }
     let (what, checks) = if args.summary {

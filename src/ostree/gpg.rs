@@ -420,15 +420,32 @@ impl Keyring {
         })
     }
 
-    /// Parses one or more certificates, binary or armored.
+    /// Parses one or more certificates: binary, armored, or a GnuPG keybox (`pubring.kbx`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Keyring> {
-        let (iter, _) = SignedPublicKey::from_reader_many(Cursor::new(bytes.to_vec()))?;
+        let blocks = match keybox_keyblocks(bytes)? {
+            Some(blocks) => blocks,
+            None => vec![bytes],
+        };
         let mut keys = Vec::new();
-        for k in iter {
-            let k = k?;
-            // A certificate whose self-signatures do not verify cannot vouch for anything.
-            if k.verify_bindings().is_ok() {
-                keys.push(k);
+        for block in blocks {
+            let armored = block.trim_ascii_start().starts_with(b"-----BEGIN");
+            let parsed: Vec<pgp::errors::Result<SignedPublicKey>> = if armored {
+                SignedPublicKey::from_reader_many(Cursor::new(block.to_vec()))?
+                    .0
+                    .collect()
+            } else {
+                // Local keyrings (pubring.kbx/pubring.gpg) carry trust packets after the
+                // key packets, which confuse the key parser: drop them first.
+                let packets = PacketParser::new(Cursor::new(block))
+                    .filter(|p| !matches!(p, Ok(pgp::packet::Packet::Trust(_))));
+                pgp::composed::SignedPublicKeyParser::from_packets(packets.peekable()).collect()
+            };
+            for k in parsed {
+                let k = k?;
+                // A certificate whose self-signatures do not verify cannot vouch for anything.
+                if k.verify_bindings().is_ok() {
+                    keys.push(k);
+                }
             }
         }
         if keys.is_empty() {
@@ -605,6 +622,41 @@ fn key_problem(
     None
 }
 
+/// The OpenPGP keyblocks of a GnuPG keybox file (`pubring.kbx`, GnuPG 2.1+), or None if
+/// `bytes` is not a keybox. Hand-written because no crate reads keyboxes; the format
+/// (gnupg kbx/keybox-blob.c) is a sequence of blobs: be32 length, type byte (1 header
+/// with magic "KBXf" at offset 8, 2 OpenPGP, 3 X.509), version, be16 flags, then for
+/// OpenPGP blobs the be32 offset and length of the keyblock within the blob.
+fn keybox_keyblocks(bytes: &[u8]) -> Result<Option<Vec<&[u8]>>> {
+    if bytes.len() < 12 || bytes[4] != 1 || &bytes[8..12] != b"KBXf" {
+        return Ok(None);
+    }
+    let be32 = |at: usize| -> Result<usize> {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| anyhow!("keybox truncated at byte {at}"))
+    };
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let len = be32(pos)?;
+        if len < 16 || pos + len > bytes.len() {
+            bail!("keybox blob at byte {pos} has a bad length {len}");
+        }
+        if bytes[pos + 4] == 2 {
+            let off = be32(pos + 8)?;
+            let klen = be32(pos + 12)?;
+            if off + klen > len {
+                bail!("keybox blob at byte {pos}: keyblock outside the blob");
+            }
+            out.push(&bytes[pos + off..pos + off + klen]);
+        }
+        pos += len;
+    }
+    Ok(Some(out))
+}
+
 /// The single signature packet of a binary detached signature.
 fn parse_signature(bytes: &[u8]) -> Result<Signature> {
     let mut cursor = io::Cursor::new(bytes);
@@ -737,6 +789,41 @@ mod tests {
             Some("the key has expired")
         );
         assert_eq!(key_problem(exp, None, 0), None);
+    }
+
+    #[test]
+    fn keyring_reads_a_gnupg_keybox() {
+        let home = tempfile::Builder::new().prefix("kbx").tempdir().unwrap();
+        let gpg = |args: &[&str]| {
+            let out = std::process::Command::new("gpg")
+                .arg("--homedir")
+                .arg(home.path())
+                .arg("--batch")
+                .args(args)
+                .output()
+                .expect("gpg is not installed: run vm/prepare");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        gpg(&["--import", &format!("{FIX}/all.pub.gpg")]);
+        let kbx = std::fs::read(home.path().join("pubring.kbx")).unwrap();
+        let kr = Keyring::from_bytes(&kbx).unwrap();
+        assert_eq!(kr.len(), 3);
+        let check = kr.verify(&fixture("data.txt"), &fixture("data.txt.ed.sig"));
+        assert_eq!(check.status, SigStatus::Good);
+        // User ids survive the keybox's trust packets.
+        assert_eq!(
+            check.user_id.as_deref(),
+            Some("Fixture Ed <ed@fixture.test>")
+        );
+        let _ = std::process::Command::new("gpgconf")
+            .arg("--homedir")
+            .arg(home.path())
+            .args(["--kill", "gpg-agent"])
+            .output();
     }
 
     #[test]
