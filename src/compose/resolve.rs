@@ -272,8 +272,9 @@ impl Interner for Pool<'_> {
     type SolvableId = SolvableId;
 
     fn display_solvable(&self, s: SolvableId) -> impl std::fmt::Display + '_ {
+        // resolvo prints the name before it.
         let p = self.pkg(s);
-        format!("{}-{}.{}", p.name, p.evr, p.arch)
+        format!("{}.{}", p.evr, p.arch)
     }
     fn display_name(&self, name: NameId) -> impl std::fmt::Display + '_ {
         self.names.borrow()[name.to_index()].clone()
@@ -520,10 +521,43 @@ pub fn resolve(pkgs: &[PkgInfo], req: &Request<'_>) -> Result<Vec<PkgInfo>> {
         Err(UnsolvableOrCancelled::Unsolvable(conflict)) => {
             let mut msg = String::new();
             let _ = write!(msg, "{}", conflict.display_user_friendly(&solver));
-            bail!("dependency resolution failed:\n{}", msg.trim_end());
+            bail!(
+                "dependency resolution failed:\n{}",
+                explain_missing(solver.provider(), msg.trim_end())
+            );
         }
         Err(UnsolvableOrCancelled::Cancelled(_)) => bail!("dependency resolution was cancelled"),
     }
+}
+
+/// Adds "only NAME EVR is available" to resolvo's "no candidates were found" lines, so
+/// `A requires B >= 2` also says which B exists.
+fn explain_missing(pool: &Pool<'_>, msg: &str) -> String {
+    let mut out = String::new();
+    for line in msg.lines() {
+        out.push_str(line);
+        if line.ends_with("for which no candidates were found.")
+            && let Some(rest) = line.split("└─ ").nth(1)
+            && let Some(name) = rest.split_whitespace().next()
+        {
+            let mut have: Vec<String> = pool
+                .providers
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|s| pool.pkg(*s).nevra())
+                .collect();
+            have.sort();
+            have.dedup();
+            if have.is_empty() {
+                out.push_str(&format!(" Nothing in the enabled repos provides {name}."));
+            } else {
+                out.push_str(&format!(" Only {} is available.", have.join(", ")));
+            }
+        }
+        out.push('\n');
+    }
+    out.trim_end().to_string()
 }
 
 /// `name`, or `name >= 1.0` as a treefile entry.
