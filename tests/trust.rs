@@ -681,3 +681,116 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
         .to_string();
     assert!(err.contains("file://"), "{err}");
 }
+
+/// Benchmark (run: `cargo test --release --test trust -- --ignored --nocapture bench`):
+/// signing and verifying N commits with ours vs the real `ostree gpg-sign` / `ostree show`
+/// (gpgme), same key and repository, in the same run. Prints the ratios.
+#[test]
+#[ignore]
+fn bench_sign_and_verify_vs_ostree() {
+    const N: usize = 20;
+    let f = fixture();
+    let commits: Vec<String> = (0..2 * N)
+        .map(|i| make_commit(&f.repo, &f.tree, &format!("bench/{i}"), &format!("c{i}")))
+        .collect();
+    let (ours, theirs) = commits.split_at(N);
+    let secret = f.dir.join("secret.asc");
+    std::fs::write(
+        &secret,
+        ok(f.signer
+            .gpg()
+            .args(["--armor", "--export-secret-keys", &f.signer_fpr])),
+    )
+    .unwrap();
+    let t = std::time::Instant::now();
+    for c in ours {
+        ok(af()
+            .arg("gpg-sign")
+            .arg(format!("--repo={}", f.repo.display()))
+            .args([c, &f.signer_fpr])
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
+    }
+    let ours_home = t.elapsed();
+    // Re-sign is a no-op, so time key-file signing on the ostree half first, then wipe it.
+    let t = std::time::Instant::now();
+    for c in theirs {
+        ok(af()
+            .arg("gpg-sign")
+            .arg(format!("--repo={}", f.repo.display()))
+            .args([c, &f.signer_fpr])
+            .arg(format!("--key-file={}", secret.display())));
+    }
+    let ours_file = t.elapsed();
+    for c in theirs {
+        std::fs::remove_file(commitmeta_path(&f.repo, c).unwrap()).unwrap();
+    }
+    let t = std::time::Instant::now();
+    for c in theirs {
+        ok(ostree(&f.repo)
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
+            .args(["gpg-sign", c, &f.signer_fpr]));
+    }
+    let ostree_sign = t.elapsed();
+    // Verify all 2N signatures: ours with the exported key, ostree show with the homedir.
+    let t = std::time::Instant::now();
+    for c in &commits {
+        ok(af()
+            .arg("verify")
+            .arg(format!("--repo={}", f.repo.display()))
+            .arg(c)
+            .arg(format!("--keyring={}", f.pub_gpg.display())));
+    }
+    let ours_verify = t.elapsed();
+    let client = make_client(
+        &f.dir,
+        "client",
+        &format!("file://{}", f.repo.display()),
+        &["gpg-verify=true"],
+        &f.pub_gpg,
+    );
+    let mut pull = ostree(&client);
+    pull.args(["pull", "origin"]);
+    for i in 0..2 * N {
+        pull.arg(format!("bench/{i}"));
+    }
+    ok(&mut pull);
+    let t = std::time::Instant::now();
+    for c in &commits {
+        let out = ok(ostree(&client).args(["show", "--gpg-verify-remote=origin", c]));
+        assert!(out.contains("Good signature"), "{out}");
+    }
+    let ostree_verify = t.elapsed();
+    let per = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / N as f64;
+    let per2 = |d: std::time::Duration| d.as_secs_f64() * 1000.0 / (2 * N) as f64;
+    println!("sign, per commit (process start included), rsa3072:");
+    println!(
+        "  atomic-factory gpg-sign --gpg-homedir: {:7.1} ms",
+        per(ours_home)
+    );
+    println!(
+        "  atomic-factory gpg-sign --key-file:    {:7.1} ms",
+        per(ours_file)
+    );
+    println!(
+        "  ostree gpg-sign (gpgme):               {:7.1} ms",
+        per(ostree_sign)
+    );
+    println!(
+        "  ratio ostree/ours: homedir {:.2}x, key file {:.2}x",
+        ostree_sign.as_secs_f64() / ours_home.as_secs_f64(),
+        ostree_sign.as_secs_f64() / ours_file.as_secs_f64()
+    );
+    println!("verify, per commit:");
+    println!(
+        "  atomic-factory verify:                 {:7.1} ms",
+        per2(ours_verify)
+    );
+    println!(
+        "  ostree show --gpg-verify-remote:       {:7.1} ms",
+        per2(ostree_verify)
+    );
+    println!(
+        "  ratio ostree/ours: {:.2}x",
+        ostree_verify.as_secs_f64() / ours_verify.as_secs_f64()
+    );
+}
