@@ -484,6 +484,17 @@ fn real_ostree_client_verifies_our_summary_signature() {
     summary_u();
     let sig = DetachedMeta::read(&f.repo.join("summary.sig")).unwrap();
     assert_eq!(sig.gpgsigs.len(), 1);
+    // A wrong key id fails before anything is rewritten: the signed summary stays.
+    let before = std::fs::read(f.repo.join("summary")).unwrap();
+    let err = fails(
+        af().args(["summary", "-u"])
+            .arg(format!("--repo={}", f.repo.display()))
+            .arg("--gpg-sign=nobody@example.org")
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
+    );
+    assert!(err.contains("nobody@example.org"), "{err}");
+    assert_eq!(std::fs::read(f.repo.join("summary")).unwrap(), before);
+    assert!(f.repo.join("summary.sig").is_file());
 
     let url = serve(f.dir.join("srv"));
     let opts = ["gpg-verify=true", "gpg-verify-summary=true"];

@@ -71,10 +71,11 @@ fn tree(args: ComposeTreeArgs) -> anyhow::Result<()> {
         source_date_epoch: None,
         quiet: args.quiet,
     };
+    let signers = args.sign.signers()?;
     let out = compose_tree(&args.repo, &args.treefile, &opts)?;
     // Also when nothing changed: an unsigned previous commit gets signed (a no-op if
     // this key already signed it).
-    args.sign.sign_commit(&args.repo, &out.commit)?;
+    crate::ostree::cli::sign_commit_with(&args.repo, &out.commit, &signers)?;
     if !args.quiet && out.changed {
         for s in &out.skipped_scriptlets {
             eprintln!("scriptlet not run: {s}");

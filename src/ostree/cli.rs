@@ -306,6 +306,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
         bail!("nothing to do: give -u/--update to regenerate the summary or --view to print it");
     }
     let repo = Repo::open(&args.repo)?;
+    let signers = args.sign.signers()?;
     if args.update {
         let extra = args
             .add_metadata
@@ -318,7 +319,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         repo.update_summary(&extra)?;
     }
-    args.sign.sign_summary(&args.repo)?;
+    sign_summary_with(&args.repo, &signers)?;
     if args.view {
         print!("{}", render_summary(&repo.read_summary()?));
     }
@@ -343,28 +344,36 @@ impl GpgSignOpts {
         self.gpg_sign.is_empty()
     }
 
-    /// Adds a signature by each key to the commit's `.commitmeta`.
-    pub fn sign_commit(&self, repo: &std::path::Path, commit: &super::Checksum) -> Result<()> {
-        for keyid in &self.gpg_sign {
-            let signer = self.key.signer(keyid)?;
-            super::sign::gpg_sign_commit(repo, &commit.to_hex(), &signer)?;
-            tracing::info!("signed {commit} with key {}", signer.signing_fingerprint());
-        }
-        Ok(())
+    /// Loads every `--gpg-sign` key. Call this before the long work so a wrong key id
+    /// fails at once, not after the compose or with the old summary.sig already gone.
+    pub fn signers(&self) -> Result<Vec<super::gpg::Signer>> {
+        self.gpg_sign.iter().map(|k| self.key.signer(k)).collect()
     }
+}
 
-    /// Adds a signature by each key to `summary.sig`.
-    pub fn sign_summary(&self, repo: &std::path::Path) -> Result<()> {
-        for keyid in &self.gpg_sign {
-            let signer = self.key.signer(keyid)?;
-            super::sign::sign_summary(repo, &signer)?;
-            tracing::info!(
-                "signed the summary with key {}",
-                signer.signing_fingerprint()
-            );
-        }
-        Ok(())
+/// Adds a signature by each signer to the commit's `.commitmeta`.
+pub fn sign_commit_with(
+    repo: &std::path::Path,
+    commit: &super::Checksum,
+    signers: &[super::gpg::Signer],
+) -> Result<()> {
+    for signer in signers {
+        super::sign::gpg_sign_commit(repo, &commit.to_hex(), signer)?;
+        tracing::info!("signed {commit} with key {}", signer.signing_fingerprint());
     }
+    Ok(())
+}
+
+/// Adds a signature by each signer to `summary.sig`.
+pub fn sign_summary_with(repo: &std::path::Path, signers: &[super::gpg::Signer]) -> Result<()> {
+    for signer in signers {
+        super::sign::sign_summary(repo, signer)?;
+        tracing::info!(
+            "signed the summary with key {}",
+            signer.signing_fingerprint()
+        );
+    }
+    Ok(())
 }
 
 /// Where the secret key comes from (shared by `gpg-sign`, `summary -u` and `compose tree`).
