@@ -236,13 +236,19 @@ impl Signer {
             if wanted.ends_with('!') && hex_matches(&primary_fpr, wanted_exact) {
                 return make(AnySecretKey::Primary(cert.primary_key.clone()));
             }
-            // Like gpg: the newest signing-capable subkey, else the primary key.
+            // Like gpg: the newest valid signing-capable subkey, else the primary key.
+            let now = now_secs();
             let sub = cert
                 .secret_subkeys
                 .iter()
                 .filter(|sk| {
+                    let public_sub = public
+                        .public_subkeys
+                        .iter()
+                        .find(|p| p.key.fingerprint() == sk.key.fingerprint());
                     sk.signatures.iter().any(|s| s.key_flags().sign())
                         && can_sign(sk.signatures.iter())
+                        && key_problem(&public, public_sub, now).is_none()
                 })
                 .max_by_key(|sk| sk.key.created_at().as_secs());
             if let Some(sk) = sub {
