@@ -507,6 +507,34 @@ fn real_ostree_client_verifies_our_summary_signature() {
         .arg("--summary")
         .arg(format!("--keyring={}", f.pub_asc.display())));
 
+    // What an image ships: our armored public key and a remotes.d entry pointing at it
+    // (gpgkeypath, no keyring import). The real client verifies summary and commit with it.
+    let signer =
+        atomic_factory::ostree::gpg::Signer::from_gpg_homedir(&f.signer.dir, &f.signer_fpr)
+            .unwrap();
+    let shipped_key = f.dir.join("RPM-GPG-KEY-test");
+    std::fs::write(&shipped_key, signer.public_key_armored().unwrap()).unwrap();
+    ok(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args(["test/x86_64", &f.signer_fpr])
+        .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
+    let shipped = f.dir.join("shipped");
+    std::fs::create_dir(&shipped).unwrap();
+    ok(ostree(&shipped).args(["init", "--mode=archive"]));
+    let mut config = std::fs::read_to_string(shipped.join("config")).unwrap();
+    config.push_str(&atomic_factory::ostree::sign::remote_conf(
+        "origin",
+        &format!("{url}/repo"),
+        &shipped_key.display().to_string(),
+        true,
+    ));
+    std::fs::write(shipped.join("config"), config).unwrap();
+    ok(ostree(&shipped).args(["pull", "origin", "test/x86_64"]));
+    let shown =
+        ok(ostree(&shipped).args(["show", "--gpg-verify-remote=origin", "origin:test/x86_64"]));
+    assert!(shown.contains("Good signature"), "{shown}");
+
     // Tampered summary: flip a byte of a ref name.
     let summary = f.repo.join("summary");
     let orig = std::fs::read(&summary).unwrap();

@@ -89,6 +89,8 @@ pub struct Signer {
     /// Fingerprint of the certificate (primary key), upper-case hex.
     primary_fingerprint: String,
     user_id: Option<String>,
+    /// The certificate's public half, to publish next to what we sign.
+    public: SignedPublicKey,
 }
 
 /// Normalizes a user-given key id: strips `0x` and spaces, upper-cases hex.
@@ -211,6 +213,7 @@ impl Signer {
                     key,
                     primary_fingerprint: hex::encode_upper(primary_fpr.as_bytes()),
                     user_id: user_id.clone(),
+                    public: public.clone(),
                 })
             };
             // KEYID names a subkey exactly: gpg uses that subkey ("KEYID!" forces it too).
@@ -332,6 +335,12 @@ impl Signer {
         let mut out = Vec::with_capacity(160);
         sig.to_writer_with_header(&mut out)?;
         Ok(out)
+    }
+
+    /// The public key, armored like `gpg --export --armor`: what a client imports
+    /// (`ostree remote add --gpg-import=`) or points at (`gpgkeypath=` in a remote).
+    pub fn public_key_armored(&self) -> Result<String> {
+        Ok(self.public.to_armored_string(Default::default())?)
     }
 
     /// The first user id of the certificate, for messages.

@@ -177,3 +177,12 @@ pub fn verify_summary(repo: &Path, keyring: &Keyring) -> Result<Vec<SigCheck>> {
         .map(|s| keyring.verify(&bytes, s))
         .collect())
 }
+
+/// The `/etc/ostree/remotes.d/NAME.conf` of a remote whose commits (and summary, when
+/// `verify_summary`) must carry a good signature from the key at `gpgkeypath` (an armored
+/// or binary public key shipped in the image, e.g. from [`Signer::public_key_armored`]).
+pub fn remote_conf(name: &str, url: &str, gpgkeypath: &str, verify_summary: bool) -> String {
+    format!(
+        "[remote \"{name}\"]\nurl={url}\ngpg-verify=true\ngpg-verify-summary={verify_summary}\ngpgkeypath={gpgkeypath}\n"
+    )
+}
