@@ -96,11 +96,23 @@ pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
 /// Writes `data` to `dest` atomically: a temporary sibling, fsync, rename, fsync of the dir.
 pub(crate) fn write_file_atomic(dest: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
+    write_file_atomic_via(dir, dest, data, mode)
+}
+
+/// Like [`write_file_atomic`], with the temporary file in `tmpdir` (same filesystem), so a
+/// crash never leaves a stray file where readers enumerate (e.g. `refs/heads`).
+pub(crate) fn write_file_atomic_via(
+    tmpdir: &Path,
+    dest: &Path,
+    data: &[u8],
+    mode: u32,
+) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), unique()));
+    let tmp = tmpdir.join(format!(".{name}.tmp-{}-{}", std::process::id(), unique()));
     let res = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -352,8 +364,13 @@ impl Repo {
                 p.display()
             );
         }
-        write_file_atomic(&p, format!("{commit}\n").as_bytes(), 0o644)
-            .with_context(|| format!("writing ref '{name}'"))
+        write_file_atomic_via(
+            &self.path.join("tmp"),
+            &p,
+            format!("{commit}\n").as_bytes(),
+            0o644,
+        )
+        .with_context(|| format!("writing ref '{name}'"))
     }
 
     /// All `refs/heads` refs, sorted by name.
@@ -394,6 +411,33 @@ impl Repo {
             }
         }
         Ok(RepoLock { _file: file })
+    }
+
+    /// Removes temporary files left in `tmp/` by our writers that died (e.g. SIGKILL):
+    /// their names carry the writer's pid, and a pid that no longer exists cannot finish them.
+    pub fn cleanup_tmp(&self) -> Result<()> {
+        let tmp = self.path.join("tmp");
+        let rd = fs::read_dir(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("af-")
+                .or_else(|| {
+                    name.strip_prefix('.')
+                        .and_then(|n| n.split_once(".tmp-").map(|(_, r)| r))
+                })
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<libc::pid_t>().ok());
+            if let Some(pid) = pid {
+                // SAFETY: kill with signal 0 only checks whether the process exists.
+                let gone = unsafe { libc::kill(pid, 0) } != 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+                if gone {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A new temporary file in the repository's `tmp/` (same filesystem as `objects/`).

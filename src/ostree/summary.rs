@@ -7,7 +7,7 @@ use serde_bytes::{ByteBuf, Bytes};
 
 use super::checksum::Checksum;
 use super::gvariant::{self, ADict, MetaValue, Metadata, OwnedADict, lookup};
-use super::repo::{Repo, keyfile_get, keyfile_set, write_file_atomic};
+use super::repo::{Repo, keyfile_get, keyfile_set, write_file_atomic, write_file_atomic_via};
 
 /// Orders `a{sv}` entries the way a GVariantDict (a GHashTable keyed by `g_str_hash`) iterates
 /// them, so our summary is byte-identical to libostree's. Later duplicates replace earlier
@@ -216,7 +216,12 @@ impl Repo {
         }
         let summary = self.build_summary(extra_metadata)?;
         let bytes = summary_bytes(&summary)?;
-        write_file_atomic(&self.path().join("summary"), &bytes, 0o644)?;
+        write_file_atomic_via(
+            &self.path().join("tmp"),
+            &self.path().join("summary"),
+            &bytes,
+            0o644,
+        )?;
         let sig = self.path().join("summary.sig");
         match fs::remove_file(&sig) {
             Ok(()) => {}

@@ -1,0 +1,238 @@
+//! Benchmark (issue 2, "commit"): commit ~1 GiB in 20,000 files into fresh archive repos with
+//! `atomic-factory` (the library's `commit_directory`, run in a child process) and with
+//! `ostree commit`, in the same run; then re-commit the unchanged tree into the same repos.
+//! Prints wall times, the ratios and both peak RSS figures (getrusage of each child).
+//!
+//!     cargo run --release --example bench_commit [-- --files N --total-mib M]
+//!
+//! The generated tree is kept in /tmp/af-bench-tree and reused while its spec matches.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+const WORDS: &[&str] = &[
+    "ostree",
+    "commit",
+    "kernel",
+    "module",
+    "config",
+    "library",
+    "systemd",
+    "service",
+    "unit",
+    "usr",
+    "lib",
+    "share",
+    "doc",
+    "locale",
+    "python",
+    "site-packages",
+    "__init__",
+    "return",
+];
+
+/// Generates the tree: 75% small (0-16 KiB), 24% medium (16-256 KiB), 1% large (~1-8 MiB),
+/// scaled so the total is close to `total`; a third of the files are compressible text.
+fn generate(root: &Path, files: usize, total: u64) -> Result<u64> {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut sizes: Vec<u64> = (0..files)
+        .map(|_| match rng.below(100) {
+            0 => (1 << 20) + rng.below(7 << 20),
+            1..=24 => (16 << 10) + rng.below(240 << 10),
+            _ => rng.below(16 << 10),
+        })
+        .collect();
+    let sum: u64 = sizes.iter().sum();
+    for s in &mut sizes {
+        *s = (*s as u128 * total as u128 / sum as u128) as u64;
+    }
+    let per_dir = 100;
+    let mut written = 0;
+    let mut buf = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let dir = root.join(format!("d{:03}/s{}", i / per_dir, i % 3));
+        if i % per_dir == 0 || i % per_dir < 3 {
+            fs::create_dir_all(&dir)?;
+        }
+        buf.clear();
+        if i % 3 == 0 {
+            while (buf.len() as u64) < *size {
+                buf.extend_from_slice(WORDS[rng.below(WORDS.len() as u64) as usize].as_bytes());
+                buf.push(if rng.below(8) == 0 { b'\n' } else { b' ' });
+            }
+            buf.truncate(*size as usize);
+        } else {
+            while (buf.len() as u64) < *size {
+                buf.extend_from_slice(&rng.next().to_le_bytes());
+            }
+            buf.truncate(*size as usize);
+        }
+        fs::File::create(dir.join(format!("file-{i:05}")))?.write_all(&buf)?;
+        written += size;
+    }
+    Ok(written)
+}
+
+/// Runs a command, returning (wall time, peak RSS in KiB, stdout) via wait4's rusage.
+fn timed(cmd: &mut Command) -> Result<(Duration, u64, String)> {
+    use std::os::unix::process::ExitStatusExt;
+    let t0 = Instant::now();
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("{cmd:?}"))?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).map(|_| s)
+    });
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid out-parameter; pid is our child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall = t0.elapsed();
+    if r != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let st = std::process::ExitStatus::from_raw(status);
+    if !st.success() {
+        bail!("{cmd:?} failed: {st}");
+    }
+    let out = reader.join().expect("reader thread")?;
+    Ok((wall, ru.ru_maxrss as u64, out.trim().to_string()))
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child-commit") {
+        // The measured process: what `atomic-factory commit` does, through the library.
+        let repo = atomic_factory::ostree::Repo::open(Path::new(&args[2]))?;
+        let opts = atomic_factory::ostree::CommitOptions {
+            branch: Some("bench".into()),
+            timestamp: Some(1_700_000_000),
+            subject: "bench".into(),
+            ..Default::default()
+        };
+        let c = atomic_factory::ostree::commit_directory(&repo, Path::new(&args[3]), &opts)?;
+        println!("{c}");
+        return Ok(());
+    }
+    let mut files = 20_000usize;
+    let mut total_mib = 1024u64;
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--files" => files = it.next().context("--files N")?.parse()?,
+            "--total-mib" => total_mib = it.next().context("--total-mib M")?.parse()?,
+            _ => bail!("unknown argument {a}; usage: bench_commit [--files N] [--total-mib M]"),
+        }
+    }
+    let base = PathBuf::from("/tmp/af-bench-tree");
+    let tree = base.join("tree");
+    let spec = format!("{files} {total_mib}\n");
+    if fs::read_to_string(base.join("spec")).ok().as_deref() != Some(spec.as_str()) {
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&tree)?;
+        eprintln!(
+            "generating {files} files, {total_mib} MiB in {} ...",
+            tree.display()
+        );
+        let t0 = Instant::now();
+        let n = generate(&tree, files, total_mib << 20)?;
+        Command::new("sync").status()?;
+        fs::write(base.join("spec"), &spec)?;
+        eprintln!("generated {n} bytes in {:?}", t0.elapsed());
+    }
+    // Warm the page cache the same way for both tools.
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("cat $(find {} -type f) >/dev/null", tree.display()))
+        .status()?;
+
+    let work = PathBuf::from("/tmp/af-bench-repos");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    let ours_repo = work.join("ours");
+    let theirs_repo = work.join("theirs");
+    atomic_factory::ostree::Repo::create(&ours_repo, atomic_factory::ostree::RepoMode::ArchiveZ2)?;
+    let st = Command::new("ostree")
+        .arg("init")
+        .arg(format!("--repo={}", theirs_repo.display()))
+        .arg("--mode=archive")
+        .status()?;
+    if !st.success() {
+        bail!("ostree init failed (is ostree installed? run vm/prepare)");
+    }
+    let me = std::env::current_exe()?;
+    let ours_cmd = || {
+        let mut c = Command::new(&me);
+        c.arg("--child-commit").arg(&ours_repo).arg(&tree);
+        c
+    };
+    let theirs_cmd = || {
+        let mut c = Command::new("ostree");
+        c.arg("commit")
+            .arg(format!("--repo={}", theirs_repo.display()))
+            .args(["-b", "bench", "--subject=bench", "--timestamp=@1700000000"])
+            .arg(format!("--tree=dir={}", tree.display()));
+        c
+    };
+    let (t_theirs, rss_theirs, c_theirs) = timed(&mut theirs_cmd())?;
+    let (t_ours, rss_ours, c_ours) = timed(&mut ours_cmd())?;
+    println!(
+        "commit: files={files} total={total_mib} MiB cores={}",
+        std::thread::available_parallelism()?.get()
+    );
+    println!(
+        "  ostree commit         {:>8.2} s  peak RSS {:>6} MiB",
+        t_theirs.as_secs_f64(),
+        rss_theirs / 1024
+    );
+    println!(
+        "  atomic-factory commit {:>8.2} s  peak RSS {:>6} MiB",
+        t_ours.as_secs_f64(),
+        rss_ours / 1024
+    );
+    println!(
+        "  ratio ours/ostree     {:>8.3}   (target <= 0.5; RSS target <= 256 MiB)",
+        t_ours.as_secs_f64() / t_theirs.as_secs_f64()
+    );
+    println!(
+        "  same commit checksum: {}",
+        if c_ours == c_theirs { "yes" } else { "NO" }
+    );
+
+    let (r_theirs, _, _) = timed(&mut theirs_cmd())?;
+    let (r_ours, rr_ours, _) = timed(&mut ours_cmd())?;
+    println!("re-commit of the unchanged tree (all objects exist):");
+    println!("  ostree commit         {:>8.2} s", r_theirs.as_secs_f64());
+    println!(
+        "  atomic-factory commit {:>8.2} s  peak RSS {:>6} MiB",
+        r_ours.as_secs_f64(),
+        rr_ours / 1024
+    );
+    println!(
+        "  ratio ours/ostree     {:>8.3}   (target <= 0.3)",
+        r_ours.as_secs_f64() / r_theirs.as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! Shared helpers for the ostree integration tests: the real `ostree` as oracle, test trees,
+//! object comparison and a loopback HTTP server.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
+
+/// Fails (never skips) when a tool the tests need is missing.
+pub fn require(tool: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "`{tool}` is not installed: run vm/prepare (it installs the Debian packages the tests need)"
+    );
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(cmd: &mut Command) -> String {
+    String::from_utf8(run(cmd).stdout)
+        .expect("utf-8 output")
+        .trim()
+        .to_string()
+}
+
+pub fn ours() -> Command {
+    Command::new(BIN)
+}
+
+pub fn ostree(repo: &Path) -> Command {
+    require("ostree");
+    let mut c = Command::new("ostree");
+    c.arg(format!("--repo={}", repo.display()));
+    c
+}
+
+pub fn ostree_init(repo: &Path) {
+    run(Command::new("ostree")
+        .arg("init")
+        .arg(format!("--repo={}", repo.display()))
+        .arg("--mode=archive"));
+}
+
+pub fn our_init(repo: &Path) {
+    run(ours().arg("init").arg(format!("--repo={}", repo.display())));
+}
+
+pub fn fsck(repo: &Path) {
+    run(ostree(repo).arg("fsck"));
+}
+
+/// A small deterministic PRNG (xorshift64*), so test data needs no extra crate.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+pub fn write_random(path: &Path, size: usize, rng: &mut Rng) {
+    let mut f = fs::File::create(path).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len());
+        rng.fill(&mut buf[..n]);
+        f.write_all(&buf[..n]).unwrap();
+        left -= n;
+    }
+}
+
+pub fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+}
+
+pub fn chmod(p: &Path, mode: u32) {
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Object files below `repo/objects`, as "XX/rest.ext" -> path.
+pub fn objects(repo: &Path) -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(repo.join("objects")).min_depth(2) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(repo.join("objects"))
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.insert(rel, e.path().to_path_buf());
+        }
+    }
+    out
+}
+
+/// Splits a `.filez` into (header bytes, inflated content).
+pub fn split_filez(path: &Path) -> (Vec<u8>, Vec<u8>) {
+    let b = fs::read(path).unwrap();
+    let n = u32::from_be_bytes(b[0..4].try_into().unwrap()) as usize;
+    let header = b[..8 + n].to_vec();
+    let mut content = Vec::new();
+    if b.len() > 8 + n {
+        flate2::read::DeflateDecoder::new(&b[8 + n..])
+            .read_to_end(&mut content)
+            .unwrap();
+    }
+    (header, content)
+}
+
+/// Asserts that two repos hold the same objects: metadata byte-identical, `.filez` with the
+/// same header and the same inflated content.
+pub fn assert_same_objects(ours: &Path, theirs: &Path) {
+    let a = objects(ours);
+    let b = objects(theirs);
+    let names_a: Vec<_> = a.keys().collect();
+    let names_b: Vec<_> = b.keys().collect();
+    assert_eq!(
+        names_a,
+        names_b,
+        "object names differ between {} and {}",
+        ours.display(),
+        theirs.display()
+    );
+    for (name, pa) in &a {
+        let pb = &b[name];
+        if name.ends_with(".filez") {
+            let (ha, ca) = split_filez(pa);
+            let (hb, cb) = split_filez(pb);
+            assert_eq!(ha, hb, "{name}: .filez headers differ");
+            assert!(ca == cb, "{name}: inflated content differs");
+        } else {
+            assert!(
+                fs::read(pa).unwrap() == fs::read(pb).unwrap(),
+                "{name}: bytes differ"
+            );
+        }
+    }
+}
+
+/// What a tree looks like: path -> (kind, mode, uid, gid, content sha/target, user xattrs).
+pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    use sha2::Digest;
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let md = e.path().symlink_metadata().unwrap();
+        let ft = md.file_type();
+        let what = if ft.is_symlink() {
+            format!("link:{}", fs::read_link(e.path()).unwrap().display())
+        } else if ft.is_dir() {
+            "dir".to_string()
+        } else {
+            let data = fs::read(e.path()).unwrap();
+            format!(
+                "file:{}:{}",
+                data.len(),
+                hex::encode(sha2::Sha256::digest(&data))
+            )
+        };
+        let mut xattrs: Vec<String> = xattr::list(e.path())
+            .unwrap()
+            .filter(|n| n.to_string_lossy().starts_with("user."))
+            .map(|n| {
+                let v = xattr::get(e.path(), &n).unwrap().unwrap_or_default();
+                format!("{}={}", n.to_string_lossy(), hex::encode(v))
+            })
+            .collect();
+        xattrs.sort();
+        // Symlink permission bits are always 0777 and not meaningful.
+        let mode = if ft.is_symlink() {
+            0o777
+        } else {
+            md.mode() & 0o7777
+        };
+        out.insert(
+            format!("/{rel}"),
+            format!(
+                "{what} mode={mode:o} owner={}:{} xattrs=[{}]",
+                md.uid(),
+                md.gid(),
+                xattrs.join(",")
+            ),
+        );
+    }
+    out
+}
+
+/// `python3 -m http.server` on a free loopback port, killed on drop.
+pub struct HttpServer {
+    child: Child,
+    pub url: String,
+}
+
+impl HttpServer {
+    pub fn serve(dir: &Path) -> HttpServer {
+        require("python3");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting python3 -m http.server");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "http.server did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpServer {
+            child,
+            url: format!("http://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pulls `refname` from `url` into a fresh archive repo at `dest` with the real ostree, then fscks it.
+pub fn ostree_pull(url: &str, refname: &str, dest: &Path) {
+    ostree_init(dest);
+    run(ostree(dest).args(["remote", "add", "--no-gpg-verify", "origin", url]));
+    run(ostree(dest).args(["pull", "origin", refname]));
+    fsck(dest);
+}
