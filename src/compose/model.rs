@@ -111,7 +111,9 @@ fn place(path: &str) -> Result<Place> {
         // themselves become our symlinks.
         d @ ("bin" | "sbin" | "lib" | "lib64" | "lib32") => {
             if rest.is_empty() {
-                Place::Skip("toplevel compat link (made by compose)")
+                // The entry itself: a package's symlink is kept; a directory is replaced by
+                // our symlink in postprocess.
+                Place::Tree(d.to_string())
             } else {
                 Place::Tree(format!("usr/{d}/{rest}"))
             }
@@ -334,7 +336,8 @@ mod tests {
         assert_eq!(tree("/boot/vmlinuz-1"), "usr/lib/ostree-boot/vmlinuz-1");
         assert_eq!(tree("/var/lib/x"), "VAR var/lib/x");
         assert_eq!(tree("/bin/sh"), "usr/bin/sh");
-        assert_eq!(tree("/bin"), "SKIP");
+        assert_eq!(tree("/bin"), "bin");
+        assert_eq!(tree("/dev"), "SKIP");
         assert_eq!(tree("/usr/local/bin"), "VAR var/usrlocal/bin");
         assert!(place("/usr/../../etc/shadow").is_err());
         assert!(place("/weird/x").is_err());

@@ -808,12 +808,21 @@ fn postprocess(
         links.push(("tmp", "sysroot/tmp"));
     }
     for (l, t) in links {
-        if let Some(old) = e.get(l)
-            && old.owner.is_some()
-        {
-            bail!("/{l} is shipped by a package but rpm-ostree's layout makes it a symlink to {t}");
+        match e.get(l).map(|x| (&x.node, x.owner)) {
+            // A package's own compat symlink (bin -> usr/bin) stays as shipped.
+            Some((Node::Symlink { .. }, Some(_))) if ["bin", "sbin", "lib", "lib64", "lib32"].contains(&l) => {}
+            // UsrMove: a compat dir's content already went to /usr; the dir becomes a link.
+            Some((Node::Dir, Some(_))) if ["bin", "sbin", "lib", "lib64", "lib32"].contains(&l) => {
+                e.insert(l.into(), symlink(t));
+            }
+            Some((_, Some(o))) => bail!(
+                "/{l} is shipped by {} but rpm-ostree's layout makes it a symlink to {t}",
+                headers[o].info.nevra()
+            ),
+            _ => {
+                e.insert(l.into(), symlink(t));
+            }
         }
-        e.insert(l.into(), symlink(t));
     }
     Ok(kver)
 }
