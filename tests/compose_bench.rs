@@ -39,7 +39,9 @@ fn content(size: usize, seed: u64) -> Vec<u8> {
 
 /// File sizes of package `i`: many small files, some medium, a few large ones.
 fn sizes(i: usize) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..30).map(|k| 1024 + (i * 7919 + k * 104_729) % 16_384).collect();
+    let mut v: Vec<usize> = (0..30)
+        .map(|k| 1024 + (i * 7919 + k * 104_729) % 16_384)
+        .collect();
     v.extend((0..4).map(|k| 100_000 + (i * 31 + k * 17) % 900_000));
     if i % 4 == 0 {
         v.push(4_000_000 + (i % 7) * 1_000_000);
@@ -68,7 +70,10 @@ fn generate(dir: &Path) -> u64 {
         for (k, s) in szs.iter().enumerate() {
             let sub = if k % 3 == 0 { "lib" } else { "share" };
             b = b
-                .with_file_contents(content(*s, (i * 1000 + k) as u64), rpm::FileOptions::new(format!("/usr/{sub}/{name}/f{k:03}")))
+                .with_file_contents(
+                    content(*s, (i * 1000 + k) as u64),
+                    rpm::FileOptions::new(format!("/usr/{sub}/{name}/f{k:03}")),
+                )
                 .unwrap();
         }
         if i > 0 {
@@ -89,7 +94,11 @@ fn max_rss_children_kib() -> i64 {
 fn run(cmd: &mut Command) -> f64 {
     let t = Instant::now();
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     t.elapsed().as_secs_f64()
 }
 
@@ -111,27 +120,54 @@ fn compose_benchmark() {
         .sum();
     let work = tempfile::tempdir_in("/tmp").unwrap();
     let w = work.path();
-    std::fs::write(w.join("bench.repo"), format!("[bench]\nbaseurl=file://{}\n", rpms.display())).unwrap();
+    std::fs::write(
+        w.join("bench.repo"),
+        format!("[bench]\nbaseurl=file://{}\n", rpms.display()),
+    )
+    .unwrap();
     let names: Vec<String> = (0..PACKAGES).map(|i| format!("  - bench{i:03}")).collect();
-    std::fs::write(w.join("tf.yaml"), format!("ref: bench/x86_64\nrepos: [bench]\npackages:\n{}\n", names.join("\n"))).unwrap();
+    std::fs::write(
+        w.join("tf.yaml"),
+        format!(
+            "ref: bench/x86_64\nrepos: [bench]\npackages:\n{}\n",
+            names.join("\n")
+        ),
+    )
+    .unwrap();
 
     // Ours.
     let exe = env!("CARGO_BIN_EXE_atomic-factory");
     let ours_repo = w.join("ours");
     run(Command::new(exe).args(["init", "--repo"]).arg(&ours_repo));
     let rss_before = max_rss_children_kib();
-    let ours = run(Command::new(exe).args(["compose", "tree", "-q", "--repo"]).arg(&ours_repo).arg(w.join("tf.yaml")));
+    let ours = run(Command::new(exe)
+        .args(["compose", "tree", "-q", "--repo"])
+        .arg(&ours_repo)
+        .arg(w.join("tf.yaml")));
     let rss = max_rss_children_kib();
     assert!(rss >= rss_before);
-    let nochange = run(Command::new(exe).args(["compose", "tree", "-q", "--repo"]).arg(&ours_repo).arg(w.join("tf.yaml")));
-    let fsck = Command::new("ostree").arg("fsck").arg(format!("--repo={}", ours_repo.display())).output().unwrap();
-    assert!(fsck.status.success(), "{}", String::from_utf8_lossy(&fsck.stderr));
+    let nochange = run(Command::new(exe)
+        .args(["compose", "tree", "-q", "--repo"])
+        .arg(&ours_repo)
+        .arg(w.join("tf.yaml")));
+    let fsck = Command::new("ostree")
+        .arg("fsck")
+        .arg(format!("--repo={}", ours_repo.display()))
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
 
     // Reference: rpm2cpio | cpio -idm of every package, then ostree commit (archive repo).
     let ref_repo = w.join("reference");
     let rootfs = w.join("rootfs");
     std::fs::create_dir(&rootfs).unwrap();
-    run(Command::new("ostree").args(["init", "--mode=archive"]).arg(format!("--repo={}", ref_repo.display())));
+    run(Command::new("ostree")
+        .args(["init", "--mode=archive"])
+        .arg(format!("--repo={}", ref_repo.display())));
     let t = Instant::now();
     for i in 0..PACKAGES {
         let rpm = rpms.join(format!("bench{i:03}-1.0-1.noarch.rpm"));
@@ -147,10 +183,27 @@ fn compose_benchmark() {
         .current_dir(w));
     let reference = extract + commit;
 
-    println!("compose benchmark: {PACKAGES} RPMs, {} MiB payload, {} MiB of RPMs (zstd)", payload >> 20, on_disk >> 20);
-    println!("  ours (compose tree):               {ours:7.2} s, peak RSS {} MiB", rss / 1024);
-    println!("  rpm2cpio|cpio + ostree commit:     {reference:7.2} s (extract {extract:.2} s + commit {commit:.2} s)");
-    println!("  ratio ours/reference:              {:7.2}x (target <= 0.5x)", ours / reference);
+    println!(
+        "compose benchmark: {PACKAGES} RPMs, {} MiB payload, {} MiB of RPMs (zstd)",
+        payload >> 20,
+        on_disk >> 20
+    );
+    println!(
+        "  ours (compose tree):               {ours:7.2} s, peak RSS {} MiB",
+        rss / 1024
+    );
+    println!(
+        "  rpm2cpio|cpio + ostree commit:     {reference:7.2} s (extract {extract:.2} s + commit {commit:.2} s)"
+    );
+    println!(
+        "  ratio ours/reference:              {:7.2}x (target <= 0.5x)",
+        ours / reference
+    );
     println!("  no-change check:                   {nochange:7.3} s (target <= 0.2 s)");
-    println!("  cores: {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "  cores: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
 }

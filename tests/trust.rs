@@ -320,7 +320,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     let sig = &mut meta.gpgsigs[0];
     let n = sig.len();
     sig[n - 3] ^= 0x01;
-    meta.write(&meta_path).unwrap();
+    meta.write_in_repo(&f.repo, &meta_path).unwrap();
 
     let url = serve(f.dir.join("srv"));
     let client = make_client(

@@ -810,7 +810,8 @@ fn postprocess(
     for (l, t) in links {
         match e.get(l).map(|x| (&x.node, x.owner)) {
             // A package's own compat symlink (bin -> usr/bin) stays as shipped.
-            Some((Node::Symlink { .. }, Some(_))) if ["bin", "sbin", "lib", "lib64", "lib32"].contains(&l) => {}
+            Some((Node::Symlink { .. }, Some(_)))
+                if ["bin", "sbin", "lib", "lib64", "lib32"].contains(&l) => {}
             // UsrMove: a compat dir's content already went to /usr; the dir becomes a link.
             Some((Node::Dir, Some(_))) if ["bin", "sbin", "lib", "lib64", "lib32"].contains(&l) => {
                 e.insert(l.into(), symlink(t));

@@ -2,7 +2,6 @@
 //! form whose `ostree.gpgsigs` key holds `aay`, one binary OpenPGP signature per element.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -86,36 +85,11 @@ impl DetachedMeta {
         Ok(data.bytes().to_vec())
     }
 
-    /// Writes atomically: a temp file in the same directory, fsync, rename.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_bytes()?)
+    /// Writes atomically (temp file in the repository's `tmp/`, fsync, rename), so
+    /// readers see the old or the new file, and a crash leaves nothing in `objects/`.
+    pub fn write_in_repo(&self, repo: &Path, path: &Path) -> Result<()> {
+        super::repo::write_file_atomic_via(&repo.join("tmp"), path, &self.to_bytes()?, 0o644)
     }
-}
-
-/// Writes `bytes` to `path` through a temp file in the same directory (fsync, rename),
-/// so readers see the old or the new file, never a partial one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    // ostree's objects are 0644; tempfile creates 0600.
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Path of a commit's detached metadata in an archive repository.

@@ -89,7 +89,7 @@ pub fn gpg_sign_commit(repo: &Path, commit: &str, signer: &Signer) -> Result<boo
         return Ok(false);
     }
     meta.gpgsigs.push(signer.sign_detached(&bytes)?);
-    meta.write(&meta_path)?;
+    meta.write_in_repo(repo, &meta_path)?;
     Ok(true)
 }
 
@@ -158,7 +158,7 @@ pub fn sign_summary(repo: &Path, signer: &Signer) -> Result<()> {
         });
     }
     meta.gpgsigs.push(signer.sign_detached(&bytes)?);
-    meta.write(&sig_path)
+    meta.write_in_repo(repo, &sig_path)
 }
 
 /// Checks `summary.sig` against `summary`.
