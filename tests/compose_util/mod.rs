@@ -9,7 +9,9 @@ use std::process::Command;
 use atomic_factory::compose::{ComposeOptions, ComposeOutcome, compose_tree};
 use atomic_factory::ostree::{Repo, RepoMode};
 
-pub const FIXTURES: &str = "/work/shared/fixtures/rpms";
+/// Real RPMs from rpm-rs's test assets (see tests/fixtures/README.md), kept in the repo so
+/// CI needs nothing else.
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rpms");
 
 /// Fails (never skips) when a tool is missing, naming vm/prepare.
 pub fn require_tools(tools: &[&str]) {
@@ -32,7 +34,7 @@ pub fn fixtures_dir() -> PathBuf {
     let p = PathBuf::from(p);
     assert!(
         p.join("v6/rpm-basic-2.3.4-5.el9.noarch.rpm").exists(),
-        "RPM fixtures missing at {}; run vm/prepare",
+        "RPM fixtures missing at {} (tests/fixtures/rpms in the repo)",
         p.display()
     );
     p
