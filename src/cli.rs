@@ -35,6 +35,10 @@ pub enum Command {
     Checkout(ostree::cli::CheckoutArgs),
     /// Write or show the repository summary (like `ostree summary`)
     Summary(ostree::cli::SummaryArgs),
+    /// Sign a commit with GPG (like `ostree gpg-sign`)
+    GpgSign(ostree::cli::GpgSignArgs),
+    /// Check a commit's or the summary's GPG signatures (like `ostree show --gpg-verify`)
+    Verify(ostree::cli::VerifyArgs),
     /// Compose RPMs into an ostree commit (like `rpm-ostree compose`)
     #[command(subcommand)]
     Compose(compose::cli::ComposeCommand),
@@ -62,6 +66,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => ostree::cli::show(args),
         Command::Checkout(args) => ostree::cli::checkout(args),
         Command::Summary(args) => ostree::cli::summary(args),
+        Command::GpgSign(args) => ostree::cli::gpg_sign(args),
+        Command::Verify(args) => ostree::cli::verify(args),
         Command::Compose(cmd) => compose::cli::run(cmd),
         Command::Kickstart(cmd) => kickstart::cli::run(cmd),
         Command::Install(args) => vm::cli::install(args),
@@ -75,7 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Log to stderr; `RUST_LOG` overrides the default level.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // pgp warns about every trust packet of a local keyring (harmless; we drop them).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pgp=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

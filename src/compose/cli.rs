@@ -19,6 +19,7 @@ pub enum ComposeCommand {
   SOURCE_DATE_EPOCH=1700000000 atomic-factory compose tree --repo=repo \\
       --write-commitid-to=commitid --add-metadata-string=build.id=42 treefile.yaml
   atomic-factory compose tree --repo=repo --force-nocache treefile.yaml
+  atomic-factory compose tree --repo=repo --gpg-sign=0x1234ABCD --gpg-homedir=keys treefile.yaml
 
 With unchanged inputs (same rpmostree.inputhash as the ref's commit) no commit is made.
 Scriptlets are not run; each is listed in the output and in the commit metadata
@@ -42,6 +43,8 @@ pub struct ComposeTreeArgs {
     /// Print only errors
     #[arg(long, short)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub sign: crate::ostree::cli::GpgSignOpts,
     /// The treefile (YAML or JSON)
     pub treefile: PathBuf,
 }
@@ -68,7 +71,11 @@ fn tree(args: ComposeTreeArgs) -> anyhow::Result<()> {
         source_date_epoch: None,
         quiet: args.quiet,
     };
+    let signers = args.sign.signers()?;
     let out = compose_tree(&args.repo, &args.treefile, &opts)?;
+    // Also when nothing changed: an unsigned previous commit gets signed (a no-op if
+    // this key already signed it).
+    crate::ostree::cli::sign_commit_with(&args.repo, &out.commit, &signers)?;
     if !args.quiet && out.changed {
         for s in &out.skipped_scriptlets {
             eprintln!("scriptlet not run: {s}");

@@ -7,12 +7,14 @@
 //! - [`model`]: the tree model from RPM headers (layout rules, conflicts)
 //! - [`import`]: payloads streamed into the repository
 //! - [`tree`]: [`compose_tree`], the whole compose
+//! - [`gpgcheck`]: `gpgcheck=1` RPM signature verification before import
 //!
 //! The rpmdb is not a real rpm database: the tree carries the package list in
 //! `usr/share/rpm/atomic-factory-pkglist.txt` and the commit's `rpmostree.rpmdb.pkglist`.
 
 pub mod caps;
 pub mod cli;
+pub mod gpgcheck;
 pub mod import;
 pub mod model;
 pub mod package;

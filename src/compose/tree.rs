@@ -281,6 +281,8 @@ pub fn compose_tree(
         },
     )?;
     progress.say(&format!("resolved {} packages", resolved.len()));
+    // gpgcheck=1 repos: every package's signature, before anything is imported.
+    super::gpgcheck::check_packages(&defs, &resolved, &basearch, tf.releasever.as_deref())?;
     let inputhash = input_hash(&tf, &resolved)?;
 
     // No-change check.

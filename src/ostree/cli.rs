@@ -116,7 +116,7 @@ pub struct CheckoutArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  atomic-factory summary -u --repo=repo\n  atomic-factory summary --view --repo=repo\n\nThe summary's last-modified time is the clock, or SOURCE_DATE_EPOCH when set."
+    after_help = "Examples:\n  atomic-factory summary -u --repo=repo\n  atomic-factory summary --view --repo=repo\n  atomic-factory summary -u --repo=repo --gpg-sign=0x1234ABCD --gpg-homedir=keys\n\nThe summary's last-modified time is the clock, or SOURCE_DATE_EPOCH when set."
 )]
 pub struct SummaryArgs {
     /// Path of the repository
@@ -131,6 +131,8 @@ pub struct SummaryArgs {
     /// Additional metadata KEY=VALUE; VALUE is 'string' (quoted), true or false
     #[arg(short = 'm', long = "add-metadata", value_name = "KEY=VALUE")]
     pub add_metadata: Vec<String>,
+    #[command(flatten)]
+    pub sign: GpgSignOpts,
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
@@ -300,10 +302,11 @@ pub fn render_summary(s: &summary::Summary) -> String {
 }
 
 pub fn summary(args: SummaryArgs) -> Result<()> {
-    if !args.update && !args.view {
+    if !args.update && !args.view && args.sign.is_empty() {
         bail!("nothing to do: give -u/--update to regenerate the summary or --view to print it");
     }
     let repo = Repo::open(&args.repo)?;
+    let signers = args.sign.signers()?;
     if args.update {
         let extra = args
             .add_metadata
@@ -316,8 +319,171 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         repo.update_summary(&extra)?;
     }
+    sign_summary_with(&args.repo, &signers)?;
     if args.view {
         print!("{}", render_summary(&repo.read_summary()?));
     }
     Ok(())
+}
+
+// ---- Signing (issue #9): `gpg-sign`, `verify`; kept together here to ease merges. ----
+
+/// `--gpg-sign=KEYID` plus the key source, for commands that sign what they write
+/// (`summary -u`, `compose tree`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GpgSignOpts {
+    /// Sign with this GPG key (fingerprint, key id or user id); repeatable
+    #[arg(long = "gpg-sign", value_name = "KEYID")]
+    pub gpg_sign: Vec<String>,
+    #[command(flatten)]
+    pub key: GpgKeyArgs,
+}
+
+impl GpgSignOpts {
+    pub fn is_empty(&self) -> bool {
+        self.gpg_sign.is_empty()
+    }
+
+    /// Loads every `--gpg-sign` key. Call this before the long work so a wrong key id
+    /// fails at once, not after the compose or with the old summary.sig already gone.
+    pub fn signers(&self) -> Result<Vec<super::gpg::Signer>> {
+        self.gpg_sign.iter().map(|k| self.key.signer(k)).collect()
+    }
+}
+
+/// Adds a signature by each signer to the commit's `.commitmeta`.
+pub fn sign_commit_with(
+    repo: &std::path::Path,
+    commit: &super::Checksum,
+    signers: &[super::gpg::Signer],
+) -> Result<()> {
+    for signer in signers {
+        super::sign::gpg_sign_commit(repo, &commit.to_hex(), signer)?;
+        tracing::info!("signed {commit} with key {}", signer.signing_fingerprint());
+    }
+    Ok(())
+}
+
+/// Adds a signature by each signer to `summary.sig`.
+pub fn sign_summary_with(repo: &std::path::Path, signers: &[super::gpg::Signer]) -> Result<()> {
+    for signer in signers {
+        super::sign::sign_summary(repo, signer)?;
+        tracing::info!(
+            "signed the summary with key {}",
+            signer.signing_fingerprint()
+        );
+    }
+    Ok(())
+}
+
+/// Where the secret key comes from (shared by `gpg-sign`, `summary -u` and `compose tree`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GpgKeyArgs {
+    /// GnuPG home directory holding the secret key (default: $GNUPGHOME or ~/.gnupg)
+    #[arg(long, value_name = "DIR")]
+    pub gpg_homedir: Option<PathBuf>,
+    /// Armored secret key file (`gpg --export-secret-keys --armor`), instead of a GnuPG home
+    #[arg(long, value_name = "FILE", conflicts_with = "gpg_homedir")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl GpgKeyArgs {
+    pub fn signer(&self, keyid: &str) -> anyhow::Result<super::gpg::Signer> {
+        super::sign::KeySource::from_flags(self.gpg_homedir.as_deref(), self.key_file.as_deref())?
+            .signer(keyid)
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  atomic-factory gpg-sign --repo=repo demo/x86_64 0x1234ABCD --gpg-homedir=keys\n  atomic-factory gpg-sign --repo=repo 3f1c…e2 builder@example.org --key-file=secret.asc"
+)]
+pub struct GpgSignArgs {
+    /// Path of the repository
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Commit checksum or ref to sign
+    pub commit: String,
+    /// Key ids (fingerprint, long/short id or user id) to sign with
+    #[arg(required = true)]
+    pub keyids: Vec<String>,
+    #[command(flatten)]
+    pub key: GpgKeyArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  atomic-factory verify --repo=repo demo/x86_64 --keyring=pubkey.gpg\n  atomic-factory verify --repo=repo --summary --keyring=RPM-GPG-KEY-demo.asc\n  atomic-factory verify --repo=repo demo/x86_64 --gpg-homedir=~/.gnupg"
+)]
+pub struct VerifyArgs {
+    /// Path of the repository
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Commit checksum or ref to verify (not with --summary)
+    #[arg(required_unless_present = "summary")]
+    pub rev: Option<String>,
+    /// Verify summary.sig against summary instead of a commit
+    #[arg(long, conflicts_with = "rev")]
+    pub summary: bool,
+    /// Public keyring: binary or armored (`gpg --export [--armor]`) or a GnuPG
+    /// keybox (pubring.kbx); repeatable
+    #[arg(long, required_unless_present = "gpg_homedir")]
+    pub keyring: Vec<PathBuf>,
+    /// Also trust every public key of this GnuPG home (its pubring.kbx or pubring.gpg)
+    #[arg(long, value_name = "DIR")]
+    pub gpg_homedir: Option<PathBuf>,
+}
+
+pub fn gpg_sign(args: GpgSignArgs) -> anyhow::Result<()> {
+    let commit = super::sign::resolve_commit(&args.repo, &args.commit)?;
+    for keyid in &args.keyids {
+        let signer = args.key.signer(keyid)?;
+        if super::sign::gpg_sign_commit(&args.repo, &commit, &signer)? {
+            println!("Signed {commit} with key {}", signer.signing_fingerprint());
+        } else {
+            println!(
+                "{commit} is already signed with key {}",
+                signer.signing_fingerprint()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut keyring = super::gpg::Keyring::default();
+    let mut paths = args.keyring.clone();
+    if let Some(home) = &args.gpg_homedir {
+        let found: Vec<PathBuf> = ["pubring.kbx", "pubring.gpg"]
+            .iter()
+            .map(|n| home.join(n))
+            .filter(|p| p.is_file())
+            .collect();
+        if found.is_empty() {
+            anyhow::bail!(
+                "GnuPG home {} has no pubring.kbx or pubring.gpg",
+                home.display()
+            );
+        }
+        paths.extend(found);
+    }
+    for path in &paths {
+        keyring.extend(super::gpg::Keyring::load(path)?);
+    }
+    let (what, checks) = if args.summary {
+        let what = format!("summary of {}", args.repo.display());
+        (what, super::sign::verify_summary(&args.repo, &keyring)?)
+    } else {
+        let rev = args.rev.as_deref().context("a commit or ref is required")?;
+        let commit = super::sign::resolve_commit(&args.repo, rev)?;
+        let checks = super::sign::verify_commit(&args.repo, &commit, &keyring)?;
+        (format!("commit {commit}"), checks)
+    };
+    println!("Found {} signature(s) on {what}:", checks.len());
+    for c in &checks {
+        println!();
+        print!("{}", c.describe());
+    }
+    super::sign::require_good(&checks, &what)
 }

@@ -10,11 +10,14 @@
 //! - [`commit`]: [`commit_directory`], the `ostree commit --tree=dir=` walk
 //! - [`summary`]: the `summary` file
 //! - [`inspect`]: `ls`, `show`, `checkout`
+//! - [`gpg`], [`detached`], [`sign`]: OpenPGP signatures of commits and summaries
 
 pub mod checksum;
 pub mod cli;
 pub mod commit;
 pub mod datetime;
+pub mod detached;
+pub mod gpg;
 pub mod gvariant;
 pub mod inspect;
 pub mod mtree;
@@ -22,6 +25,7 @@ pub mod objects;
 mod progress;
 pub mod refs;
 pub mod repo;
+pub mod sign;
 pub mod summary;
 
 pub use checksum::Checksum;
