@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AccelChoice {
     Auto,
@@ -48,13 +50,24 @@ pub struct AccelDecision {
 
 pub async fn choose(choice: AccelChoice, qemu: &Path, scratch: &Path) -> Result<AccelDecision> {
     match choice {
-        AccelChoice::Tcg => Ok(AccelDecision { accel: Accel::Tcg, notice: None }),
+        AccelChoice::Tcg => Ok(AccelDecision {
+            accel: Accel::Tcg,
+            notice: None,
+        }),
         AccelChoice::Kvm => match kvm_works(qemu, scratch).await {
-            Ok(()) => Ok(AccelDecision { accel: Accel::Kvm, notice: None }),
-            Err(why) => bail!("--accel kvm: KVM is not usable here: {why}; use --accel tcg (or auto)"),
+            Ok(()) => Ok(AccelDecision {
+                accel: Accel::Kvm,
+                notice: None,
+            }),
+            Err(why) => {
+                bail!("--accel kvm: KVM is not usable here: {why}; use --accel tcg (or auto)")
+            }
         },
         AccelChoice::Auto => match kvm_works(qemu, scratch).await {
-            Ok(()) => Ok(AccelDecision { accel: Accel::Kvm, notice: None }),
+            Ok(()) => Ok(AccelDecision {
+                accel: Accel::Kvm,
+                notice: None,
+            }),
             Err(why) => Ok(AccelDecision {
                 accel: Accel::Tcg,
                 notice: Some(format!(
@@ -67,21 +80,42 @@ pub async fn choose(choice: AccelChoice, qemu: &Path, scratch: &Path) -> Result<
 
 /// Ok when /dev/kvm opens and a probe VM executes guest code within [`PROBE_TIMEOUT`].
 pub async fn kvm_works(qemu: &Path, scratch: &Path) -> std::result::Result<(), String> {
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         return Err(format!("/dev/kvm cannot be opened: {e}"));
     }
     probe_vm(qemu, "kvm", scratch, PROBE_TIMEOUT).await
 }
 
 /// Boots a disk-less VM with `accel` and waits for SeaBIOS to give up booting (it ran).
-pub async fn probe_vm(qemu: &Path, accel: &str, scratch: &Path, timeout: Duration) -> std::result::Result<(), String> {
+pub async fn probe_vm(
+    qemu: &Path,
+    accel: &str,
+    scratch: &Path,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
     let log = scratch.join(format!("accel-probe-{accel}.log"));
     let _ = std::fs::remove_file(&log);
     let mut child = tokio::process::Command::new(qemu)
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-m", "32"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-m",
+            "32",
+        ])
         .arg("-machine")
         .arg(format!("pc,accel={accel}"))
-        .args(if accel == "kvm" { &["-cpu", "host"][..] } else { &[][..] })
+        .args(if accel == "kvm" {
+            &["-cpu", "host"][..]
+        } else {
+            &[][..]
+        })
         .arg("-chardev")
         .arg(format!("file,id=dbg,path={}", log.display()))
         .args(["-device", "isa-debugcon,iobase=0x402,chardev=dbg"])
@@ -103,14 +137,25 @@ pub async fn probe_vm(qemu: &Path, accel: &str, scratch: &Path, timeout: Duratio
                 use tokio::io::AsyncReadExt;
                 let _ = e.read_to_string(&mut err).await;
             }
-            let err: Vec<&str> = err.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            break Err(format!("a probe VM with accel={accel} exited ({status}): {}", err.join("; ")));
+            let err: Vec<&str> = err
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            break Err(format!(
+                "a probe VM with accel={accel} exited ({status}): {}",
+                err.join("; ")
+            ));
         }
         if start.elapsed() > timeout {
             break Err(format!(
                 "a probe VM with accel={accel} did not finish its BIOS within {} s (QEMU hangs{})",
                 timeout.as_secs(),
-                if contains(&out, b"SeaBIOS") { " after the BIOS started" } else { "" }
+                if contains(&out, b"SeaBIOS") {
+                    " after the BIOS started"
+                } else {
+                    ""
+                }
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -133,8 +178,13 @@ mod tests {
     #[tokio::test]
     async fn probe_sees_a_running_tcg_vm() {
         let dir = tempfile::tempdir().unwrap();
-        probe_vm(Path::new("qemu-system-x86_64"), "tcg", dir.path(), Duration::from_secs(20))
-            .await
-            .expect("TCG probe VM should run (qemu-system-x86_64 missing? run vm/prepare)");
+        probe_vm(
+            Path::new("qemu-system-x86_64"),
+            "tcg",
+            dir.path(),
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("TCG probe VM should run (qemu-system-x86_64 missing? run vm/prepare)");
     }
 }

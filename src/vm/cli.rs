@@ -83,13 +83,20 @@ impl InstallArgs {
     pub fn to_config(&self) -> Result<InstallConfig> {
         let media = match (&self.installer_iso, &self.kernel, &self.initrd) {
             (Some(iso), _, _) => MediaSource::Iso(iso.clone()),
-            (None, Some(k), Some(i)) => {
-                MediaSource::Kernel { kernel: k.clone(), initrd: i.clone(), stage2: self.stage2.clone() }
+            (None, Some(k), Some(i)) => MediaSource::Kernel {
+                kernel: k.clone(),
+                initrd: i.clone(),
+                stage2: self.stage2.clone(),
+            },
+            _ => {
+                bail!("no installer media: pass --installer-iso boot.iso, or --kernel and --initrd")
             }
-            _ => bail!("no installer media: pass --installer-iso boot.iso, or --kernel and --initrd"),
         };
         if self.memory < 256 {
-            bail!("--memory {} MiB is too small for an installer (use at least 512)", self.memory);
+            bail!(
+                "--memory {} MiB is too small for an installer (use at least 512)",
+                self.memory
+            );
         }
         let mut c = InstallConfig::new(self.ks.clone(), media, self.output.clone());
         c.repo = self.repo.clone();
@@ -112,16 +119,24 @@ impl InstallArgs {
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..digits].parse().map_err(|_| format!("`{s}` is not a size like 8G or 512M"))?;
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 8G or 512M"))?;
     let shift = match t[digits..].trim().to_ascii_uppercase().as_str() {
         "" | "B" => 0,
         "K" | "KB" | "KIB" => 10,
         "M" | "MB" | "MIB" => 20,
         "G" | "GB" | "GIB" => 30,
         "T" | "TB" | "TIB" => 40,
-        other => return Err(format!("`{s}`: unknown size unit `{other}` (use K, M, G or T)")),
+        other => {
+            return Err(format!(
+                "`{s}`: unknown size unit `{other}` (use K, M, G or T)"
+            ));
+        }
     };
-    n.checked_mul(1 << shift).filter(|&b| b >= 1 << 20).ok_or_else(|| format!("`{s}`: size out of range"))
+    n.checked_mul(1 << shift)
+        .filter(|&b| b >= 1 << 20)
+        .ok_or_else(|| format!("`{s}`: size out of range"))
 }
 
 #[derive(Debug, Args)]

@@ -25,7 +25,9 @@ use super::qemu::QemuConfig;
 use super::qmp::Qmp;
 use super::server::{Access, GuestServer};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum KsVia {
     /// `inst.ks=http://10.0.2.2:PORT/ks.cfg`
@@ -37,7 +39,11 @@ pub enum KsVia {
 #[derive(Debug, Clone)]
 pub enum MediaSource {
     Iso(PathBuf),
-    Kernel { kernel: PathBuf, initrd: PathBuf, stage2: Option<String> },
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        stage2: Option<String>,
+    },
 }
 
 /// Everything `install` needs; the CLI and the pipeline fill it.
@@ -138,12 +144,16 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
         _ => PathBuf::from("."),
     };
     if !out_dir.is_dir() {
-        bail!("output folder {} does not exist: create it or pick another -o", out_dir.display());
+        bail!(
+            "output folder {} does not exist: create it or pick another -o",
+            out_dir.display()
+        );
     }
     check_free_space(&out_dir)?;
     let logs = cfg.logs_dir();
     if logs.exists() {
-        std::fs::remove_dir_all(&logs).with_context(|| format!("clearing old logs {}", logs.display()))?;
+        std::fs::remove_dir_all(&logs)
+            .with_context(|| format!("clearing old logs {}", logs.display()))?;
     }
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let sockets = tempfile::Builder::new().prefix("af-vm-").tempdir()?;
@@ -168,13 +178,22 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
             std::fs::create_dir_all(&dir)?;
             media::from_iso(iso, &dir)?
         }
-        MediaSource::Kernel { kernel, initrd, stage2 } => {
+        MediaSource::Kernel {
+            kernel,
+            initrd,
+            stage2,
+        } => {
             for (what, p) in [("--kernel", kernel), ("--initrd", initrd)] {
                 if !p.is_file() {
                     bail!("{what} {}: no such file", p.display());
                 }
             }
-            InstallerMedia { kernel: kernel.clone(), initrd: initrd.clone(), iso: None, stage2: stage2.clone() }
+            InstallerMedia {
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                iso: None,
+                stage2: stage2.clone(),
+            }
         }
     };
     let mut initrd = media.initrd.clone();
@@ -205,16 +224,24 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
         progress.notice(n);
     }
     let tcg = decision.accel == Accel::Tcg;
-    let timeout = cfg.timeout.unwrap_or(Duration::from_secs(if tcg { 3600 } else { 1200 }));
-    let inactivity = cfg.inactivity_timeout.unwrap_or(Duration::from_secs(if tcg { 600 } else { 300 }));
+    let timeout = cfg
+        .timeout
+        .unwrap_or(Duration::from_secs(if tcg { 3600 } else { 1200 }));
+    let inactivity = cfg
+        .inactivity_timeout
+        .unwrap_or(Duration::from_secs(if tcg { 600 } else { 300 }));
 
     let partial = partial_path(&cfg.output);
     let _ = std::fs::remove_file(&partial);
     let mut disk_guard = PartialDisk(Some(partial.clone()));
     create_disk(&partial, cfg.disk_size).await?;
 
-    let (server, access_rx) =
-        GuestServer::serve(listener, prepared.text.clone().into_bytes(), cfg.repo.as_deref()).await?;
+    let (server, access_rx) = GuestServer::serve(
+        listener,
+        prepared.text.clone().into_bytes(),
+        cfg.repo.as_deref(),
+    )
+    .await?;
 
     let qcfg = QemuConfig {
         binary: cfg.qemu.clone(),
@@ -231,14 +258,25 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
         qmp_socket: sockets.path().join("qmp"),
         network: true,
     };
-    write_file(&logs.join("qemu-cmdline"), format!("{}\n", qcfg.display()).as_bytes())?;
+    write_file(
+        &logs.join("qemu-cmdline"),
+        format!("{}\n", qcfg.display()).as_bytes(),
+    )?;
     let serial_l = UnixListener::bind(&qcfg.serial_socket)?;
     let vlog_l = UnixListener::bind(&qcfg.virtio_log_socket)?;
     let (line_tx, line_rx) = mpsc::unbounded_channel();
     let setup = started.elapsed().saturating_sub(probe_time);
     let mut qemu = qcfg.spawn(&logs.join("qemu.log"))?;
     let spawned = Instant::now();
-    progress.phase(Phase::Booting, &format!("QEMU started ({}, {} MiB, {} cpus)", decision.accel.qemu_name(), cfg.memory_mib, cfg.cpus));
+    progress.phase(
+        Phase::Booting,
+        &format!(
+            "QEMU started ({}, {} MiB, {} cpus)",
+            decision.accel.qemu_name(),
+            cfg.memory_mib,
+            cfg.cpus
+        ),
+    );
 
     // QEMU connects both chardevs while starting up; a QEMU that dies first is reported.
     let accept = async {
@@ -271,7 +309,17 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
         prepared_url: prepared.ostree_url.clone(),
         url_is_ours: prepared.url_is_ours,
     };
-    let result = watch.run(&mut qemu, &qmp, qmp_events, line_rx, access_rx, &mut progress, spawned).await;
+    let result = watch
+        .run(
+            &mut qemu,
+            &qmp,
+            qmp_events,
+            line_rx,
+            access_rx,
+            &mut progress,
+            spawned,
+        )
+        .await;
     let exit_at = Instant::now();
     qemu.kill().await;
     drop(qmp);
@@ -279,7 +327,9 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
     let watched = result?;
 
     // Success: only now does the disk get its real name.
-    std::fs::File::open(&partial).and_then(|f| f.sync_all()).ok();
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .ok();
     std::fs::rename(&partial, &cfg.output)
         .with_context(|| format!("renaming {} to {}", partial.display(), cfg.output.display()))?;
     if let Ok(d) = std::fs::File::open(&out_dir) {
@@ -481,7 +531,10 @@ impl Watch<'_> {
             let missing = if repo_404.is_empty() {
                 String::new()
             } else {
-                format!("\nthe guest asked for paths the served repository does not have: {}", repo_404.join(", "))
+                format!(
+                    "\nthe guest asked for paths the served repository does not have: {}",
+                    repo_404.join(", ")
+                )
             };
             bail!(
                 "the installer reported a fatal error:\n{}{}{missing}\n{logs_note}",
@@ -496,7 +549,11 @@ impl Watch<'_> {
                 "no success signal: the installer VM {} without sending the per-run success token \
                  (the kickstart's %post --nochroot never ran or could not write to the virtio log port){}\n\
                  last log lines:\n{}{logs_note}",
-                if guest_poweroff { "powered off" } else { "went away" },
+                if guest_poweroff {
+                    "powered off"
+                } else {
+                    "went away"
+                },
                 self.never_fetched_hint(ks_fetched, repo_requests),
                 tail.last(15)
             );
@@ -508,8 +565,14 @@ impl Watch<'_> {
                 shutdown.map(|s| s.1)
             );
         }
-        let exit_wait = shutdown.map(|(t, _)| exit_seen.saturating_duration_since(t)).unwrap_or_default();
-        Ok(Watched { first_output, objects_fetched: objects.len(), exit_wait })
+        let exit_wait = shutdown
+            .map(|(t, _)| exit_seen.saturating_duration_since(t))
+            .unwrap_or_default();
+        Ok(Watched {
+            first_output,
+            objects_fetched: objects.len(),
+            exit_wait,
+        })
     }
 
     /// Why nothing happened, from the access log.
@@ -524,9 +587,17 @@ impl Watch<'_> {
         if self.cfg.repo.is_some() && repo_requests == 0 {
             return format!(
                 "\nthe guest {} but never fetched the repository: ostreesetup --url is {}{}",
-                if self.cfg.ks_via == KsVia::Http { "fetched the kickstart" } else { "booted" },
+                if self.cfg.ks_via == KsVia::Http {
+                    "fetched the kickstart"
+                } else {
+                    "booted"
+                },
                 self.prepared_url.as_deref().unwrap_or("missing"),
-                if self.url_is_ours { "" } else { " (it must be http://10.0.2.2/<path> to reach the served repository)" }
+                if self.url_is_ours {
+                    ""
+                } else {
+                    " (it must be http://10.0.2.2/<path> to reach the served repository)"
+                }
             );
         }
         String::new()
@@ -570,7 +641,8 @@ fn spawn_reader(
     log: PathBuf,
     tx: mpsc::UnboundedSender<(&'static str, String)>,
 ) -> Result<()> {
-    let mut file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
     tokio::spawn(async move {
         let mut buf = vec![0u8; 16384];
         let mut pending: Vec<u8> = Vec::new();
@@ -600,18 +672,31 @@ fn spawn_reader(
 /// Checks the repository and counts its objects (the progress total).
 fn check_repo(repo: &Path, ostree_ref: Option<&str>) -> Result<usize> {
     if !repo.join("config").is_file() || !repo.join("objects").is_dir() {
-        bail!("--repo {}: not an ostree repository (no config or objects/); compose one first", repo.display());
+        bail!(
+            "--repo {}: not an ostree repository (no config or objects/); compose one first",
+            repo.display()
+        );
     }
     if let Some(r) = ostree_ref
         && !repo.join("refs/heads").join(r).is_file()
     {
-        bail!("--repo {}: has no ref {r} (see `ostree refs --repo={}`)", repo.display(), repo.display());
+        bail!(
+            "--repo {}: has no ref {r} (see `ostree refs --repo={}`)",
+            repo.display(),
+            repo.display()
+        );
     }
     let mut n = 0;
-    for e in walkdir::WalkDir::new(repo.join("objects")).min_depth(2).max_depth(2) {
+    for e in walkdir::WalkDir::new(repo.join("objects"))
+        .min_depth(2)
+        .max_depth(2)
+    {
         let e = e?;
         let name = e.file_name().to_string_lossy();
-        if [".commit", ".dirtree", ".dirmeta", ".filez", ".file"].iter().any(|s| name.ends_with(s)) {
+        if [".commit", ".dirtree", ".dirmeta", ".filez", ".file"]
+            .iter()
+            .any(|s| name.ends_with(s))
+        {
             n += 1;
         }
     }
@@ -644,7 +729,11 @@ async fn create_disk(path: &Path, size: u64) -> Result<()> {
         .await
         .context("running qemu-img (is qemu-utils installed? run vm/prepare)")?;
     if !out.status.success() {
-        bail!("qemu-img create {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "qemu-img create {} failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -690,7 +779,11 @@ impl Progress {
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
-        Progress { bar, last_phase: None, last_objects_line: None }
+        Progress {
+            bar,
+            last_phase: None,
+            last_objects_line: None,
+        }
     }
 
     fn phase(&mut self, p: Phase, detail: &str) {
@@ -698,7 +791,11 @@ impl Progress {
             return;
         }
         self.last_phase = Some(p);
-        let msg = if detail.is_empty() { p.label().to_string() } else { format!("{}: {detail}", p.label()) };
+        let msg = if detail.is_empty() {
+            p.label().to_string()
+        } else {
+            format!("{}: {detail}", p.label())
+        };
         match &self.bar {
             Some(b) => b.set_message(msg),
             None => eprintln!("install: {msg}"),
@@ -712,7 +809,11 @@ impl Progress {
             Some(b) => b.set_message(msg),
             None => {
                 // Plain output: one line per second at most, and the last one.
-                if n == total || self.last_objects_line.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                if n == total
+                    || self
+                        .last_objects_line
+                        .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+                {
                     self.last_objects_line = Some(Instant::now());
                     eprintln!("install: {msg}");
                 }

@@ -50,7 +50,9 @@ pub fn prepare(path: &Path, text: &str, port: u16, token: &str) -> Result<Prepar
             in_section = true;
         }
         match word {
-            "poweroff" | "shutdown" | "reboot" | "halt" => shutdown = Some((i + 1, word.to_string())),
+            "poweroff" | "shutdown" | "reboot" | "halt" => {
+                shutdown = Some((i + 1, word.to_string()))
+            }
             "ostreesetup" => {
                 let (new_line, url, ours) = rewrite_url(line, port);
                 ostree_url = url;
@@ -86,12 +88,18 @@ pub fn prepare(path: &Path, text: &str, port: u16, token: &str) -> Result<Prepar
         marker = TOKEN_MARKER,
         port_name = ANACONDA_LOG_PORT,
     ));
-    Ok(PreparedKickstart { text: out, ostree_url, url_is_ours })
+    Ok(PreparedKickstart {
+        text: out,
+        ostree_url,
+        url_is_ours,
+    })
 }
 
 /// Rewrites `--url=http://10.0.2.2[:ANY]/path` to `http://10.0.2.2:PORT/path`.
 fn rewrite_url(line: &str, port: u16) -> (String, Option<String>, bool) {
-    let Some(pos) = line.find("--url") else { return (line.to_string(), None, false) };
+    let Some(pos) = line.find("--url") else {
+        return (line.to_string(), None, false);
+    };
     let after = &line[pos + 5..];
     let (sep_len, rest) = if let Some(r) = after.strip_prefix('=') {
         (1, r)
@@ -103,10 +111,14 @@ fn rewrite_url(line: &str, port: u16) -> (String, Option<String>, bool) {
     };
     let quoted = rest.starts_with('"');
     let body = if quoted { &rest[1..] } else { rest };
-    let end = body.find(if quoted { '"' } else { ' ' }).unwrap_or(body.len());
+    let end = body
+        .find(if quoted { '"' } else { ' ' })
+        .unwrap_or(body.len());
     let url = &body[..end];
     let prefix = format!("http://{HOST_ALIAS}");
-    let Some(tail) = url.strip_prefix(&prefix) else { return (line.to_string(), Some(url.to_string()), false) };
+    let Some(tail) = url.strip_prefix(&prefix) else {
+        return (line.to_string(), Some(url.to_string()), false);
+    };
     let path = if let Some(t) = tail.strip_prefix(':') {
         &t[t.find('/').unwrap_or(t.len())..]
     } else if tail.is_empty() || tail.starts_with('/') {
@@ -116,7 +128,12 @@ fn rewrite_url(line: &str, port: u16) -> (String, Option<String>, bool) {
     };
     let new_url = format!("http://{HOST_ALIAS}:{port}{path}");
     let start = pos + 5 + sep_len + usize::from(quoted);
-    let new_line = format!("{}{}{}", &line[..start], new_url, &line[start + url.len()..]);
+    let new_line = format!(
+        "{}{}{}",
+        &line[..start],
+        new_url,
+        &line[start + url.len()..]
+    );
     (new_line, Some(new_url), true)
 }
 
@@ -129,30 +146,67 @@ mod tests {
     #[test]
     fn rewrites_the_served_url_and_injects_the_token() {
         let p = prepare(Path::new("ks.cfg"), KS, 4242, "abc").unwrap();
-        assert!(p.text.contains("--url=http://10.0.2.2:4242/repo --ref=a/b"), "{}", p.text);
+        assert!(
+            p.text.contains("--url=http://10.0.2.2:4242/repo --ref=a/b"),
+            "{}",
+            p.text
+        );
         assert!(p.url_is_ours);
         assert!(p.text.contains("%post --nochroot"));
         assert!(p.text.contains("'abc'"));
-        assert!(!p.text.contains(&token_line("abc")), "the literal success line must not be in the kickstart");
+        assert!(
+            !p.text.contains(&token_line("abc")),
+            "the literal success line must not be in the kickstart"
+        );
     }
 
     #[test]
     fn keeps_foreign_urls_and_other_ports() {
-        let p = prepare(Path::new("k"), &KS.replace("http://10.0.2.2/repo", "https://example.org/repo"), 1, "t").unwrap();
+        let p = prepare(
+            Path::new("k"),
+            &KS.replace("http://10.0.2.2/repo", "https://example.org/repo"),
+            1,
+            "t",
+        )
+        .unwrap();
         assert!(!p.url_is_ours);
         assert_eq!(p.ostree_url.as_deref(), Some("https://example.org/repo"));
-        let p = prepare(Path::new("k"), &KS.replace("10.0.2.2/repo", "10.0.2.2:8000/r"), 9, "t").unwrap();
+        let p = prepare(
+            Path::new("k"),
+            &KS.replace("10.0.2.2/repo", "10.0.2.2:8000/r"),
+            9,
+            "t",
+        )
+        .unwrap();
         assert_eq!(p.ostree_url.as_deref(), Some("http://10.0.2.2:9/r"));
-        let p = prepare(Path::new("k"), &KS.replace("--url=http://10.0.2.2/repo", "--url \"http://10.0.2.2/x\""), 7, "t").unwrap();
+        let p = prepare(
+            Path::new("k"),
+            &KS.replace("--url=http://10.0.2.2/repo", "--url \"http://10.0.2.2/x\""),
+            7,
+            "t",
+        )
+        .unwrap();
         assert_eq!(p.ostree_url.as_deref(), Some("http://10.0.2.2:7/x"));
         assert!(p.text.contains("--url \"http://10.0.2.2:7/x\""));
     }
 
     #[test]
     fn requires_poweroff() {
-        let e = prepare(Path::new("my.ks"), &KS.replace("\npoweroff\n", "\nreboot\n"), 1, "t").unwrap_err();
+        let e = prepare(
+            Path::new("my.ks"),
+            &KS.replace("\npoweroff\n", "\nreboot\n"),
+            1,
+            "t",
+        )
+        .unwrap_err();
         assert!(format!("{e}").contains("my.ks:6: `reboot`"), "{e}");
-        let e = prepare(Path::new("my.ks"), &KS.replace("\npoweroff\n", "\n"), 1, "t").unwrap_err();
+        let e = prepare(
+            Path::new("my.ks"),
+            &KS.replace("\npoweroff\n", "\n"),
+            1,
+            "t",
+        )
+        .unwrap_err();
         assert!(format!("{e}").contains("no `poweroff`"), "{e}");
     }
 }

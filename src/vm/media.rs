@@ -23,13 +23,18 @@ pub struct InstallerMedia {
 /// Extracts `vmlinuz` and `initrd.img` from `iso` into `dir`.
 pub fn from_iso(iso: &Path, dir: &Path) -> Result<InstallerMedia> {
     let label = volume_id(iso)?;
-    let file = File::open(iso).with_context(|| format!("opening installer ISO {}", iso.display()))?;
+    let file =
+        File::open(iso).with_context(|| format!("opening installer ISO {}", iso.display()))?;
     let mut reader = hadris_iso::sync::read::IsoReader::open(std::io::BufReader::new(file))
         .map_err(|e| anyhow::anyhow!("{}: not a readable ISO 9660 image: {e:?}", iso.display()))?;
     let mut found = None;
     for d in KERNEL_DIRS {
-        let k = reader.find_path(&format!("{d}/vmlinuz")).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let i = reader.find_path(&format!("{d}/initrd.img")).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let k = reader
+            .find_path(&format!("{d}/vmlinuz"))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let i = reader
+            .find_path(&format!("{d}/initrd.img"))
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         if let (Some(k), Some(i)) = (k, i) {
             found = Some((k, i));
             break;
@@ -45,11 +50,17 @@ pub fn from_iso(iso: &Path, dir: &Path) -> Result<InstallerMedia> {
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initrd.img");
     for (entry, out) in [(k, &kernel), (i, &initrd)] {
-        let mut f = reader.open_file(&entry).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let mut w = std::io::BufWriter::new(File::create(out).with_context(|| format!("creating {}", out.display()))?);
+        let mut f = reader
+            .open_file(&entry)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let mut w = std::io::BufWriter::new(
+            File::create(out).with_context(|| format!("creating {}", out.display()))?,
+        );
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = f.read_chunk(&mut buf).map_err(|e| anyhow::anyhow!("reading {} from the ISO: {e:?}", out.display()))?;
+            let n = f
+                .read_chunk(&mut buf)
+                .map_err(|e| anyhow::anyhow!("reading {} from the ISO: {e:?}", out.display()))?;
             if n == 0 {
                 break;
             }
@@ -68,13 +79,17 @@ pub fn from_iso(iso: &Path, dir: &Path) -> Result<InstallerMedia> {
 /// The volume identifier of the primary volume descriptor (sector 16, bytes 40..72), which
 /// is what `LABEL=` matches. Read directly: the 32 bytes are fixed by ISO 9660.
 pub fn volume_id(iso: &Path) -> Result<String> {
-    let mut f = File::open(iso).with_context(|| format!("opening installer ISO {}", iso.display()))?;
+    let mut f =
+        File::open(iso).with_context(|| format!("opening installer ISO {}", iso.display()))?;
     let mut pvd = [0u8; 2048];
     f.seek(SeekFrom::Start(16 * 2048))?;
     f.read_exact(&mut pvd)
         .with_context(|| format!("{}: too short for an ISO 9660 image", iso.display()))?;
     if pvd[0] != 1 || &pvd[1..6] != b"CD001" {
-        bail!("{}: no ISO 9660 primary volume descriptor (is it an ISO image?)", iso.display());
+        bail!(
+            "{}: no ISO 9660 primary volume descriptor (is it an ISO image?)",
+            iso.display()
+        );
     }
     Ok(String::from_utf8_lossy(&pvd[40..72]).trim_end().to_string())
 }
@@ -96,7 +111,8 @@ pub fn udev_escape(label: &str) -> String {
 /// Copies `initrd` to `out` and appends a gzip'd newc cpio holding `/ks.cfg`: the kernel
 /// unpacks concatenated archives in order, so the installer finds `/ks.cfg` (`inst.ks=file:/ks.cfg`).
 pub fn initrd_with_kickstart(initrd: &Path, ks: &[u8], out: &Path) -> Result<()> {
-    std::fs::copy(initrd, out).with_context(|| format!("copying {} to {}", initrd.display(), out.display()))?;
+    std::fs::copy(initrd, out)
+        .with_context(|| format!("copying {} to {}", initrd.display(), out.display()))?;
     let mut f = std::fs::OpenOptions::new().append(true).open(out)?;
     // Pad to 4 bytes: the kernel looks for the next archive on a 4-byte boundary.
     let len = f.metadata()?.len();
@@ -150,7 +166,10 @@ mod tests {
 
     #[test]
     fn escapes_labels_like_udev() {
-        assert_eq!(udev_escape("Fedora-S-dvd-x86_64-41"), "Fedora-S-dvd-x86_64-41");
+        assert_eq!(
+            udev_escape("Fedora-S-dvd-x86_64-41"),
+            "Fedora-S-dvd-x86_64-41"
+        );
         assert_eq!(udev_escape("Standin Boot 1"), "Standin\\x20Boot\\x201");
     }
 
@@ -167,7 +186,14 @@ mod tests {
             .stdin(File::open(&a).unwrap())
             .output()
             .expect("cpio missing: run vm/prepare");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(std::fs::read(dir.path().join("x/ks.cfg")).unwrap(), b"poweroff\n");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("x/ks.cfg")).unwrap(),
+            b"poweroff\n"
+        );
     }
 }

@@ -36,7 +36,12 @@ const FATAL: &[&str] = &[
 ];
 
 /// Lines that contain a fatal pattern but are known to be harmless (lorax, kickstart-tests).
-const IGNORED: &[&str] = &["IGNORED", "CRIT systemd-coredump:", "DegradedArray", "deprecated"];
+const IGNORED: &[&str] = &[
+    "IGNORED",
+    "CRIT systemd-coredump:",
+    "DegradedArray",
+    "deprecated",
+];
 
 /// Whether a line reports a fatal installer error.
 pub fn is_fatal(line: &str) -> bool {
@@ -45,7 +50,9 @@ pub fn is_fatal(line: &str) -> bool {
     }
     FATAL.iter().any(|p| line.contains(p))
         || anaconda_core_dump(line)
-        || line.contains("packaging: base repo") && line.contains(" not valid") && !line.contains("(CDROM/file")
+        || line.contains("packaging: base repo")
+            && line.contains(" not valid")
+            && !line.contains("(CDROM/file")
         || kickstart_tests_crit(line)
 }
 
@@ -54,7 +61,9 @@ fn anaconda_core_dump(line: &str) -> bool {
     line.find("Process ").is_some_and(|i| {
         let rest = &line[i + 8..];
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        digits > 0 && rest[digits..].starts_with(" (anaconda) of user ") && rest.contains("dumped core")
+        digits > 0
+            && rest[digits..].starts_with(" (anaconda) of user ")
+            && rest.contains("dumped core")
     })
 }
 
@@ -96,9 +105,15 @@ pub fn phase_of(line: &str) -> Option<Phase> {
         Some(Phase::KickstartFetched)
     } else if l.contains("phase: pulling") || l.contains("starting pull") {
         Some(Phase::Pulling)
-    } else if l.contains("phase: deploying") || l.contains("ostree admin deploy") || l.contains("deployment starting") {
+    } else if l.contains("phase: deploying")
+        || l.contains("ostree admin deploy")
+        || l.contains("deployment starting")
+    {
         Some(Phase::Deploying)
-    } else if l.contains("phase: bootloader") || l.contains("installing boot loader") || l.contains("installing bootloader") {
+    } else if l.contains("phase: bootloader")
+        || l.contains("installing boot loader")
+        || l.contains("installing bootloader")
+    {
         Some(Phase::Bootloader)
     } else if l.contains("powering off") || l.contains("reboot: power down") {
         Some(Phase::PoweringOff)
@@ -129,7 +144,11 @@ impl Tail {
 
     pub fn last(&self, n: usize) -> String {
         let skip = self.lines.len().saturating_sub(n);
-        self.lines.iter().skip(skip).map(|l| format!("  {l}\n")).collect()
+        self.lines
+            .iter()
+            .skip(skip)
+            .map(|l| format!("  {l}\n"))
+            .collect()
     }
 }
 
@@ -162,22 +181,38 @@ mod tests {
 
     #[test]
     fn fatal_patterns() {
-        assert!(is_fatal("STANDIN-INSTALL-FAILED: command failed (exit 1): ostree pull"));
-        assert!(is_fatal("[   12.3] Kernel panic - not syncing: VFS: Unable to mount root fs"));
+        assert!(is_fatal(
+            "STANDIN-INSTALL-FAILED: command failed (exit 1): ostree pull"
+        ));
+        assert!(is_fatal(
+            "[   12.3] Kernel panic - not syncing: VFS: Unable to mount root fs"
+        ));
         assert!(is_fatal("Out of memory: Killed process 123 (anaconda)"));
         assert!(is_fatal("Process 1234 (anaconda) of user 0 dumped core."));
         assert!(is_fatal("packaging: base repo (http://x/repo) not valid"));
-        assert!(!is_fatal("packaging: base repo (CDROM/file:///run/install/repo) not valid"));
-        assert!(is_fatal("12:00:01,000 CRIT anaconda: storage configuration failed"));
+        assert!(!is_fatal(
+            "packaging: base repo (CDROM/file:///run/install/repo) not valid"
+        ));
+        assert!(is_fatal(
+            "12:00:01,000 CRIT anaconda: storage configuration failed"
+        ));
         assert!(!is_fatal("CRIT systemd-coredump: whatever"));
-        assert!(!is_fatal("standin: phase: pulling standin:standin/x86_64/demo"));
+        assert!(!is_fatal(
+            "standin: phase: pulling standin:standin/x86_64/demo"
+        ));
         assert!(!is_fatal("Call Trace: IGNORED"));
     }
 
     #[test]
     fn phases_and_cleaning() {
-        assert_eq!(phase_of("standin: phase: deploying"), Some(Phase::Deploying));
-        assert_eq!(phase_of("standin: powering off (poweroff)"), Some(Phase::PoweringOff));
+        assert_eq!(
+            phase_of("standin: phase: deploying"),
+            Some(Phase::Deploying)
+        );
+        assert_eq!(
+            phase_of("standin: powering off (poweroff)"),
+            Some(Phase::PoweringOff)
+        );
         assert_eq!(phase_of("random"), None);
         assert_eq!(clean_line(b"78\r7813 metadata\r\n"), "7813 metadata");
         assert_eq!(clean_line(b"\x1b[1;32mOK\x1b[0m done"), "OK done");

@@ -63,17 +63,28 @@ impl QemuConfig {
         push("-vga");
         push("std");
         push("-chardev");
-        push(&format!("socket,id=serial0,path={}", self.serial_socket.display()));
+        push(&format!(
+            "socket,id=serial0,path={}",
+            self.serial_socket.display()
+        ));
         push("-serial");
         push("chardev:serial0");
         push("-device");
         push("virtio-serial-pci,id=virtio-serial0");
         push("-chardev");
-        push(&format!("socket,id=anacondalog,path={}", self.virtio_log_socket.display()));
+        push(&format!(
+            "socket,id=anacondalog,path={}",
+            self.virtio_log_socket.display()
+        ));
         push("-device");
-        push(&format!("virtserialport,bus=virtio-serial0.0,chardev=anacondalog,name={ANACONDA_LOG_PORT}"));
+        push(&format!(
+            "virtserialport,bus=virtio-serial0.0,chardev=anacondalog,name={ANACONDA_LOG_PORT}"
+        ));
         push("-qmp");
-        push(&format!("unix:{},server=on,wait=off", self.qmp_socket.display()));
+        push(&format!(
+            "unix:{},server=on,wait=off",
+            self.qmp_socket.display()
+        ));
         push("-drive");
         push(&format!(
             "file={},if=virtio,format=qcow2,cache=unsafe,discard=unmap,id=target,werror=stop,rerror=stop",
@@ -81,7 +92,10 @@ impl QemuConfig {
         ));
         if let Some(iso) = &self.cdrom {
             push("-drive");
-            push(&format!("file={},media=cdrom,readonly=on,format=raw,if=ide,id=media", escape_opt(iso)));
+            push(&format!(
+                "file={},media=cdrom,readonly=on,format=raw,if=ide,id=media",
+                escape_opt(iso)
+            ));
         }
         if self.network {
             push("-netdev");
@@ -124,7 +138,10 @@ impl QemuConfig {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| {
-                format!("starting {} (is qemu-system-x86 installed? run vm/prepare)", self.binary.display())
+                format!(
+                    "starting {} (is qemu-system-x86 installed? run vm/prepare)",
+                    self.binary.display()
+                )
             })?;
         Ok(QemuProcess { child: Some(child) })
     }
@@ -175,7 +192,10 @@ fn escape_opt(p: &Path) -> String {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))

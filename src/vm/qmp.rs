@@ -37,7 +37,10 @@ pub struct Qmp {
 impl Qmp {
     /// Connects (retrying until QEMU has created the socket), reads the greeting and leaves
     /// capabilities negotiation mode. Events arrive on the returned channel.
-    pub async fn connect(socket: &Path, wait: Duration) -> Result<(Qmp, mpsc::UnboundedReceiver<QmpEvent>)> {
+    pub async fn connect(
+        socket: &Path,
+        wait: Duration,
+    ) -> Result<(Qmp, mpsc::UnboundedReceiver<QmpEvent>)> {
         let deadline = tokio::time::Instant::now() + wait;
         let stream = loop {
             match UnixStream::connect(socket).await {
@@ -46,13 +49,20 @@ impl Qmp {
                     let _ = e;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(e).with_context(|| format!("connecting to QMP socket {}", socket.display())),
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("connecting to QMP socket {}", socket.display()));
+                }
             }
         };
         let (read, write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
-        let greeting = lines.next_line().await?.context("QMP closed before its greeting")?;
-        let greeting: Value = serde_json::from_str(&greeting).context("QMP greeting is not JSON")?;
+        let greeting = lines
+            .next_line()
+            .await?
+            .context("QMP closed before its greeting")?;
+        let greeting: Value =
+            serde_json::from_str(&greeting).context("QMP greeting is not JSON")?;
         if greeting.get("QMP").is_none() {
             bail!("unexpected QMP greeting: {greeting}");
         }
@@ -61,10 +71,15 @@ impl Qmp {
         let p2 = pending.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
                 if let Some(name) = v.get("event").and_then(Value::as_str) {
                     let data = v.get("data").cloned().unwrap_or(Value::Null);
-                    let _ = tx.send(QmpEvent { name: name.to_string(), data });
+                    let _ = tx.send(QmpEvent {
+                        name: name.to_string(),
+                        data,
+                    });
                 } else if let Some(id) = v.get("id").and_then(Value::as_u64) {
                     let reply = if let Some(r) = v.get("return") {
                         Ok(r.clone())
@@ -82,7 +97,11 @@ impl Qmp {
                 let _ = s.send(Err(anyhow!("QMP connection closed")));
             }
         });
-        let qmp = Qmp { writer: Mutex::new(write), pending, next_id: AtomicU64::new(1) };
+        let qmp = Qmp {
+            writer: Mutex::new(write),
+            pending,
+            next_id: AtomicU64::new(1),
+        };
         qmp.execute("qmp_capabilities", json!({})).await?;
         Ok((qmp, rx))
     }
@@ -91,9 +110,15 @@ impl Qmp {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(id, tx);
-        let mut line = serde_json::to_vec(&json!({"execute": command, "arguments": arguments, "id": id}))?;
+        let mut line =
+            serde_json::to_vec(&json!({"execute": command, "arguments": arguments, "id": id}))?;
         line.push(b'\n');
-        self.writer.lock().await.write_all(&line).await.with_context(|| format!("sending QMP {command}"))?;
+        self.writer
+            .lock()
+            .await
+            .write_all(&line)
+            .await
+            .with_context(|| format!("sending QMP {command}"))?;
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
             Ok(Ok(r)) => r.with_context(|| format!("QMP {command}")),
             Ok(Err(_)) => bail!("QMP connection closed during {command}"),
@@ -121,7 +146,10 @@ impl Qmp {
 
     /// Saves the screen as PNG (QEMU >= 7.1); falls back to PPM. Returns the file written.
     pub async fn screendump(&self, png: &Path) -> Result<std::path::PathBuf> {
-        match self.execute("screendump", json!({"filename": png, "format": "png"})).await {
+        match self
+            .execute("screendump", json!({"filename": png, "format": "png"}))
+            .await
+        {
             Ok(_) => Ok(png.to_path_buf()),
             Err(e) => {
                 let ppm = png.with_extension("ppm");

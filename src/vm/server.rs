@@ -62,7 +62,14 @@ impl GuestServer {
                 })
                 .await;
         });
-        Ok((GuestServer { addr, shutdown: Some(stop_tx), task: Some(task) }, rx))
+        Ok((
+            GuestServer {
+                addr,
+                shutdown: Some(stop_tx),
+                task: Some(task),
+            },
+            rx,
+        ))
     }
 
     /// Stops accepting and waits (briefly) for the server task to end.
@@ -71,7 +78,9 @@ impl GuestServer {
             let _ = s.send(());
         }
         if let Some(mut t) = self.task.take()
-            && tokio::time::timeout(std::time::Duration::from_millis(300), &mut t).await.is_err()
+            && tokio::time::timeout(std::time::Duration::from_millis(300), &mut t)
+                .await
+                .is_err()
         {
             // Keep-alive connections of a guest that is gone: do not wait for them.
             t.abort();
@@ -90,26 +99,39 @@ impl Drop for GuestServer {
 
 fn router(ks: Vec<u8>, repo: Option<PathBuf>, log: mpsc::UnboundedSender<Access>) -> Router {
     let ks = std::sync::Arc::new(ks);
-    let mut app = Router::new()
-        .route(
+    let mut app =
+        Router::new().route(
             "/ks.cfg",
             get(move || {
                 let ks = ks.clone();
-                async move { ([(header::CONTENT_TYPE, "text/plain")], ks.as_ref().clone()).into_response() }
+                async move {
+                    ([(header::CONTENT_TYPE, "text/plain")], ks.as_ref().clone()).into_response()
+                }
             }),
-        )
-        ;
+        );
     if let Some(repo) = repo {
-        app = app.nest_service("/repo", ServeDir::new(repo).append_index_html_on_directories(false));
+        app = app.nest_service(
+            "/repo",
+            ServeDir::new(repo).append_index_html_on_directories(false),
+        );
     }
     app.fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn_with_state(log, access_log))
 }
 
-async fn access_log(State(log): State<mpsc::UnboundedSender<Access>>, req: Request, next: Next) -> Response {
+async fn access_log(
+    State(log): State<mpsc::UnboundedSender<Access>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let resp = next.run(req).await;
-    let _ = log.send(Access { method, path, status: resp.status().as_u16(), at: Instant::now() });
+    let _ = log.send(Access {
+        method,
+        path,
+        status: resp.status().as_u16(),
+        at: Instant::now(),
+    });
     resp
 }
