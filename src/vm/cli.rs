@@ -19,7 +19,8 @@ use super::install::{self, InstallConfig, KsVia, MediaSource};
       --disk-size 20G --memory 4096 -o fedora.qcow2
 
 The kickstart must end the install with `poweroff`. Its `ostreesetup --url=http://10.0.2.2/repo`
-is pointed at the served --repo (10.0.2.2 is the host as QEMU's user network shows it).
+(no port) is pointed at the served --repo (10.0.2.2 is the host as QEMU's user network shows
+it); a URL with an explicit port or another host is left alone.
 Logs go to <output>.logs/; the disk is written as <output>.partial and renamed on success.")]
 pub struct InstallArgs {
     /// The rendered kickstart

@@ -437,7 +437,14 @@ impl Watch<'_> {
                 },
                 Some(a) = access.recv() => {
                     last_activity = Instant::now();
-                    let _ = writeln!(access_log, "{} {} {}", a.method, a.path, a.status);
+                    let _ = writeln!(
+                        access_log,
+                        "+{:.3}s {} {} {}",
+                        a.at.saturating_duration_since(spawned).as_secs_f64(),
+                        a.method,
+                        a.path,
+                        a.status
+                    );
                     if a.path == "/ks.cfg" && a.status == 200 {
                         ks_fetched = true;
                         if phase < Phase::KickstartFetched {

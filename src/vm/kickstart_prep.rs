@@ -95,7 +95,7 @@ pub fn prepare(path: &Path, text: &str, port: u16, token: &str) -> Result<Prepar
     })
 }
 
-/// Rewrites `--url=http://10.0.2.2[:ANY]/path` to `http://10.0.2.2:PORT/path`.
+/// Rewrites `--url=http://10.0.2.2/path` (no port) to `http://10.0.2.2:PORT/path`.
 fn rewrite_url(line: &str, port: u16) -> (String, Option<String>, bool) {
     let Some(pos) = line.find("--url") else {
         return (line.to_string(), None, false);
@@ -119,9 +119,8 @@ fn rewrite_url(line: &str, port: u16) -> (String, Option<String>, bool) {
     let Some(tail) = url.strip_prefix(&prefix) else {
         return (line.to_string(), Some(url.to_string()), false);
     };
-    let path = if let Some(t) = tail.strip_prefix(':') {
-        &t[t.find('/').unwrap_or(t.len())..]
-    } else if tail.is_empty() || tail.starts_with('/') {
+    // An explicit port means the user serves that URL; without one it names our server.
+    let path = if tail.is_empty() || tail.starts_with('/') {
         tail
     } else {
         return (line.to_string(), Some(url.to_string()), false);
