@@ -177,7 +177,9 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(p.ostree_url.as_deref(), Some("http://10.0.2.2:9/r"));
+        // An explicit port: the user serves it.
+        assert_eq!(p.ostree_url.as_deref(), Some("http://10.0.2.2:8000/r"));
+        assert!(!p.url_is_ours);
         let p = prepare(
             Path::new("k"),
             &KS.replace("--url=http://10.0.2.2/repo", "--url \"http://10.0.2.2/x\""),
