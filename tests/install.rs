@@ -433,3 +433,50 @@ trait AwaitBlocking: std::future::Future + Sized {
     }
 }
 impl<F: std::future::Future> AwaitBlocking for F {}
+
+/// Environment error: the chosen port is taken. Named, with the fix, before any VM starts.
+#[test]
+fn port_in_use_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ks = kickstart(dir.path(), "http://10.0.2.2/repo", "");
+    let mut cfg = config(dir.path(), ks);
+    cfg.port = taken.local_addr().unwrap().port();
+    let err = format!(
+        "{:#}",
+        install::run(&cfg).expect_err("a taken port must fail")
+    );
+    assert!(
+        err.contains(&format!("port {} on 127.0.0.1 is in use", cfg.port)),
+        "{err}"
+    );
+    assert!(err.contains("--port 0"), "{err}");
+    assert!(!cfg.output.exists());
+}
+
+/// Environment error: installer media without a kernel.
+#[test]
+fn iso_without_kernel_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("iso/LiveOS");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("squashfs.img"), b"not a kernel").unwrap();
+    let iso = dir.path().join("live.iso");
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", "Live", "-o"])
+        .arg(&iso)
+        .arg(dir.path().join("iso")));
+    let ks = kickstart(dir.path(), "http://10.0.2.2/repo", "");
+    let mut cfg = config(dir.path(), ks);
+    cfg.media = MediaSource::Iso(iso.clone());
+    let err = format!(
+        "{:#}",
+        install::run(&cfg).expect_err("an ISO without a kernel must fail")
+    );
+    assert!(
+        err.contains(&iso.display().to_string()) && err.contains("has no kernel"),
+        "{err}"
+    );
+    assert!(err.contains("images/pxeboot/vmlinuz"), "{err}");
+    assert!(!cfg.output.exists() && !dir.path().join("disk.qcow2.partial").exists());
+}

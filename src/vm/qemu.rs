@@ -130,19 +130,26 @@ impl QemuConfig {
         let log = std::fs::File::create(stderr_log)
             .with_context(|| format!("creating {}", stderr_log.display()))?;
         let log2 = log.try_clone()?;
-        let child = tokio::process::Command::new(&self.binary)
-            .args(self.args())
+        let mut cmd = tokio::process::Command::new(&self.binary);
+        cmd.args(self.args())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting {} (is qemu-system-x86 installed? run vm/prepare)",
-                    self.binary.display()
-                )
-            })?;
+            .kill_on_drop(true);
+        // Also when we die without unwinding (SIGKILL, abort): the kernel kills QEMU.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().with_context(|| {
+            format!(
+                "starting {} (is qemu-system-x86 installed? run vm/prepare)",
+                self.binary.display()
+            )
+        })?;
         Ok(QemuProcess { child: Some(child) })
     }
 }
