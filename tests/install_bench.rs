@@ -115,3 +115,103 @@ fn install_overhead_and_pull_speed() {
         avg(&python) / avg(&ours)
     );
 }
+
+/// The server alone: the real `ostree pull` on the host from our server and from
+/// `python3 -m http.server`, same repository (the stand-in plus 3000 small files, so that
+/// per-request cost shows), fresh target repository each round.
+#[test]
+#[ignore = "benchmark: cargo test --release --test install_bench -- --ignored --nocapture"]
+fn host_pull_ours_vs_python_http_server() {
+    use std::time::Instant;
+    let base = tempfile::tempdir().unwrap();
+    let tree = base.path().join("tree");
+    for i in 0..3000 {
+        let d = tree.join(format!("usr/share/bench/{}", i % 30));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join(format!("f{i}")),
+            format!("file {i}\n").repeat(1 + i % 200),
+        )
+        .unwrap();
+    }
+    let repo = base.path().join("srv/repo");
+    let r = format!("--repo={}", repo.display());
+    common::run(Command::new("ostree").args([&r, "init", "--mode=archive"]));
+    common::run(
+        Command::new("ostree")
+            .args([&r, "pull-local"])
+            .arg(test_repo()),
+    );
+    common::run(
+        Command::new("ostree")
+            .args([
+                &r,
+                "commit",
+                "-b",
+                "bench",
+                "--owner-uid=0",
+                "--owner-gid=0",
+            ])
+            .arg(format!("--tree=dir={}", tree.display())),
+    );
+    let pull = |url: &str| -> f64 {
+        let dest = tempfile::tempdir().unwrap();
+        let d = format!("--repo={}", dest.path().join("r").display());
+        common::run(Command::new("ostree").args([&d, "init", "--mode=archive"]));
+        common::run(Command::new("ostree").args([
+            &d,
+            "remote",
+            "add",
+            "--no-gpg-verify",
+            "s",
+            url,
+        ]));
+        let t = Instant::now();
+        common::run(Command::new("ostree").args([&d, "pull", "s", "bench", common::REF]));
+        t.elapsed().as_secs_f64()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (server, _log) = rt.block_on(async {
+        let l = atomic_factory::vm::server::GuestServer::bind(0)
+            .await
+            .unwrap();
+        atomic_factory::vm::server::GuestServer::serve(l, Vec::new(), Some(&repo))
+            .await
+            .unwrap()
+    });
+    let ours_url = format!("http://{}/repo", server.addr);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut py = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
+        .arg(base.path().join("srv"))
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 missing: run vm/prepare");
+    std::thread::sleep(Duration::from_millis(500));
+    let py_url = format!("http://127.0.0.1:{port}/repo");
+    let (mut ours, mut python) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        ours.push(pull(&ours_url));
+        python.push(pull(&py_url));
+    }
+    let _ = py.kill();
+    let _ = py.wait();
+    rt.block_on(server.stop());
+    let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
+    println!(
+        "host ostree pull of 3000+ objects (best of 3): ours {:.2} s, python3 -m http.server {:.2} s, ratio python/ours {:.2}",
+        best(&ours),
+        best(&python),
+        best(&python) / best(&ours)
+    );
+}
