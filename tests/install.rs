@@ -306,7 +306,7 @@ fn hanging_installer_hits_inactivity_timeout_via_cli_with_accel_auto() {
             "--accel",
             "auto",
             "--inactivity-timeout",
-            "8",
+            "15",
             "--timeout",
             "300",
         ])
@@ -320,7 +320,7 @@ fn hanging_installer_hits_inactivity_timeout_via_cli_with_accel_auto() {
         "a hanging install must fail:\n{stderr}"
     );
     assert!(
-        t.elapsed() < Duration::from_secs(150),
+        t.elapsed() < Duration::from_secs(200),
         "took {:?}",
         t.elapsed()
     );
