@@ -135,6 +135,7 @@ fn host_pull_ours_vs_python_http_server() {
         .unwrap();
     }
     let repo = base.path().join("srv/repo");
+    std::fs::create_dir_all(base.path().join("srv")).unwrap();
     let r = format!("--repo={}", repo.display());
     common::run(Command::new("ostree").args([&r, "init", "--mode=archive"]));
     common::run(
