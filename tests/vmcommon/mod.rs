@@ -1,0 +1,96 @@
+//! Shared helpers for the install (VM) tests: fixtures from vm/prepare, repos, kickstarts, disks.
+//! repository made with the real `ostree commit`, and kickstarts.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub const REF: &str = "standin/x86_64/demo";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn need(path: &Path) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run vm/prepare (it builds the stand-in fixtures)",
+        path.display()
+    );
+    path.to_path_buf()
+}
+
+/// The stand-in installer's kernel and initramfs.
+pub fn installer() -> (PathBuf, PathBuf) {
+    let d = root().join("vm/out/standin");
+    (need(&d.join("vmlinuz")), need(&d.join("installer.img")))
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run vm/prepare)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stand-in distribution committed with the real `ostree commit` (built once per test
+/// binary), in `<dir>/repo`.
+pub fn test_repo() -> &'static Path {
+    static REPO: OnceLock<PathBuf> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let pkgs = need(&root().join("vm/out/distro/repo/Packages"));
+        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("install-repo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let tree = base.join("tree");
+        std::fs::create_dir_all(&tree).unwrap();
+        for rpm in std::fs::read_dir(&pkgs).unwrap() {
+            let rpm = rpm.unwrap().path();
+            run(Command::new("sh").arg("-c").arg(format!(
+                "rpm2cpio '{}' | (cd '{}' && cpio -idm --quiet)",
+                rpm.display(),
+                tree.display()
+            )));
+        }
+        // What rpm-ostree does: /etc moves to /usr/etc in the commit.
+        std::fs::rename(tree.join("etc"), tree.join("usr/etc")).unwrap();
+        let repo = base.join("repo");
+        let r = format!("--repo={}", repo.display());
+        run(Command::new("ostree")
+            .arg(&r)
+            .args(["init", "--mode=archive"]));
+        run(Command::new("ostree").arg(&r).args([
+            "commit",
+            "-b",
+            REF,
+            "--owner-uid=0",
+            "--owner-gid=0",
+            "-s",
+            "stand-in demo",
+            &format!("--tree=dir={}", tree.display()),
+        ]));
+        run(Command::new("ostree").arg(&r).args(["summary", "-u"]));
+        std::fs::remove_dir_all(&tree).unwrap();
+        repo
+    })
+}
+
+/// A demo-style kickstart; `extra` goes before `poweroff`.
+pub fn kickstart(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    let ks = format!(
+        "text\nzerombr\nclearpart --all --initlabel\npart /boot --fstype=ext4 --size=256\npart / --fstype=ext4 --grow\n\
+         bootloader --append=\"console=ttyS0\"\n\
+         ostreesetup --osname=standin --remote=standin --url={url} --ref={REF} --nogpg\n\
+         %post\necho \"post in chroot: $(cat /etc/os-release | head -n 1)\"\n%end\n{extra}poweroff\n"
+    );
+    let p = dir.join("ks.cfg");
+    std::fs::write(&p, ks).unwrap();
+    p
+}
