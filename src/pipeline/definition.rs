@@ -1,0 +1,457 @@
+//! The image definition (`IMAGE.yaml`): what to compose, how to install it and how to judge it.
+//!
+//! HACKING: to add a key, add the field (with a default when optional) to the section struct,
+//! mention it in `kickstarts/*/image.yaml` when it matters there, and add a parser test below.
+//! Relative paths are relative to the YAML file; [`ImageDefinition::load`] resolves them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// One image, as `kickstarts/<image>/image.yaml` describes it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDefinition {
+    /// Short name, used for output file names.
+    pub name: String,
+    #[serde(default)]
+    pub compose: ComposeSection,
+    pub ostree: OstreeSection,
+    #[serde(default)]
+    pub kickstart: KickstartSection,
+    /// How to boot the installer; required by `install`, not by `kickstart render`.
+    #[serde(default)]
+    pub installer: Option<InstallerSection>,
+    #[serde(default)]
+    pub vm: VmSection,
+    #[serde(default)]
+    pub postprocess: PostprocessSection,
+    #[serde(default)]
+    pub boot_test: BootTestSection,
+    /// The directory of the YAML file; relative paths above are relative to it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposeSection {
+    /// rpm-ostree treefile; the ref comes from its `ref:` key.
+    #[serde(default = "default_treefile")]
+    pub treefile: PathBuf,
+}
+
+impl Default for ComposeSection {
+    fn default() -> Self {
+        Self {
+            treefile: default_treefile(),
+        }
+    }
+}
+
+fn default_treefile() -> PathBuf {
+    PathBuf::from("treefile.yaml")
+}
+
+/// Where the installed system's ostree deployment comes from.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OstreeSection {
+    /// The stateroot (`ostreesetup --osname`).
+    pub osname: String,
+    /// The remote name written into the installed system; defaults to `osname`.
+    #[serde(default)]
+    pub remote: Option<String>,
+    /// The ref to deploy; normally filled by the pipeline from the treefile.
+    #[serde(default, rename = "ref")]
+    pub ref_: Option<String>,
+    /// The repository URL the installer pulls from; normally the install server's.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl OstreeSection {
+    /// The remote name, defaulting to the osname as pykickstart does.
+    pub fn remote_name(&self) -> &str {
+        self.remote.as_deref().unwrap_or(&self.osname)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KickstartSection {
+    /// The minijinja template, relative to the image definition.
+    #[serde(default = "default_template")]
+    pub template: PathBuf,
+    /// Variables for the template (any YAML value).
+    #[serde(default)]
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// Extra directories searched for partials after the template's own directory and the
+    /// project's `templates/` (found by walking up from the image definition).
+    #[serde(default)]
+    pub template_dirs: Vec<PathBuf>,
+    /// pykickstart syntax version the rendered kickstart is linted against.
+    #[serde(default = "default_ks_version")]
+    pub version: String,
+}
+
+impl Default for KickstartSection {
+    fn default() -> Self {
+        Self {
+            template: default_template(),
+            vars: BTreeMap::new(),
+            template_dirs: Vec::new(),
+            version: default_ks_version(),
+        }
+    }
+}
+
+fn default_template() -> PathBuf {
+    PathBuf::from("ks.cfg.j2")
+}
+
+fn default_ks_version() -> String {
+    "DEVEL".to_string()
+}
+
+/// The installer to boot: a kernel and initrd pair, or a boot.iso.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallerSection {
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    #[serde(default)]
+    pub iso: Option<PathBuf>,
+    /// Extra kernel arguments appended to the installer's command line.
+    #[serde(default)]
+    pub append: Option<String>,
+}
+
+/// The installer boot media, checked: exactly one of the two forms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstallerMedia {
+    KernelInitrd { kernel: PathBuf, initrd: PathBuf },
+    Iso(PathBuf),
+}
+
+impl InstallerSection {
+    /// The boot media, or an error saying which keys are missing or in conflict.
+    pub fn media(&self) -> Result<InstallerMedia> {
+        match (&self.kernel, &self.initrd, &self.iso) {
+            (Some(k), Some(i), None) => Ok(InstallerMedia::KernelInitrd {
+                kernel: k.clone(),
+                initrd: i.clone(),
+            }),
+            (None, None, Some(iso)) => Ok(InstallerMedia::Iso(iso.clone())),
+            (_, _, Some(_)) => {
+                bail!("installer: give either `iso` or `kernel` + `initrd`, not both")
+            }
+            (Some(_), None, None) => bail!("installer: `kernel` needs an `initrd` too"),
+            (None, Some(_), None) => bail!("installer: `initrd` needs a `kernel` too"),
+            (None, None, None) => {
+                bail!("installer: give `iso: boot.iso` or `kernel:` and `initrd:`")
+            }
+        }
+    }
+}
+
+/// The accelerator QEMU uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when `/dev/kvm` works, else TCG.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VmSection {
+    /// Guest memory in MiB.
+    pub memory: u32,
+    pub cpus: u32,
+    /// Size of the target disk, as `qemu-img create` takes it (e.g. `3G`).
+    pub disk_size: String,
+    pub accel: Accel,
+    /// Overall install timeout in seconds.
+    pub timeout: u64,
+    /// Seconds without disk, network or log activity before the install counts as hung.
+    pub inactivity_timeout: u64,
+}
+
+impl Default for VmSection {
+    fn default() -> Self {
+        Self {
+            memory: 2048,
+            cpus: 2,
+            disk_size: "10G".to_string(),
+            accel: Accel::Auto,
+            timeout: 1800,
+            inactivity_timeout: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    #[default]
+    Zstd,
+    Zlib,
+    Xz,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Qcow2,
+    Raw,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostprocessSection {
+    pub compression: Compression,
+    pub formats: Vec<ImageFormat>,
+}
+
+impl Default for PostprocessSection {
+    fn default() -> Self {
+        Self {
+            compression: Compression::Zstd,
+            formats: vec![ImageFormat::Qcow2],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootTestSection {
+    /// Console lines that must all appear for the boot to pass.
+    pub expect: Vec<String>,
+    /// Seconds to wait for them.
+    pub timeout: u64,
+}
+
+impl Default for BootTestSection {
+    fn default() -> Self {
+        Self {
+            expect: Vec::new(),
+            timeout: 300,
+        }
+    }
+}
+
+impl ImageDefinition {
+    /// Parse a definition from YAML text; `origin` names the file in errors
+    /// (`origin:LINE:COLUMN: what is wrong`). Paths stay as written.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let def: ImageDefinition = serde_saphyr::from_str(text).map_err(|e| {
+            let name = origin.display().to_string();
+            let rendered = e.render_with_options(serde_saphyr::render_options! {
+                source_name: Some(name.as_str()),
+                snippets: serde_saphyr::SnippetMode::Off,
+            });
+            match e.location() {
+                Some(loc) if loc.line() > 0 => {
+                    // Quote the offending line: some messages ("invalid u32") omit the value.
+                    let quoted = text
+                        .lines()
+                        .nth(loc.line() as usize - 1)
+                        .map(|l| format!(" in `{}`", l.trim()))
+                        .unwrap_or_default();
+                    anyhow::anyhow!(
+                        "{name}:{}:{}: {}{quoted}",
+                        loc.line(),
+                        loc.column(),
+                        strip_location_suffix(&rendered)
+                    )
+                }
+                _ => anyhow::anyhow!("{name}: {rendered}"),
+            }
+        })?;
+        def.validate()
+            .with_context(|| format!("checking image definition {}", origin.display()))?;
+        Ok(def)
+    }
+
+    /// Read a definition file and resolve its relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading image definition {}", path.display()))?;
+        let mut def = Self::parse(&text, path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        def.base_dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir.to_path_buf()
+        };
+        Ok(def)
+    }
+
+    /// A path from the definition, relative to the definition's directory.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Checks serde cannot express.
+    fn validate(&self) -> Result<()> {
+        if self.name.is_empty() || self.name.contains(['/', ' ']) {
+            bail!(
+                "name {:?} must be non-empty without '/' or spaces (it names output files)",
+                self.name
+            );
+        }
+        if self.ostree.osname.is_empty() {
+            bail!("ostree.osname must not be empty");
+        }
+        if let Some(installer) = &self.installer {
+            installer.media()?;
+        }
+        if self.vm.memory < 256 {
+            bail!(
+                "vm.memory is {} MiB; the installer needs at least 256",
+                self.vm.memory
+            );
+        }
+        if self.vm.cpus == 0 {
+            bail!("vm.cpus must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// serde-saphyr appends " at line L column C" to plain messages; we already lead with it.
+fn strip_location_suffix(msg: &str) -> &str {
+    match msg.rfind(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "\
+name: demo
+compose: { treefile: treefile.yaml }
+ostree: { osname: standin, remote: standin }
+kickstart: { template: ks.cfg.j2, vars: { hostname: demo } }
+installer: { kernel: ../../vm/out/standin/vmlinuz, initrd: ../../vm/out/standin/installer.img }
+vm: { memory: 1024, cpus: 1, disk_size: 3G, accel: auto, timeout: 900, inactivity_timeout: 180 }
+postprocess: { compression: zstd, formats: [qcow2] }
+boot_test: { expect: [\"STANDIN-OSTREE-BOOT-OK\"], timeout: 300 }
+";
+
+    fn parse(text: &str) -> Result<ImageDefinition> {
+        ImageDefinition::parse(text, Path::new("kickstarts/demo/image.yaml"))
+    }
+
+    #[test]
+    fn full_definition_parses() {
+        let def = parse(VALID).unwrap();
+        assert_eq!(def.name, "demo");
+        assert_eq!(def.ostree.remote_name(), "standin");
+        assert_eq!(def.vm.memory, 1024);
+        assert_eq!(def.vm.accel, Accel::Auto);
+        assert_eq!(def.postprocess.formats, vec![ImageFormat::Qcow2]);
+        assert_eq!(def.boot_test.expect, vec!["STANDIN-OSTREE-BOOT-OK"]);
+        assert_eq!(def.kickstart.vars["hostname"], serde_json::json!("demo"));
+        assert!(matches!(
+            def.installer.unwrap().media().unwrap(),
+            InstallerMedia::KernelInitrd { .. }
+        ));
+    }
+
+    #[test]
+    fn optional_sections_default() {
+        let def = parse("name: x\nostree: { osname: fedora }\n").unwrap();
+        assert_eq!(def.compose.treefile, PathBuf::from("treefile.yaml"));
+        assert_eq!(def.kickstart.template, PathBuf::from("ks.cfg.j2"));
+        assert_eq!(def.ostree.remote_name(), "fedora");
+        assert_eq!(def.vm, VmSection::default());
+        assert!(def.installer.is_none());
+    }
+
+    /// Each bad document and the `file:line:column` plus words its error must carry.
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                "unknown top-level key",
+                "name: x\nostree: { osname: a }\ncolour: blue\n",
+                &["image.yaml:3:1", "colour"],
+            ),
+            (
+                "unknown key in a section",
+                "name: x\nostree:\n  osname: a\n  remtoe: b\n",
+                &["image.yaml:4:3", "remtoe"],
+            ),
+            (
+                "wrong type",
+                "name: x\nostree: { osname: a }\nvm:\n  memory: lots\n",
+                &["image.yaml:4:11", "invalid u32", "memory: lots"],
+            ),
+            (
+                "bad enum value",
+                "name: x\nostree: { osname: a }\nvm: { accel: hvf }\n",
+                &["image.yaml:3:", "hvf"],
+            ),
+            (
+                "missing required section",
+                "name: x\n",
+                &["image.yaml:1:1", "missing field `ostree`"],
+            ),
+            (
+                "yaml syntax",
+                "name: x\nostree: { osname: a\n",
+                &["image.yaml:2:9", "unclosed bracket"],
+            ),
+        ];
+        for (what, text, needles) in cases {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            for needle in *needles {
+                assert!(err.contains(needle), "{what}: {err:?} lacks {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn installer_needs_one_form() {
+        let err = parse("name: x\nostree: { osname: a }\ninstaller: { kernel: k }\n").unwrap_err();
+        assert!(format!("{err:#}").contains("needs an `initrd`"), "{err:#}");
+        let err =
+            parse("name: x\nostree: { osname: a }\ninstaller: { kernel: k, initrd: i, iso: b }\n")
+                .unwrap_err();
+        assert!(format!("{err:#}").contains("not both"), "{err:#}");
+        let def = parse("name: x\nostree: { osname: a }\ninstaller: { iso: boot.iso }\n").unwrap();
+        assert_eq!(
+            def.installer.unwrap().media().unwrap(),
+            InstallerMedia::Iso("boot.iso".into())
+        );
+    }
+
+    #[test]
+    fn load_resolves_paths_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("image.yaml");
+        std::fs::write(&path, VALID).unwrap();
+        let def = ImageDefinition::load(&path).unwrap();
+        assert_eq!(
+            def.resolve(&def.kickstart.template),
+            dir.path().join("ks.cfg.j2")
+        );
+    }
+}
