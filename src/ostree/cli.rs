@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
+
+use super::gvariant::MetaValue;
+use super::{Checksum, CommitOptions, Repo, RepoMode, datetime, inspect, summary};
 
 #[derive(Debug, Args)]
 #[command(
@@ -12,24 +16,77 @@ pub struct InitArgs {
     /// Path of the repository to create
     #[arg(long)]
     pub repo: PathBuf,
+    /// Repository mode: archive-z2 (or its alias archive)
+    #[arg(long, default_value = "archive-z2")]
+    pub mode: String,
 }
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  atomic-factory commit --repo=repo -b demo/x86_64 --tree=dir=rootfs --subject='nightly'"
+    after_help = "Examples:\n  atomic-factory commit --repo=repo -b demo/x86_64 --tree=dir=rootfs --subject='nightly'\n  atomic-factory commit --repo=repo -b demo/x86_64 --tree=dir=rootfs --owner-uid=0 --owner-gid=0 \\\n      --timestamp=@1704164645 --add-metadata-string=version=1.0"
 )]
 pub struct CommitArgs {
     /// Path of the repository
     #[arg(long)]
     pub repo: PathBuf,
+    /// Branch to commit to (moved after every object is on disk)
+    #[arg(short = 'b', long)]
+    pub branch: Option<String>,
+    /// Create a commit without writing a ref
+    #[arg(long)]
+    pub orphan: bool,
+    /// The tree to commit, as dir=PATH
+    #[arg(long, value_name = "dir=PATH")]
+    pub tree: Vec<String>,
+    /// The directory to commit (same as --tree=dir=PATH)
+    #[arg(value_name = "PATH")]
+    pub path: Option<PathBuf>,
+    /// One line subject
+    #[arg(short = 's', long, default_value = "")]
+    pub subject: String,
+    /// Full description
+    #[arg(short = 'm', long, default_value = "")]
+    pub body: String,
+    /// Commit timestamp: @SECONDS or YYYY-MM-DD[ HH:MM:SS][Z|+HH:MM] (default: now)
+    #[arg(long)]
+    pub timestamp: Option<String>,
+    /// Parent commit checksum, or "none" (default: the branch's current commit)
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Add a KEY=VALUE string to the commit metadata (repeatable, kept in order)
+    #[arg(long = "add-metadata-string", value_name = "KEY=VALUE")]
+    pub add_metadata_string: Vec<String>,
+    /// Set the owner uid of every file and directory
+    #[arg(long)]
+    pub owner_uid: Option<u32>,
+    /// Set the owner gid of every file and directory
+    #[arg(long)]
+    pub owner_gid: Option<u32>,
+    /// Do not import extended attributes
+    #[arg(long)]
+    pub no_xattrs: bool,
+    /// Do not write ostree.ref-binding / ostree.collection-binding
+    #[arg(long)]
+    pub no_bindings: bool,
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  atomic-factory ls --repo=repo demo/x86_64 /usr/bin")]
+#[command(
+    after_help = "Examples:\n  atomic-factory ls --repo=repo demo/x86_64 /usr/bin\n  atomic-factory ls -R --repo=repo demo/x86_64"
+)]
 pub struct LsArgs {
     /// Path of the repository
     #[arg(long)]
     pub repo: PathBuf,
+    /// Recurse into directories
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Ref or commit checksum
+    #[arg(value_name = "REF")]
+    pub rev: String,
+    /// Path inside the commit
+    #[arg(value_name = "PATH", default_value = "/")]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -38,6 +95,9 @@ pub struct ShowArgs {
     /// Path of the repository
     #[arg(long)]
     pub repo: PathBuf,
+    /// Ref or commit checksum
+    #[arg(value_name = "REF")]
+    pub rev: String,
 }
 
 #[derive(Debug, Args)]
@@ -46,33 +106,218 @@ pub struct CheckoutArgs {
     /// Path of the repository
     #[arg(long)]
     pub repo: PathBuf,
+    /// Ref or commit checksum
+    #[arg(value_name = "REF")]
+    pub rev: String,
+    /// Destination directory (must not exist)
+    #[arg(value_name = "DIR")]
+    pub dest: PathBuf,
 }
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  atomic-factory summary -u --repo=repo\n  atomic-factory summary --view --repo=repo"
+    after_help = "Examples:\n  atomic-factory summary -u --repo=repo\n  atomic-factory summary --view --repo=repo\n\nThe summary's last-modified time is the clock, or SOURCE_DATE_EPOCH when set."
 )]
 pub struct SummaryArgs {
     /// Path of the repository
     #[arg(long)]
     pub repo: PathBuf,
+    /// Regenerate the summary
+    #[arg(short = 'u', long)]
+    pub update: bool,
+    /// Print the summary
+    #[arg(short = 'v', long)]
+    pub view: bool,
+    /// Additional metadata KEY=VALUE; VALUE is 'string' (quoted), true or false
+    #[arg(short = 'm', long = "add-metadata", value_name = "KEY=VALUE")]
+    pub add_metadata: Vec<String>,
 }
 
-pub fn init(_args: InitArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #2)")
+pub fn init(args: InitArgs) -> Result<()> {
+    let mode: RepoMode = args.mode.parse()?;
+    Repo::create(&args.repo, mode)?;
+    Ok(())
 }
-pub fn commit(_args: CommitArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #2)")
+
+fn key_value(s: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => bail!("missing '=' in KEY=VALUE metadata '{s}'"),
+    }
 }
-pub fn ls(_args: LsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #2)")
+
+pub fn commit(args: CommitArgs) -> Result<()> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for t in &args.tree {
+        match t.split_once('=') {
+            Some(("dir", p)) => dirs.push(PathBuf::from(p)),
+            Some((kind, _)) => {
+                bail!("unsupported tree type '{kind}' in --tree={t}: only dir=PATH is supported")
+            }
+            None => bail!("missing type in tree specification '{t}': use --tree=dir=PATH"),
+        }
+    }
+    dirs.extend(args.path.clone());
+    let dir = match dirs.as_slice() {
+        [d] => d.clone(),
+        [] => bail!("nothing to commit: give --tree=dir=PATH"),
+        _ => bail!("only one tree can be committed at a time"),
+    };
+    if args.branch.is_none() && !args.orphan {
+        bail!("a branch must be specified with --branch, or use --orphan");
+    }
+    let repo = Repo::open(&args.repo)?;
+    let parent = match args.parent.as_deref() {
+        None => None,
+        Some("none") => Some(None),
+        Some(p) => Some(Some(
+            p.parse::<Checksum>()
+                .with_context(|| format!("--parent={p}"))?,
+        )),
+    };
+    let timestamp = args
+        .timestamp
+        .as_deref()
+        .map(datetime::parse_timestamp)
+        .transpose()?;
+    let metadata = args
+        .add_metadata_string
+        .iter()
+        .map(|s| key_value(s).map(|(k, v)| (k, MetaValue::Str(v))))
+        .collect::<Result<_>>()?;
+    let opts = CommitOptions {
+        branch: if args.orphan {
+            None
+        } else {
+            args.branch.clone()
+        },
+        subject: args.subject,
+        body: args.body,
+        timestamp,
+        parent,
+        metadata,
+        owner_uid: args.owner_uid,
+        owner_gid: args.owner_gid,
+        no_xattrs: args.no_xattrs,
+        no_bindings: args.no_bindings,
+        progress: true,
+    };
+    let csum = super::commit_directory(&repo, &dir, &opts)?;
+    println!("{csum}");
+    Ok(())
 }
-pub fn show(_args: ShowArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #2)")
+
+pub fn ls(args: LsArgs) -> Result<()> {
+    let repo = Repo::open(&args.repo)?;
+    let commit = repo.resolve_rev(&args.rev)?;
+    for p in &args.paths {
+        for line in inspect::ls(&repo, &commit, p, args.recursive)? {
+            println!("{line}");
+        }
+    }
+    Ok(())
 }
-pub fn checkout(_args: CheckoutArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #2)")
+
+pub fn show(args: ShowArgs) -> Result<()> {
+    let repo = Repo::open(&args.repo)?;
+    let commit = repo.resolve_rev(&args.rev)?;
+    print!("{}", inspect::show(&repo, &commit)?);
+    Ok(())
 }
-pub fn summary(_args: SummaryArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #2)")
+
+pub fn checkout(args: CheckoutArgs) -> Result<()> {
+    let repo = Repo::open(&args.repo)?;
+    let commit = repo.resolve_rev(&args.rev)?;
+    inspect::checkout(&repo, &commit, &args.dest)
+}
+
+fn parse_summary_value(k: &str, v: &str) -> Result<MetaValue> {
+    let t = v.trim();
+    if t == "true" || t == "false" {
+        return Ok(MetaValue::Bool(t == "true"));
+    }
+    for q in ['\'', '"'] {
+        if t.len() >= 2 && t.starts_with(q) && t.ends_with(q) {
+            return Ok(MetaValue::Str(t[1..t.len() - 1].to_string()));
+        }
+    }
+    bail!("--add-metadata={k}={v}: VALUE must be a quoted string ('text') or true/false")
+}
+
+fn be_u64(v: &MetaValue) -> Option<u64> {
+    match v {
+        MetaValue::U64(n) => Some(u64::from_be(*n)),
+        MetaValue::U64Be(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Renders a summary like `ostree summary --view`.
+pub fn render_summary(s: &summary::Summary) -> String {
+    let mut out = String::new();
+    for r in &s.refs {
+        out.push_str(&format!(
+            "* {}\n    Latest Commit ({} bytes):\n      {}\n",
+            r.name, r.commit_size, r.commit
+        ));
+        for (k, v) in &r.metadata {
+            match k.as_str() {
+                "ostree.commit.version" => out.push_str(&format!(
+                    "    Version ({k}): {}\n",
+                    v.as_str().unwrap_or("")
+                )),
+                "ostree.commit.timestamp" => out.push_str(&format!(
+                    "    Timestamp ({k}): {}\n",
+                    be_u64(v).map(datetime::format_iso).unwrap_or_default()
+                )),
+                _ => out.push_str(&format!("    {k}: {v}\n")),
+            }
+        }
+        out.push('\n');
+    }
+    for (k, v) in &s.metadata {
+        match k.as_str() {
+            "ostree.summary.mode" => out.push_str(&format!(
+                "Repository Mode ({k}): {}\n",
+                v.as_str().unwrap_or("")
+            )),
+            "ostree.summary.last-modified" => out.push_str(&format!(
+                "Last-Modified ({k}): {}\n",
+                be_u64(v).map(datetime::format_iso).unwrap_or_default()
+            )),
+            "ostree.summary.tombstone-commits" => out.push_str(&format!(
+                "Has Tombstone Commits ({k}): {}\n",
+                if *v == MetaValue::Bool(true) {
+                    "Yes"
+                } else {
+                    "No"
+                }
+            )),
+            _ => out.push_str(&format!("{k}: {v}\n")),
+        }
+    }
+    out
+}
+
+pub fn summary(args: SummaryArgs) -> Result<()> {
+    if !args.update && !args.view {
+        bail!("nothing to do: give -u/--update to regenerate the summary or --view to print it");
+    }
+    let repo = Repo::open(&args.repo)?;
+    if args.update {
+        let extra = args
+            .add_metadata
+            .iter()
+            .map(|s| {
+                let (k, v) = key_value(s)?;
+                let val = parse_summary_value(&k, &v)?;
+                Ok((k, val))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        repo.update_summary(&extra)?;
+    }
+    if args.view {
+        print!("{}", render_summary(&repo.read_summary()?));
+    }
+    Ok(())
 }

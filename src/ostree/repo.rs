@@ -1,0 +1,667 @@
+//! The repository: layout, config, locking, and durable object and ref writes.
+//!
+//! Durability rule: every object is written to a temporary file in `tmp/`, fsynced and renamed
+//! into `objects/XX/`; before a commit object is written the touched `objects/XX` directories
+//! are fsynced, and a ref is renamed into place only after that. A crash at any moment leaves
+//! at worst unreferenced objects or stray files in `tmp/`, never a ref to a missing object.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use sha2::Digest;
+
+use super::checksum::Checksum;
+use super::objects::{self, Commit, CommitSpec, DirMeta, DirTree, FileMeta, ObjectType};
+use super::refs;
+
+/// The repository mode. Only archive-z2 is written; `archive` is its legacy alias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RepoMode {
+    #[default]
+    ArchiveZ2,
+}
+
+impl RepoMode {
+    pub fn as_str(self) -> &'static str {
+        "archive-z2"
+    }
+}
+
+impl std::str::FromStr for RepoMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<RepoMode> {
+        match s {
+            "archive-z2" | "archive" => Ok(RepoMode::ArchiveZ2),
+            "bare" | "bare-user" | "bare-user-only" | "bare-split-xattrs" => {
+                bail!(
+                    "repository mode '{s}' is not supported: use archive-z2 (or its alias archive)"
+                )
+            }
+            _ => bail!("unknown repository mode '{s}': use archive-z2 (or its alias archive)"),
+        }
+    }
+}
+
+/// An open archive-z2 repository. `Send + Sync`; share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Repo {
+    path: PathBuf,
+    mode: RepoMode,
+    zlib_level: u32,
+    collection_id: Option<String>,
+    /// `objects/XX` directories that got new entries and still need an fsync.
+    dirty_dirs: Mutex<HashSet<PathBuf>>,
+}
+
+/// Holds the repository's `.lock` (flock) until dropped.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: File,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+const INIT_DIRS: &[&str] = &[
+    "tmp",
+    "extensions",
+    "state",
+    "refs",
+    "refs/heads",
+    "refs/mirrors",
+    "refs/remotes",
+    "objects",
+];
+
+fn mkdir(path: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o775).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating directory {}", path.display())),
+    }
+}
+
+/// fsyncs a directory so renames into it survive a crash.
+pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
+    let d = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    d.sync_all()
+        .with_context(|| format!("syncing directory {}", path.display()))
+}
+
+/// Writes `data` to `dest` atomically: a temporary sibling, fsync, rename, fsync of the dir.
+pub(crate) fn write_file_atomic(dest: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), unique()));
+    let res = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(data)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        fs::rename(&tmp, dest)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+        fsync_dir(dir)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
+fn unique() -> String {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{n}-{t:08x}")
+}
+
+/// A minimal reader of GKeyFile `[group] key=value` text, enough for ostree's config.
+pub(crate) fn keyfile_get(text: &str, group: &str, key: &str) -> Option<String> {
+    let mut in_group = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') && line.ends_with(']') {
+            in_group = &line[1..line.len() - 1] == group;
+        } else if in_group
+            && let Some((k, v)) = line.split_once('=')
+            && k.trim() == key
+        {
+            return Some(v.trim().to_string());
+        }
+    }
+    None
+}
+
+/// Sets `key=value` in `[group]`, keeping every other line as it was (like GKeyFile does).
+pub(crate) fn keyfile_set(text: &str, group: &str, key: &str, value: &str) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut in_group = false;
+    let mut done = false;
+    let mut group_seen = false;
+    let mut insert_at: Option<usize> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') && t.ends_with(']') {
+            if in_group && !done {
+                insert_at = Some(out.len());
+            }
+            in_group = &t[1..t.len() - 1] == group;
+            group_seen |= in_group;
+        } else if in_group
+            && !done
+            && let Some((k, _)) = t.split_once('=')
+            && k.trim() == key
+        {
+            out.push(format!("{key}={value}"));
+            done = true;
+            continue;
+        }
+        out.push(line.to_string());
+    }
+    if !done {
+        if in_group {
+            // The group is the last one: append after its last non-blank line.
+            let mut at = out.len();
+            while at > 0 && out[at - 1].trim().is_empty() {
+                at -= 1;
+            }
+            out.insert(at, format!("{key}={value}"));
+        } else if let Some(at) = insert_at {
+            let mut at = at;
+            while at > 0 && out[at - 1].trim().is_empty() {
+                at -= 1;
+            }
+            out.insert(at, format!("{key}={value}"));
+        } else if !group_seen {
+            out.push(format!("[{group}]"));
+            out.push(format!("{key}={value}"));
+        }
+    }
+    let mut s = out.join("\n");
+    s.push('\n');
+    s
+}
+
+impl Repo {
+    /// Creates a repository exactly as `ostree init --mode=archive-z2` does (idempotent when the
+    /// repository already exists with the same mode).
+    pub fn create(path: &Path, mode: RepoMode) -> Result<Repo> {
+        fs::create_dir_all(path)
+            .with_context(|| format!("creating repository {}", path.display()))?;
+        let config = path.join("config");
+        if config.exists() {
+            let repo = Repo::open(path)?;
+            ensure!(
+                repo.mode == mode,
+                "{} exists with another mode",
+                path.display()
+            );
+            return Ok(repo);
+        }
+        for d in INIT_DIRS {
+            mkdir(&path.join(d))?;
+        }
+        let text = format!("[core]\nrepo_version=1\nmode={}\n", mode.as_str());
+        write_file_atomic(&config, text.as_bytes(), 0o644)?;
+        Repo::open(path)
+    }
+
+    /// Opens an existing repository; the error names the path when it is not one.
+    pub fn open(path: &Path) -> Result<Repo> {
+        let config_path = path.join("config");
+        let text = match fs::read_to_string(&config_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "{} is not an ostree repository (no config file); create one with \
+                 `atomic-factory init --repo={}`",
+                path.display(),
+                path.display()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("reading {}", config_path.display()));
+            }
+        };
+        let version = keyfile_get(&text, "core", "repo_version").with_context(|| {
+            format!(
+                "{}: missing [core] repo_version; not an ostree repository config",
+                config_path.display()
+            )
+        })?;
+        ensure!(
+            version == "1",
+            "{}: unsupported repo_version={version} (expected 1)",
+            config_path.display()
+        );
+        let mode_str = keyfile_get(&text, "core", "mode").unwrap_or_else(|| "bare".into());
+        let mode: RepoMode = mode_str
+            .parse()
+            .with_context(|| format!("opening repository {}", path.display()))?;
+        let zlib_level = keyfile_get(&text, "archive", "zlib-level")
+            .and_then(|v| v.parse::<u32>().ok())
+            .map(|l| l.clamp(1, 9))
+            .unwrap_or(6);
+        let collection_id = keyfile_get(&text, "core", "collection-id");
+        for d in ["objects", "refs/heads", "tmp"] {
+            ensure!(
+                path.join(d).is_dir(),
+                "{} is not a complete ostree repository: {d}/ is missing",
+                path.display()
+            );
+        }
+        // ostree creates tmp/cache on every open; do the same (ignore a read-only repo).
+        let _ = mkdir(&path.join("tmp/cache"));
+        Ok(Repo {
+            path: path.to_path_buf(),
+            mode,
+            zlib_level,
+            collection_id,
+            dirty_dirs: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn mode(&self) -> RepoMode {
+        self.mode
+    }
+    pub fn collection_id(&self) -> Option<&str> {
+        self.collection_id.as_deref()
+    }
+
+    /// Path of a loose object: `objects/XX/<62 hex>.<ext>`.
+    pub fn object_path(&self, csum: &Checksum, kind: ObjectType) -> PathBuf {
+        let hex = csum.to_hex();
+        self.path.join("objects").join(&hex[..2]).join(format!(
+            "{}.{}",
+            &hex[2..],
+            kind.extension()
+        ))
+    }
+
+    pub fn has_object(&self, csum: &Checksum, kind: ObjectType) -> bool {
+        self.object_path(csum, kind).exists()
+    }
+
+    fn ref_path(&self, name: &str) -> PathBuf {
+        self.path.join("refs/heads").join(name)
+    }
+
+    /// The commit `refs/heads/NAME` points to, or None if there is no such ref.
+    pub fn resolve_ref(&self, name: &str) -> Result<Option<Checksum>> {
+        refs::validate_ref_name(name)?;
+        let p = self.ref_path(name);
+        if p.is_file() {
+            Ok(Some(refs::read_ref_file(&p)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Resolves a ref name or a full checksum to a commit checksum (error if neither).
+    pub fn resolve_rev(&self, rev: &str) -> Result<Checksum> {
+        if let Ok(c) = rev.parse::<Checksum>() {
+            return Ok(c);
+        }
+        self.resolve_ref(rev)?.with_context(|| {
+            format!(
+                "ref '{rev}' not found in repository {}",
+                self.path.display()
+            )
+        })
+    }
+
+    /// Points `refs/heads/NAME` at `commit`, atomically and durably. The commit must exist.
+    pub fn set_ref(&self, name: &str, commit: &Checksum) -> Result<()> {
+        refs::validate_ref_name(name)?;
+        ensure!(
+            self.has_object(commit, ObjectType::Commit),
+            "refusing to point ref '{name}' at commit {commit}: it is not in {}",
+            self.path.display()
+        );
+        let p = self.ref_path(name);
+        let heads = self.path.join("refs/heads");
+        let mut dir = heads.clone();
+        for part in Path::new(name)
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.components())
+        {
+            dir.push(part);
+            mkdir(&dir)?;
+        }
+        if p.is_dir() {
+            bail!(
+                "cannot write ref '{name}': {} is a directory (a ref with this prefix exists)",
+                p.display()
+            );
+        }
+        write_file_atomic(&p, format!("{commit}\n").as_bytes(), 0o644)
+            .with_context(|| format!("writing ref '{name}'"))
+    }
+
+    /// All `refs/heads` refs, sorted by name.
+    pub fn list_refs(&self) -> Result<Vec<(String, Checksum)>> {
+        refs::list_ref_dir(&self.path.join("refs/heads"))
+    }
+
+    /// Takes the exclusive repository lock (`flock` on `.lock`, as ostree does).
+    pub fn lock(&self) -> Result<RepoLock> {
+        self.lock_with(libc::LOCK_EX)
+    }
+
+    /// Takes the shared lock, as ostree does for the length of a commit transaction.
+    pub fn lock_shared(&self) -> Result<RepoLock> {
+        self.lock_with(libc::LOCK_SH)
+    }
+
+    fn lock_with(&self, op: libc::c_int) -> Result<RepoLock> {
+        use std::os::fd::AsRawFd;
+        let p = self.path.join(".lock");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .open(&p)
+            .with_context(|| format!("opening lock file {}", p.display()))?;
+        // SAFETY-free: flock on an fd we own; retried on EINTR.
+        loop {
+            let r = unsafe { libc::flock(file.as_raw_fd(), op) };
+            if r == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e).with_context(|| format!("locking {}", p.display()));
+            }
+        }
+        Ok(RepoLock { _file: file })
+    }
+
+    /// A new temporary file in the repository's `tmp/` (same filesystem as `objects/`).
+    fn tmp_file(&self) -> Result<(PathBuf, File)> {
+        let p = self
+            .path
+            .join("tmp")
+            .join(format!("af-{}-{}.tmp", std::process::id(), unique()));
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&p)
+            .with_context(|| format!("creating temporary file {}", p.display()))?;
+        Ok((p, f))
+    }
+
+    /// fsyncs the temp file and renames it to the object's final path (kept if already there).
+    fn install_object(
+        &self,
+        tmp: &Path,
+        file: File,
+        csum: &Checksum,
+        kind: ObjectType,
+    ) -> Result<()> {
+        let dest = self.object_path(csum, kind);
+        if dest.exists() {
+            let _ = fs::remove_file(tmp);
+            return Ok(());
+        }
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))?;
+        drop(file);
+        let dir = dest.parent().expect("object paths have a parent");
+        mkdir(dir)?;
+        fs::rename(tmp, &dest)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+        self.dirty_dirs
+            .lock()
+            .expect("lock poisoned")
+            .insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// fsyncs every `objects/XX` directory that received objects since the last call.
+    pub fn sync_objects(&self) -> Result<()> {
+        let dirs: Vec<PathBuf> = self
+            .dirty_dirs
+            .lock()
+            .expect("lock poisoned")
+            .drain()
+            .collect();
+        use rayon::prelude::*;
+        dirs.par_iter().try_for_each(|d| fsync_dir(d))?;
+        fsync_dir(&self.path.join("objects"))
+    }
+
+    /// Writes a metadata object (its checksum is the sha256 of `bytes`).
+    pub fn write_metadata(&self, kind: ObjectType, bytes: &[u8]) -> Result<Checksum> {
+        let csum = Checksum::of(bytes);
+        if self.has_object(&csum, kind) {
+            return Ok(csum);
+        }
+        let (tmp, mut f) = self.tmp_file()?;
+        let res = f
+            .write_all(bytes)
+            .with_context(|| format!("writing {}", tmp.display()))
+            .and_then(|_| self.install_object(&tmp, f, &csum, kind));
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map(|_| csum)
+    }
+
+    pub fn write_dirmeta(&self, meta: &DirMeta) -> Result<Checksum> {
+        self.write_metadata(ObjectType::DirMeta, &objects::dirmeta_bytes(meta)?)
+    }
+
+    pub fn write_dirtree(&self, tree: &DirTree) -> Result<Checksum> {
+        self.write_metadata(ObjectType::DirTree, &objects::dirtree_bytes(tree)?)
+    }
+
+    /// Writes a symlink content object (`.filez` with no deflate stream).
+    pub fn write_symlink(&self, meta: &FileMeta, target: &str) -> Result<Checksum> {
+        let csum = Checksum(objects::content_hasher(meta, target)?.finalize().into());
+        if self.has_object(&csum, ObjectType::File) {
+            return Ok(csum);
+        }
+        let header = objects::filez_header(meta, target, 0)?;
+        let (tmp, mut f) = self.tmp_file()?;
+        let res = f
+            .write_all(&header)
+            .with_context(|| format!("writing {}", tmp.display()))
+            .and_then(|_| self.install_object(&tmp, f, &csum, ObjectType::File));
+        if res.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        res.map(|_| csum)
+    }
+
+    /// The content checksum of a regular file held in memory.
+    pub fn file_checksum(meta: &FileMeta, data: &[u8]) -> Result<Checksum> {
+        let mut h = objects::content_hasher(meta, "")?;
+        h.update(data);
+        Ok(Checksum(h.finalize().into()))
+    }
+
+    /// Writes a regular file held in memory; hashes first and skips compression if present.
+    pub fn write_file_bytes(&self, meta: &FileMeta, data: &[u8]) -> Result<Checksum> {
+        let csum = Repo::file_checksum(meta, data)?;
+        if !self.has_object(&csum, ObjectType::File) {
+            let got = self.write_file_stream(meta, data.len() as u64, &mut &data[..])?;
+            ensure!(
+                got == csum,
+                "internal error: content checksum changed while writing"
+            );
+        }
+        Ok(csum)
+    }
+
+    /// Writes a regular-file content object from a stream of exactly `size` bytes.
+    /// Deduplicated: an object that already exists is not rewritten.
+    pub fn write_file(&self, meta: &FileMeta, size: u64, data: &mut dyn Read) -> Result<Checksum> {
+        self.write_file_stream(meta, size, data)
+    }
+
+    fn write_file_stream(
+        &self,
+        meta: &FileMeta,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<Checksum> {
+        ensure!(
+            meta.mode & objects::S_IFMT == objects::S_IFREG,
+            "write_file needs a regular file mode"
+        );
+        let mut hasher = objects::content_hasher(meta, "")?;
+        let header = objects::filez_header(meta, "", size)?;
+        let (tmp, f) = self.tmp_file()?;
+        let res = (|| -> Result<(Checksum, File)> {
+            let mut w = BufWriter::with_capacity(256 * 1024, f);
+            w.write_all(&header)?;
+            let mut enc =
+                flate2::write::DeflateEncoder::new(w, flate2::Compression::new(self.zlib_level));
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut total = 0u64;
+            loop {
+                let n = match data.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e).context("reading file data"),
+                };
+                total += n as u64;
+                hasher.update(&buf[..n]);
+                enc.write_all(&buf[..n])
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+            }
+            ensure!(
+                total == size,
+                "file data was {total} bytes, expected {size} (did it change while being read?)"
+            );
+            let w = enc
+                .finish()
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            let f = w
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            Ok((Checksum(hasher.finalize().into()), f))
+        })();
+        match res {
+            Ok((csum, f)) => {
+                if let Err(e) = self.install_object(&tmp, f, &csum, ObjectType::File) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                Ok(csum)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the commit object, after making every object written so far durable.
+    /// Does not move any ref (call [`Repo::set_ref`] after).
+    pub fn write_commit(&self, commit: &CommitSpec) -> Result<Checksum> {
+        ensure!(
+            self.has_object(&commit.root_dirtree, ObjectType::DirTree),
+            "root dirtree {} is not in the repository",
+            commit.root_dirtree
+        );
+        ensure!(
+            self.has_object(&commit.root_dirmeta, ObjectType::DirMeta),
+            "root dirmeta {} is not in the repository",
+            commit.root_dirmeta
+        );
+        self.sync_objects()?;
+        let csum = self.write_metadata(ObjectType::Commit, &objects::commit_bytes(commit)?)?;
+        self.sync_objects()?;
+        Ok(csum)
+    }
+
+    fn read_object(&self, csum: &Checksum, kind: ObjectType) -> Result<Vec<u8>> {
+        let p = self.object_path(csum, kind);
+        fs::read(&p).with_context(|| {
+            format!(
+                "reading {} object {csum} ({})",
+                kind.extension(),
+                p.display()
+            )
+        })
+    }
+
+    pub fn read_commit(&self, csum: &Checksum) -> Result<Commit> {
+        let b = self.read_object(csum, ObjectType::Commit)?;
+        objects::parse_commit(&b).with_context(|| format!("parsing commit {csum}"))
+    }
+
+    /// Byte size of the commit object file (the summary needs it).
+    pub fn commit_size(&self, csum: &Checksum) -> Result<u64> {
+        let p = self.object_path(csum, ObjectType::Commit);
+        Ok(fs::metadata(&p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .len())
+    }
+
+    pub fn read_dirtree(&self, csum: &Checksum) -> Result<DirTree> {
+        let b = self.read_object(csum, ObjectType::DirTree)?;
+        objects::parse_dirtree(&b).with_context(|| format!("parsing dirtree {csum}"))
+    }
+
+    pub fn read_dirmeta(&self, csum: &Checksum) -> Result<DirMeta> {
+        let b = self.read_object(csum, ObjectType::DirMeta)?;
+        objects::parse_dirmeta(&b).with_context(|| format!("parsing dirmeta {csum}"))
+    }
+
+    /// Opens a content object: its metadata, its symlink target (for symlinks) and a reader
+    /// of its inflated bytes (empty for symlinks).
+    pub fn read_file(
+        &self,
+        csum: &Checksum,
+    ) -> Result<(FileMeta, Option<String>, Box<dyn Read + Send>)> {
+        let p = self.object_path(csum, ObjectType::File);
+        let mut f = File::open(&p)
+            .with_context(|| format!("opening content object {csum} ({})", p.display()))?;
+        let mut prefix = [0u8; 8];
+        f.read_exact(&mut prefix)
+            .with_context(|| format!("reading {}", p.display()))?;
+        let n = u32::from_be_bytes(prefix[..4].try_into().unwrap()) as usize;
+        ensure!(
+            n < 16 << 20,
+            "{}: header length {n} is implausible",
+            p.display()
+        );
+        let mut head = prefix.to_vec();
+        head.resize(8 + n, 0);
+        f.read_exact(&mut head[8..])
+            .with_context(|| format!("reading {}", p.display()))?;
+        let (meta, target, _size, off) = objects::parse_filez_header(&head)
+            .with_context(|| format!("parsing content object {}", p.display()))?;
+        if meta.mode & objects::S_IFMT == objects::S_IFLNK {
+            return Ok((meta, Some(target), Box::new(std::io::empty())));
+        }
+        f.seek(SeekFrom::Start(off as u64))?;
+        let reader = flate2::read::DeflateDecoder::new(BufReader::with_capacity(128 * 1024, f));
+        Ok((meta, None, Box::new(reader)))
+    }
+}
