@@ -1,3 +1,25 @@
 //! Compose: RPMs to an ostree commit, following rpm-ostree's treefile format and tree conventions.
+//!
+//! - [`treefile`]: YAML/JSON treefile, `include` merging, key validation
+//! - [`sources`]: `.repo` files, rpm-md repositories, plain directories of RPMs
+//! - [`package`]: the package model, EVR and dependency ranges
+//! - [`resolve`]: dependency resolution with resolvo
+//! - [`model`]: the tree model from RPM headers (layout rules, conflicts)
+//! - [`import`]: payloads streamed into the repository
+//! - [`tree`]: [`compose_tree`], the whole compose
+//!
+//! The rpmdb is not a real rpm database: the tree carries the package list in
+//! `usr/share/rpm/atomic-factory-pkglist.txt` and the commit's `rpmostree.rpmdb.pkglist`.
 
+pub mod caps;
 pub mod cli;
+pub mod import;
+pub mod model;
+pub mod package;
+mod progress;
+pub mod resolve;
+pub mod sources;
+pub mod tree;
+pub mod treefile;
+
+pub use tree::{ComposeOptions, ComposeOutcome, compose_tree};

@@ -1,0 +1,292 @@
+//! Streams package payloads straight into the repository: every regular file of the model
+//! goes from the RPM's decompressed cpio stream into `Repo::write_file`, with no extraction
+//! to disk. Packages are imported in parallel (rayon); each package is read exactly once,
+//! and its whole-file checksum is computed on the same read and checked against
+//! primary.xml at the end.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rayon::prelude::*;
+use sha2::Digest;
+
+use super::model::{Header, Model, Node};
+use super::progress::Progress;
+use crate::ostree::{Checksum, FileMeta, Repo};
+
+/// Reads a file through a hasher shared with the caller, so the package checksum comes
+/// from the same read as the payload.
+struct HashingFile {
+    state: Rc<RefCell<HashState>>,
+}
+
+struct HashState {
+    file: File,
+    hasher: Box<dyn DynHasher>,
+    bytes: u64,
+}
+
+trait DynHasher {
+    fn update(&mut self, d: &[u8]);
+    fn hex(&mut self) -> String;
+}
+
+impl<D: Digest + Clone> DynHasher for D {
+    fn update(&mut self, d: &[u8]) {
+        Digest::update(self, d);
+    }
+    fn hex(&mut self) -> String {
+        hex::encode(self.clone().finalize())
+    }
+}
+
+fn hasher_for(kind: &str) -> Result<Box<dyn DynHasher>> {
+    Ok(match kind {
+        "sha256" => Box::new(sha2::Sha256::new()),
+        "sha512" => Box::new(sha2::Sha512::new()),
+        "sha384" => Box::new(sha2::Sha384::new()),
+        "sha224" => Box::new(sha2::Sha224::new()),
+        "sha1" | "sha" => Box::new(sha1::Sha1::new()),
+        "md5" => Box::new(md5::Md5::new()),
+        other => bail!("unsupported package checksum type {other:?}"),
+    })
+}
+
+impl Read for HashingFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut s = self.state.borrow_mut();
+        let n = s.file.read(buf)?;
+        s.hasher.update(&buf[..n]);
+        s.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Content checksums of the imported files, keyed by tree path.
+pub type Imported = HashMap<String, Checksum>;
+
+/// Everything the import needs besides the model.
+pub struct ImportCtx<'a> {
+    pub repo: &'a Repo,
+    pub headers: &'a [Header],
+    pub uids: &'a BTreeMap<String, u32>,
+    pub gids: &'a BTreeMap<String, u32>,
+    pub progress: &'a Progress,
+}
+
+/// Imports every package that owns regular files in the model.
+pub fn import_all(ctx: &ImportCtx<'_>, model: &Model) -> Result<Imported> {
+    // Per package: (rpm path -> tree path) of the files it must write.
+    let mut wanted: Vec<HashMap<&str, &str>> = vec![HashMap::new(); ctx.headers.len()];
+    for (tpath, e) in &model.entries {
+        if let Node::File { pkg, src, .. } = &e.node {
+            wanted[*pkg].insert(src.as_str(), tpath.as_str());
+        }
+    }
+    // Biggest first, so the last package to finish is a small one (better balance).
+    let mut order: Vec<usize> = (0..ctx.headers.len()).collect();
+    let size = |i: usize| {
+        std::fs::metadata(&ctx.headers[i].info.path)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    order.sort_by_key(|i| std::cmp::Reverse(size(*i)));
+    let done = AtomicU64::new(0);
+    let results: Vec<Result<Vec<(String, Checksum)>>> = order
+        .par_iter()
+        .map(|&i| {
+            let r = import_one(ctx, model, i, &wanted[i]);
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            ctx.progress.set(n);
+            r
+        })
+        .collect();
+    let mut out = Imported::new();
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+fn import_one(
+    ctx: &ImportCtx<'_>,
+    model: &Model,
+    pi: usize,
+    wanted: &HashMap<&str, &str>,
+) -> Result<Vec<(String, Checksum)>> {
+    let h = &ctx.headers[pi];
+    let info = &h.info;
+    let nevra = info.nevra();
+    let file = File::open(&info.path)
+        .with_context(|| format!("opening package {}", info.path.display()))?;
+    let kind = info
+        .checksum
+        .as_ref()
+        .map(|c| c.0.as_str())
+        .unwrap_or("sha256");
+    let state = Rc::new(RefCell::new(HashState {
+        file,
+        hasher: hasher_for(kind)?,
+        bytes: 0,
+    }));
+    let reader = BufReader::with_capacity(
+        256 * 1024,
+        HashingFile {
+            state: state.clone(),
+        },
+    );
+
+    let verify_whole = |state: &Rc<RefCell<HashState>>| -> Result<()> {
+        let Some((kind, want)) = &info.checksum else {
+            return Ok(());
+        };
+        let mut s = state.borrow_mut();
+        // Hash the rest of the file (trailer bytes the payload reader never asked for).
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = s
+                .file
+                .read(&mut buf)
+                .with_context(|| format!("reading {}", info.path.display()))?;
+            if n == 0 {
+                break;
+            }
+            s.hasher.update(&buf[..n]);
+        }
+        let got = s.hasher.hex();
+        if &got != want {
+            bail!(
+                "package {nevra} ({}): {kind} is {got} but the repository metadata (primary.xml) says {want}; the file is corrupt or was replaced without rerunning createrepo_c",
+                info.path.display()
+            );
+        }
+        Ok(())
+    };
+
+    let streamed = (|| -> Result<Vec<(String, Checksum)>> {
+        let mut pr = rpm::PackageReader::parse(reader).map_err(|e| anyhow!("{e}"))?;
+        let mut out = Vec::new();
+        // Hardlinked files: only one member carries the bytes; the others get its checksum.
+        let mut by_digest: HashMap<String, Checksum> = HashMap::new();
+        let mut pending: Vec<(String, String)> = Vec::new();
+        while let Some(mut f) = pr.next_file().map_err(|e| anyhow!("{e}"))? {
+            let src = f.metadata.path().to_string_lossy().into_owned();
+            let Some(tpath) = wanted.get(src.as_str()) else {
+                f.finish()
+                    .with_context(|| format!("reading payload entry {src}"))?;
+                continue;
+            };
+            let e = &model.entries[*tpath];
+            let Node::File {
+                size, digest, caps, ..
+            } = &e.node
+            else {
+                continue;
+            };
+            if !f.has_payload() {
+                pending.push((tpath.to_string(), digest.clone()));
+                continue;
+            }
+            let meta = FileMeta {
+                uid: ctx.uids[&e.user],
+                gid: ctx.gids[&e.group],
+                mode: e.mode,
+                xattrs: caps
+                    .iter()
+                    .map(|c| (b"security.capability".to_vec(), c.clone()))
+                    .collect(),
+            };
+            let csum = ctx
+                .repo
+                .write_file(&meta, *size, &mut f)
+                .with_context(|| format!("importing {src}"))?;
+            f.finish()
+                .with_context(|| format!("reading payload entry {src}"))?;
+            ctx.progress.add_bytes(*size);
+            by_digest.insert(digest.clone(), csum);
+            out.push((tpath.to_string(), csum));
+        }
+        for (tpath, digest) in pending {
+            let e = &model.entries[&tpath];
+            let csum = if matches!(e.node, Node::File { size: 0, .. }) {
+                ctx.repo
+                    .write_file(&file_meta(ctx, e)?, 0, &mut std::io::empty())?
+            } else {
+                // Same inode in the package: same bytes and metadata.
+                *by_digest.get(&digest).ok_or_else(|| {
+                    anyhow!("/{tpath}: the payload carries no content for it (broken hardlink set)")
+                })?
+            };
+            out.push((tpath, csum));
+        }
+        // Every wanted file must have come out of the payload.
+        if out.len() != wanted.len() {
+            let got: std::collections::HashSet<&str> =
+                out.iter().map(|(t, _)| t.as_str()).collect();
+            let missing: Vec<&&str> = wanted
+                .values()
+                .filter(|t| !got.contains(**t))
+                .take(3)
+                .collect();
+            bail!("payload lacks files listed in the header: {missing:?}");
+        }
+        Ok(out)
+    })();
+
+    match streamed {
+        Ok(v) => {
+            verify_whole(&state)?;
+            Ok(v)
+        }
+        Err(e) => {
+            // A truncated or corrupted file is best explained by its checksum, when we have one.
+            if info.checksum.is_some() {
+                verify_whole(&state)?;
+            }
+            Err(e.context(format!(
+                "package {nevra} ({}): reading the payload",
+                info.path.display()
+            )))
+        }
+    }
+}
+
+fn file_meta(ctx: &ImportCtx<'_>, e: &super::model::Entry) -> Result<FileMeta> {
+    Ok(FileMeta {
+        uid: ctx.uids[&e.user],
+        gid: ctx.gids[&e.group],
+        mode: e.mode,
+        xattrs: vec![],
+    })
+}
+
+/// Reads the named files (rpm paths) of one package into memory (small config files such
+/// as /etc/passwd, needed before the import).
+pub fn read_small_files(h: &Header, paths: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
+    let mut pr = rpm::PackageReader::open(&h.info.path).map_err(|e| {
+        anyhow!(
+            "package {} ({}): {e}",
+            h.info.nevra(),
+            h.info.path.display()
+        )
+    })?;
+    let mut out = HashMap::new();
+    while let Some(mut f) = pr
+        .next_file()
+        .map_err(|e| anyhow!("{}: {e}", h.info.path.display()))?
+    {
+        let p = f.metadata.path().to_string_lossy().into_owned();
+        if paths.contains(&p.as_str()) {
+            let mut v = Vec::new();
+            f.read_to_end(&mut v)
+                .with_context(|| format!("{}: reading {p}", h.info.path.display()))?;
+            out.insert(p, v);
+        }
+    }
+    Ok(out)
+}
