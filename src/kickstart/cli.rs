@@ -1,8 +1,13 @@
 //! Command-line arguments for `kickstart render` and `kickstart lint`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
+
+use super::lint::LintReport;
+use super::{ksvalidator, lint, parse, render};
+use crate::pipeline::definition::ImageDefinition;
 
 #[derive(Debug, Subcommand)]
 pub enum KickstartCommand {
@@ -12,26 +17,164 @@ pub enum KickstartCommand {
     Lint(LintArgs),
 }
 
+/// Render the kickstart template named by an image definition.
+///
+/// Variables: the definition's kickstart.vars, image.name, ostree.osname/remote, ostree.ref
+/// (from the treefile when not set), plus whatever --set gives (ostree.url, server.address:
+/// the install stage sets them when it runs). Partials come from the template's directory
+/// and the project's templates/.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  atomic-factory kickstart render kickstarts/demo/image.yaml -o ks.cfg"
-)]
+#[command(after_help = "Examples:
+  atomic-factory kickstart render kickstarts/demo/image.yaml \\
+      --set ostree.url=http://10.0.2.2:8000/repo -o ks.cfg
+  atomic-factory kickstart render kickstarts/fedora-atomic-cloud/image.yaml \\
+      --set ostree.url=http://10.0.2.2:8000/repo --set server.address=10.0.2.2:8000 --flatten")]
 pub struct RenderArgs {
     /// The image definition whose kickstart to render
     pub image: PathBuf,
+    /// Write the kickstart here (atomically) instead of to standard output
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Set a variable, dotted keys for nested ones (repeatable); wins over everything
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub set: Vec<(String, String)>,
+    /// Inline %include files, like ksflatten
+    #[arg(long)]
+    pub flatten: bool,
 }
 
+/// Check a kickstart before an installer VM boots with it.
+///
+/// Our rules (exactly one complete ostreesetup with an http/https/file URL, poweroff or
+/// shutdown last, %include files present, %end everywhere, a bootloader, no plaintext
+/// rootpw, commands known to the syntax version), plus pykickstart's ksvalidator when it is
+/// installed (vm/prepare puts it in .venv). Exits non-zero when there are errors.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  atomic-factory kickstart lint ks.cfg --version F41")]
+// `--version` is the syntax version here, like ksvalidator's, not the program's version.
+#[command(
+    disable_version_flag = true,
+    after_help = "Examples:
+  atomic-factory kickstart lint ks.cfg --version F41
+  atomic-factory kickstart lint ks.cfg --no-ksvalidator"
+)]
 pub struct LintArgs {
     /// The kickstart file to check
     pub kickstart: PathBuf,
+    /// pykickstart syntax version (F19..F46, RHEL7..RHEL11, DEVEL)
+    #[arg(long, default_value = "DEVEL")]
+    pub version: String,
+    /// The ksvalidator to run (default: $ATOMIC_FACTORY_KSVALIDATOR, .venv/bin, $PATH)
+    #[arg(long, value_name = "PATH")]
+    pub ksvalidator: Option<PathBuf>,
+    /// Only our own rules, even when ksvalidator is installed
+    #[arg(long, conflicts_with = "ksvalidator")]
+    pub no_ksvalidator: bool,
 }
 
-pub fn run(cmd: KickstartCommand) -> anyhow::Result<()> {
-    match cmd {
-        KickstartCommand::Render(_) | KickstartCommand::Lint(_) => {
-            anyhow::bail!("not implemented yet (issue #4)")
-        }
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
     }
+}
+
+pub fn run(cmd: KickstartCommand) -> Result<()> {
+    match cmd {
+        KickstartCommand::Render(args) => render_cmd(args),
+        KickstartCommand::Lint(args) => lint_cmd(args),
+    }
+}
+
+fn render_cmd(args: RenderArgs) -> Result<()> {
+    let def = ImageDefinition::load(&args.image)?;
+    let pipeline = render::PipelineVars {
+        ostree_ref: treefile_ref(&def)?,
+        ..Default::default()
+    };
+    let mut text = render::render(&def, &pipeline, &args.set)
+        .with_context(|| format!("rendering the kickstart of {}", args.image.display()))?;
+    if args.flatten {
+        let template = def.resolve(&def.kickstart.template);
+        text = flatten_text(&text, &template)?;
+    }
+    match &args.output {
+        Some(out) => render::write_atomic(out, &text)?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// Inline `%include`s of rendered `text`; relative paths are relative to the template.
+pub fn flatten_text(text: &str, template: &Path) -> Result<String> {
+    let flat = parse::flatten(text, template);
+    if let Some(e) = flat.include_errors.first() {
+        bail!("{}: {e}", e.origin);
+    }
+    Ok(flat.text())
+}
+
+/// The `ref:` of the definition's treefile, when the treefile exists and has one.
+pub fn treefile_ref(def: &ImageDefinition) -> Result<Option<String>> {
+    if def.ostree.ref_.is_some() {
+        return Ok(None);
+    }
+    let path = def.resolve(&def.compose.treefile);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading treefile {}", path.display())),
+    };
+    #[derive(serde::Deserialize)]
+    struct RefOnly {
+        #[serde(rename = "ref")]
+        ref_: Option<String>,
+    }
+    let parsed: RefOnly =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(parsed.ref_)
+}
+
+fn lint_cmd(args: LintArgs) -> Result<()> {
+    let validator = if args.no_ksvalidator {
+        None
+    } else {
+        args.ksvalidator.clone().or_else(ksvalidator::find)
+    };
+    let report = lint_file(&args.kickstart, &args.version, validator.as_deref())?;
+    for f in &report.findings {
+        println!("{f}");
+    }
+    let errors = report.errors().count();
+    let warnings = report.warnings().count();
+    let validated = match &report.ksvalidator {
+        Some(p) => format!("our rules and {} -v {}", p.display(), report.version),
+        None => format!(
+            "our rules only (ksvalidator not found: run vm/prepare or pass --ksvalidator) for {}",
+            report.version
+        ),
+    };
+    eprintln!(
+        "{}: {errors} error(s), {warnings} warning(s); checked with {validated}",
+        args.kickstart.display()
+    );
+    if errors > 0 {
+        bail!("{}: {errors} kickstart error(s)", args.kickstart.display());
+    }
+    Ok(())
+}
+
+/// Lint a kickstart file with our rules and, when `validator` is given, ksvalidator's.
+pub fn lint_file(path: &Path, version: &str, validator: Option<&Path>) -> Result<LintReport> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading kickstart {}", path.display()))?;
+    let v = super::commands::SyntaxVersion::parse(version)?;
+    let flat = parse::flatten(&text, path);
+    let mut report = lint::lint_flattened(&flat, path, v);
+    if let Some(validator) = validator {
+        let found = ksvalidator::run(validator, &flat, path, v.name)?;
+        report.findings.extend(found);
+        report.ksvalidator = Some(validator.to_path_buf());
+        report.sort();
+    }
+    Ok(report)
 }
