@@ -4,18 +4,94 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::{Compression, OutputFormat, PostprocessConfig};
+
+/// Sparsify, compress, checksum and describe an installed disk, like
+/// `qemu-img convert -c` plus virt-sparsify, in parallel on every core.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  atomic-factory postprocess disk.qcow2 -o image.qcow2 --compression zstd"
-)]
+#[command(after_help = "Examples:
+  atomic-factory postprocess disk.qcow2 -o image.qcow2
+  atomic-factory postprocess disk.qcow2 -o image.qcow2 --compression zstd --discard-unused
+  atomic-factory postprocess disk.raw -o image.raw.xz --format raw.xz
+  atomic-factory postprocess disk.qcow2 -o out/Fedora-Atomic.qcow2 \\
+      --ostree-ref fedora/x86_64/atomic --ostree-commit 3f2a... --os-version 41.1 \\
+      --kickstart atomic.ks")]
 pub struct PostprocessArgs {
-    /// The installed disk (qcow2 or raw)
+    /// The installed disk (qcow2 with any backing chain, or raw)
     pub input: PathBuf,
     /// Where to write the image
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Input format; by default probed (a .qcow2 name must be qcow2)
+    #[arg(short = 'f', long, value_parser = ["qcow2", "raw"])]
+    pub input_format: Option<String>,
+    /// Output format
+    #[arg(short = 'O', long, value_enum, default_value = "qcow2")]
+    pub format: OutputFormat,
+    /// Cluster compression for qcow2 output
+    #[arg(short, long, value_enum, default_value = "zlib")]
+    pub compression: Compression,
+    /// Drop blocks the filesystem marks free (ext2/3/4 on MBR, GPT or a bare disk)
+    #[arg(long)]
+    pub discard_unused: bool,
+    /// CHECKSUM file to write [default: CHECKSUM next to the output]
+    #[arg(long)]
+    pub checksum: Option<PathBuf>,
+    /// manifest.json to write [default: manifest.json next to the output]
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// The ostree ref the image was installed from (recorded in the manifest)
+    #[arg(long)]
+    pub ostree_ref: Option<String>,
+    /// The ostree commit checksum (recorded in the manifest)
+    #[arg(long)]
+    pub ostree_commit: Option<String>,
+    /// The OS version (recorded in the manifest)
+    #[arg(long)]
+    pub os_version: Option<String>,
+    /// The kickstart used to install (its SHA-256 goes into the manifest)
+    #[arg(long)]
+    pub kickstart: Option<PathBuf>,
+    /// No progress output
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
-pub fn postprocess(_args: PostprocessArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #6)")
+impl From<PostprocessArgs> for PostprocessConfig {
+    fn from(a: PostprocessArgs) -> PostprocessConfig {
+        PostprocessConfig {
+            input: a.input,
+            input_format: a.input_format,
+            output: a.output,
+            format: a.format,
+            compression: a.compression,
+            discard_unused: a.discard_unused,
+            checksum: a.checksum,
+            manifest: a.manifest,
+            ostree_ref: a.ostree_ref,
+            ostree_commit: a.ostree_commit,
+            version: a.os_version,
+            kickstart: a.kickstart,
+            quiet: a.quiet,
+        }
+    }
+}
+
+pub fn postprocess(args: PostprocessArgs) -> anyhow::Result<()> {
+    let quiet = args.quiet;
+    let out = super::postprocess(&args.into())?;
+    if !quiet {
+        eprintln!(
+            "wrote {} ({} MiB of {} MiB virtual; {} clusters compressed, {} plain, {} zero), {}, {}",
+            out.image.display(),
+            out.file_size >> 20,
+            out.virtual_size >> 20,
+            out.stats.compressed,
+            out.stats.plain,
+            out.stats.zero,
+            out.checksum.display(),
+            out.manifest.display()
+        );
+    }
+    Ok(())
 }

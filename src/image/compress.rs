@@ -1,0 +1,171 @@
+//! Cluster compression as qcow2 stores it: raw deflate with a 4 KiB window, or zstd frames.
+//!
+//! QEMU compresses with `deflateInit2(level, Z_DEFLATED, -12, 9, ..)` and inflates with a
+//! 4 KiB window, so a stream with back-references further than 4096 bytes is unreadable to
+//! it: the window bits here must stay 12 (flate2's zlib-rs backend is the one that can).
+
+use std::cell::RefCell;
+
+use anyhow::{Result, bail};
+use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// The codec used for compressed clusters (and the header's `compression_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    Zlib,
+    Zstd,
+}
+
+/// QEMU's window for qcow2 zlib clusters.
+const WINDOW_BITS: u8 = 12;
+/// QEMU's `Z_DEFAULT_COMPRESSION`, so sizes match qemu-img's.
+const ZLIB_LEVEL: u32 = 6;
+/// zstd's default level, which is what QEMU uses.
+const ZSTD_LEVEL: i32 = 3;
+
+thread_local! {
+    // One compressor per rayon worker: creating a deflate state per 64 KiB cluster costs more
+    // than compressing a zero-ish cluster.
+    static DEFLATE: RefCell<Compress> =
+        RefCell::new(Compress::new_with_window_bits(flate2::Compression::new(ZLIB_LEVEL), false, WINDOW_BITS));
+    static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Compresses one cluster; `None` when the result would not be smaller than the cluster
+/// (QEMU then stores the cluster uncompressed, and so do we).
+pub fn compress_cluster(codec: Codec, data: &[u8]) -> Result<Option<Vec<u8>>> {
+    // QEMU accepts at most cluster_size - 1 compressed bytes.
+    let limit = data.len() - 1;
+    match codec {
+        Codec::Zlib => DEFLATE.with(|c| {
+            let mut c = c.borrow_mut();
+            c.reset();
+            let mut out = Vec::with_capacity(limit);
+            match c.compress_vec(data, &mut out, FlushCompress::Finish)? {
+                Status::StreamEnd if c.total_in() == data.len() as u64 => Ok(Some(out)),
+                // The output buffer filled up before the end: it does not compress.
+                _ => Ok(None),
+            }
+        }),
+        Codec::Zstd => ZSTD.with(|z| {
+            let mut z = z.borrow_mut();
+            if z.is_none() {
+                *z = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+            }
+            let comp = z.as_mut().expect("just set");
+            let mut out = vec![0u8; limit];
+            match comp.compress_to_buffer(data, &mut out) {
+                Ok(n) => {
+                    out.truncate(n);
+                    Ok(Some(out))
+                }
+                // "Destination buffer is too small" is the only expected error here.
+                Err(_) => Ok(None),
+            }
+        }),
+    }
+}
+
+/// Decompresses one cluster into `out` (exactly one cluster long). `input` may carry trailing
+/// bytes of the next compressed cluster, as qcow2 packs them back to back.
+pub fn decompress_cluster(codec: Codec, input: &[u8], out: &mut [u8]) -> Result<()> {
+    match codec {
+        Codec::Zlib => {
+            let mut d = Decompress::new_with_window_bits(false, WINDOW_BITS);
+            let status = d.decompress(input, out, FlushDecompress::Finish);
+            match status {
+                Ok(_) if d.total_out() == out.len() as u64 => Ok(()),
+                Ok(_) => bail!(
+                    "deflate data ended after {} of {} bytes",
+                    d.total_out(),
+                    out.len()
+                ),
+                Err(e) => bail!("invalid deflate data: {e}"),
+            }
+        }
+        Codec::Zstd => {
+            use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+            let mut dec = Decoder::new()?;
+            let mut inb = InBuffer::around(input);
+            let mut outb = OutBuffer::around(out);
+            while outb.pos() < outb.capacity() {
+                let (in_before, out_before) = (inb.pos(), outb.pos());
+                if let Err(e) = dec.run(&mut inb, &mut outb) {
+                    bail!("invalid zstd data: {e}");
+                }
+                if inb.pos() == in_before && outb.pos() == out_before {
+                    bail!(
+                        "zstd data ended after {} of {} bytes",
+                        outb.pos(),
+                        outb.capacity()
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        // Text with repeats further apart than 4 KiB, the case a 32 KiB window would break.
+        let mut v = Vec::new();
+        let mut i = 0u32;
+        while v.len() < 65536 {
+            v.extend_from_slice(
+                format!(
+                    "line {} of a log file, value {}\n",
+                    i % 700,
+                    i * 7919 % 1000
+                )
+                .as_bytes(),
+            );
+            i += 1;
+        }
+        v.truncate(65536);
+        v
+    }
+
+    #[test]
+    fn both_codecs_round_trip_with_trailing_slop() {
+        let data = sample();
+        for codec in [Codec::Zlib, Codec::Zstd] {
+            let mut packed = compress_cluster(codec, &data)
+                .unwrap()
+                .expect("text compresses");
+            assert!(packed.len() < data.len() / 2);
+            packed.extend_from_slice(&[0xAB; 700]);
+            let mut out = vec![0u8; 65536];
+            decompress_cluster(codec, &packed, &mut out).unwrap();
+            assert!(out == data, "{codec:?} round trip differs");
+        }
+    }
+
+    #[test]
+    fn random_data_is_left_uncompressed() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let data: Vec<u8> = (0..65536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        for codec in [Codec::Zlib, Codec::Zstd] {
+            assert!(compress_cluster(codec, &data).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut out = vec![0u8; 65536];
+        for codec in [Codec::Zlib, Codec::Zstd] {
+            assert!(decompress_cluster(codec, &[0xff; 300], &mut out).is_err());
+        }
+    }
+}
