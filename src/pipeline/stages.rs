@@ -169,3 +169,216 @@ fn run_boot_test(ctx: &mut BuildContext) -> Result<StageOutput> {
         ..Default::default()
     })
 }
+
+fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
+    let repo = ctx.repo();
+    if !repo.join("config").exists() {
+        crate::ostree::Repo::create(&repo, crate::ostree::RepoMode::ArchiveZ2)?;
+    }
+    let treefile = ctx.def.resolve(&ctx.def.compose.treefile);
+    let outcome = crate::compose::compose_tree(
+        &repo,
+        &treefile,
+        &crate::compose::ComposeOptions {
+            quiet: ctx.reporter.is_json(),
+            ..Default::default()
+        },
+    )?;
+    ctx.reporter.info(
+        "compose",
+        &format!(
+            "{} {} ({} packages{})",
+            outcome.ostree_ref,
+            outcome.commit,
+            outcome.packages.len(),
+            if outcome.changed { "" } else { ", unchanged" }
+        ),
+    );
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("ref".to_string(), outcome.ostree_ref.clone());
+    values.insert("commit".to_string(), outcome.commit.to_string());
+    if let Some(version) = &outcome.version {
+        values.insert("version".to_string(), version.clone());
+    }
+    Ok(StageOutput {
+        files: vec![repo.join("refs/heads").join(&outcome.ostree_ref)],
+        values,
+    })
+}
+
+fn run_summary(ctx: &mut BuildContext) -> Result<StageOutput> {
+    let repo = crate::ostree::Repo::open(&ctx.repo())?;
+    repo.update_summary(&[])?;
+    Ok(StageOutput {
+        files: vec![ctx.repo().join("summary")],
+        ..Default::default()
+    })
+}
+
+/// The kickstart points `ostreesetup` at `http://10.0.2.2/repo`; the install stage serves
+/// the repository there and fills in its port, so the rendered file does not change with
+/// the port of each run (and the stage cache stays valid).
+fn render_kickstart(ctx: &BuildContext) -> Result<String> {
+    let vars = crate::kickstart::PipelineVars {
+        ostree_url: Some(format!("http://{}/repo", crate::vm::kickstart_prep::HOST_ALIAS)),
+        ostree_ref: Some(ctx.value("ref")?.to_string()),
+        server_address: Some(crate::vm::kickstart_prep::HOST_ALIAS.to_string()),
+    };
+    crate::kickstart::render(&ctx.def, &vars, &[])
+}
+
+fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
+    let text = render_kickstart(ctx)?;
+    let path = ctx.kickstart();
+    let report = crate::kickstart::lint(&text, &path, &ctx.def.kickstart.version)?;
+    for finding in report.warnings() {
+        ctx.reporter.info("kickstart", &finding.to_string());
+    }
+    let errors: Vec<String> = report.errors().map(|f| f.to_string()).collect();
+    if !errors.is_empty() {
+        bail!(
+            "the rendered kickstart of {} does not pass lint:\n  {}",
+            ctx.def.resolve(&ctx.def.kickstart.template).display(),
+            errors.join("\n  ")
+        );
+    }
+    crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    Ok(StageOutput {
+        files: vec![path],
+        ..Default::default()
+    })
+}
+
+fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
+    use crate::pipeline::definition::{Accel, InstallerMedia};
+    use crate::vm::install::{InstallConfig, MediaSource};
+    let installer = ctx
+        .def
+        .installer
+        .as_ref()
+        .context("the image definition has no `installer:` section (kernel + initrd, or iso)")?;
+    let media = match installer.media()? {
+        InstallerMedia::KernelInitrd { kernel, initrd } => MediaSource::Kernel {
+            kernel: ctx.def.resolve(&kernel),
+            initrd: ctx.def.resolve(&initrd),
+            stage2: None,
+        },
+        InstallerMedia::Iso(iso) => MediaSource::Iso(ctx.def.resolve(&iso)),
+    };
+    let mut cfg = InstallConfig::new(ctx.kickstart(), media, ctx.installed_disk());
+    cfg.repo = Some(ctx.repo());
+    cfg.ostree_ref = Some(ctx.value("ref")?.to_string());
+    cfg.disk_size = parse_size(&ctx.def.vm.disk_size)?;
+    cfg.memory_mib = ctx.def.vm.memory.into();
+    cfg.cpus = ctx.def.vm.cpus;
+    cfg.accel = match ctx.def.vm.accel {
+        Accel::Auto => crate::vm::accel::AccelChoice::Auto,
+        Accel::Kvm => crate::vm::accel::AccelChoice::Kvm,
+        Accel::Tcg => crate::vm::accel::AccelChoice::Tcg,
+    };
+    cfg.timeout = Some(std::time::Duration::from_secs(ctx.def.vm.timeout));
+    cfg.inactivity_timeout = Some(std::time::Duration::from_secs(ctx.def.vm.inactivity_timeout));
+    if let Some(append) = &installer.append {
+        cfg.extra_kargs = append.split_whitespace().map(str::to_string).collect();
+    }
+    let outcome = crate::vm::install::run(&cfg)?;
+    if let Some(notice) = &outcome.accel_notice {
+        ctx.reporter.info("install", notice);
+    }
+    ctx.reporter.info(
+        "install",
+        &format!(
+            "installed in {:.1} s ({} of {} objects fetched); logs in {}",
+            outcome.elapsed.as_secs_f64(),
+            outcome.objects_fetched,
+            outcome.objects_total,
+            outcome.logs_dir.display()
+        ),
+    );
+    Ok(StageOutput {
+        files: vec![outcome.disk],
+        ..Default::default()
+    })
+}
+
+/// `3G`, `512M`, `10GiB` or a plain byte count, as `qemu-img create` takes it.
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &t[digits.len()..];
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("vm.disk_size {text:?}: expected a size like 3G or 512M"))?;
+    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => bail!("vm.disk_size {text:?}: unknown unit {unit:?} (use K, M, G or T)"),
+    };
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .with_context(|| format!("vm.disk_size {text:?} is too large"))
+}
+
+fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
+    use crate::image::{Compression, OutputFormat, PostprocessConfig};
+    use crate::pipeline::definition::{Compression as DefCompression, ImageFormat};
+    let mut files = Vec::new();
+    for (index, format) in ctx.def.postprocess.formats.iter().enumerate() {
+        let (output, out_format) = match format {
+            ImageFormat::Qcow2 => (ctx.image(), OutputFormat::Qcow2),
+            ImageFormat::Raw => (ctx.out.join(format!("{}.raw", ctx.def.name)), OutputFormat::Raw),
+            ImageFormat::RawXz => (ctx.out.join(format!("{}.raw.xz", ctx.def.name)), OutputFormat::RawXz),
+        };
+        let mut cfg = PostprocessConfig::new(ctx.installed_disk(), &output);
+        cfg.format = out_format;
+        if index > 0 {
+            // CHECKSUM and manifest.json describe the first (main) format; the others get their own.
+            cfg.checksum = Some(PathBuf::from(format!("{}.CHECKSUM", output.display())));
+            cfg.manifest = Some(PathBuf::from(format!("{}.manifest.json", output.display())));
+        }
+        cfg.compression = match (out_format, ctx.def.postprocess.compression) {
+            (OutputFormat::Qcow2, DefCompression::Zstd) => Compression::Zstd,
+            (OutputFormat::Qcow2, DefCompression::Zlib) => Compression::Zlib,
+            _ => Compression::None,
+        };
+        cfg.ostree_ref = ctx.values.get("ref").cloned();
+        cfg.ostree_commit = ctx.values.get("commit").cloned();
+        cfg.version = ctx.values.get("version").cloned();
+        cfg.kickstart = Some(ctx.kickstart());
+        cfg.quiet = ctx.reporter.is_json();
+        let outcome = crate::image::postprocess(&cfg)?;
+        ctx.reporter.info(
+            "postprocess",
+            &format!(
+                "{}: {} bytes ({} virtual), sha256 {}",
+                outcome.image.display(),
+                outcome.file_size,
+                outcome.virtual_size,
+                outcome.sha256
+            ),
+        );
+        files.extend([outcome.image, outcome.checksum, outcome.manifest]);
+    }
+    Ok(StageOutput {
+        files,
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_qemu_img() {
+        assert_eq!(parse_size("3G").unwrap(), 3 << 30);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("3X").is_err());
+        assert!(parse_size("G").is_err());
+    }
+}
