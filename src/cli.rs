@@ -42,7 +42,7 @@ pub enum Command {
     #[command(subcommand)]
     Kickstart(kickstart::cli::KickstartCommand),
     /// Boot the installer in QEMU against the composed repository; leaves the installed disk
-    Install(vm::cli::InstallArgs),
+    Install(Box<vm::cli::InstallArgs>),
     /// Turn an installed disk into the published image: sparse, compressed, checksummed
     Postprocess(image::cli::PostprocessArgs),
     /// Boot images on a throwaway overlay and judge their console output
@@ -64,7 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summary(args) => ostree::cli::summary(args),
         Command::Compose(cmd) => compose::cli::run(cmd),
         Command::Kickstart(cmd) => kickstart::cli::run(cmd),
-        Command::Install(args) => vm::cli::install(args),
+        Command::Install(args) => vm::cli::install(*args),
         Command::Postprocess(args) => image::cli::postprocess(args),
         Command::BootTest(args) => vm::cli::boot_test(args),
         Command::Mirror(cmd) => mirror::cli::run(cmd),

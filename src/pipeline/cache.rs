@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StageRecord {
     pub stage: String,
     /// sha256 over everything the stage read (files, settings, previous outputs).
@@ -104,7 +104,15 @@ impl InputHasher {
         let mut file =
             std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let mut h = Sha256::new();
-        std::io::copy(&mut file, &mut h).with_context(|| format!("reading {}", path.display()))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf)
+                .with_context(|| format!("reading {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
         let digest = h.finalize();
         Ok(self.value(label, &digest))
     }

@@ -135,11 +135,7 @@ pub fn run(stage: &str, ctx: &mut BuildContext) -> Result<StageOutput> {
 fn run_boot_test(ctx: &mut BuildContext) -> Result<StageOutput> {
     let logs = ctx.stage_logs("boot-test");
     let report = logs.join("report.xml");
-    let accel = crate::vm::accel_for_boot_test(match ctx.def.vm.accel {
-        super::definition::Accel::Auto => "auto",
-        super::definition::Accel::Kvm => "kvm",
-        super::definition::Accel::Tcg => "tcg",
-    })?;
+    let accel = crate::vm::choose_accel_blocking(accel_choice(ctx.def.vm.accel))?;
     let results = crate::vm::boot_test::run(&crate::vm::boot_test::BootTestConfig {
         images: vec![ctx.image()],
         expect: ctx.def.boot_test.expect.clone(),
@@ -250,7 +246,7 @@ fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
 }
 
 fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
-    use crate::pipeline::definition::{Accel, InstallerMedia};
+    use crate::pipeline::definition::InstallerMedia;
     use crate::vm::install::{InstallConfig, MediaSource};
     let installer = ctx
         .def
@@ -271,11 +267,7 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     cfg.disk_size = parse_size(&ctx.def.vm.disk_size)?;
     cfg.memory_mib = ctx.def.vm.memory.into();
     cfg.cpus = ctx.def.vm.cpus;
-    cfg.accel = match ctx.def.vm.accel {
-        Accel::Auto => crate::vm::accel::AccelChoice::Auto,
-        Accel::Kvm => crate::vm::accel::AccelChoice::Kvm,
-        Accel::Tcg => crate::vm::accel::AccelChoice::Tcg,
-    };
+    cfg.accel = accel_choice(ctx.def.vm.accel);
     cfg.timeout = Some(std::time::Duration::from_secs(ctx.def.vm.timeout));
     cfg.inactivity_timeout = Some(std::time::Duration::from_secs(ctx.def.vm.inactivity_timeout));
     if let Some(append) = &installer.append {
@@ -299,6 +291,16 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
         files: vec![outcome.disk],
         ..Default::default()
     })
+}
+
+fn accel_choice(accel: super::definition::Accel) -> crate::vm::accel::AccelChoice {
+    use super::definition::Accel;
+    use crate::vm::accel::AccelChoice;
+    match accel {
+        Accel::Auto => AccelChoice::Auto,
+        Accel::Kvm => AccelChoice::Kvm,
+        Accel::Tcg => AccelChoice::Tcg,
+    }
 }
 
 /// `3G`, `512M`, `10GiB` or a plain byte count, as `qemu-img create` takes it.

@@ -55,8 +55,8 @@ pub struct BootTestConfig {
     pub timeout: Duration,
     pub memory_mib: u32,
     pub cpus: u32,
-    /// The accelerator to use: already probed by the caller (`kvm` or `tcg`).
-    pub accel: String,
+    /// The accelerator to use, already probed by the caller.
+    pub accel: super::accel::Accel,
     /// Boot this many images at once.
     pub jobs: usize,
     /// Keep each image's console log here (`<image-stem>.console.log`).
@@ -264,7 +264,7 @@ fn boot_and_watch(
     fs::write(console_log, b"").with_context(|| format!("creating {}", console_log.display()))?;
 
     let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-accel", &config.accel])
+    cmd.args(["-accel", config.accel.qemu_name()])
         .args(["-m", &config.memory_mib.to_string()])
         .args(["-smp", &config.cpus.to_string()])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
@@ -276,7 +276,7 @@ fn boot_and_watch(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if config.accel == "tcg" {
+    if config.accel == super::accel::Accel::Tcg {
         // qemu64 lacks x86-64-v2, which current distributions require (kola does the same).
         cmd.args(["-cpu", "Nehalem"]);
     }

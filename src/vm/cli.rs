@@ -1,17 +1,142 @@
 //! Command-line arguments for `install` and `boot-test`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use anyhow::{Result, bail};
 use clap::Args;
 
+use super::accel::AccelChoice;
+use super::install::{self, InstallConfig, KsVia, MediaSource};
+
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  atomic-factory install --ks ks.cfg --repo repo --ref demo/x86_64 --kernel vmlinuz --initrd initrd.img -o disk.qcow2"
-)]
+#[command(after_help = "Examples:
+  # the stand-in installer (vm/prepare builds it), kickstart over HTTP
+  atomic-factory install --ks ks.cfg --repo repo --ref standin/x86_64/demo \\
+      --kernel vm/out/standin/vmlinuz --initrd vm/out/standin/installer.img -o disk.qcow2
+  # Anaconda from a boot.iso, kickstart inside the initrd, 20 GiB disk
+  atomic-factory install --ks fedora.ks --repo repo --installer-iso boot.iso --ks-via initrd \\
+      --disk-size 20G --memory 4096 -o fedora.qcow2
+
+The kickstart must end the install with `poweroff`. Its `ostreesetup --url=http://10.0.2.2/repo`
+is pointed at the served --repo (10.0.2.2 is the host as QEMU's user network shows it).
+Logs go to <output>.logs/; the disk is written as <output>.partial and renamed on success.")]
 pub struct InstallArgs {
     /// The rendered kickstart
+    #[arg(long, value_name = "KS")]
+    pub ks: PathBuf,
+    /// The ostree repository to serve to the guest (at http://10.0.2.2:PORT/repo/)
     #[arg(long)]
-    pub ks: Option<PathBuf>,
+    pub repo: Option<PathBuf>,
+    /// The ref the kickstart installs (checked to exist in --repo)
+    #[arg(long = "ref", value_name = "REF")]
+    pub ostree_ref: Option<String>,
+    /// Installer boot.iso (kernel and initrd are read from images/pxeboot/)
+    #[arg(long, value_name = "ISO", conflicts_with_all = ["kernel", "initrd", "stage2"])]
+    pub installer_iso: Option<PathBuf>,
+    /// Installer kernel (with --initrd)
+    #[arg(long, requires = "initrd")]
+    pub kernel: Option<PathBuf>,
+    /// Installer initrd (with --kernel)
+    #[arg(long, requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// inst.stage2= value for a kernel+initrd install
+    #[arg(long, requires = "kernel")]
+    pub stage2: Option<String>,
+    /// Size of the target disk (K, M, G, T suffixes; powers of 1024)
+    #[arg(long, default_value = "8G", value_parser = parse_size)]
+    pub disk_size: u64,
+    /// Guest memory in MiB
+    #[arg(long, default_value_t = 2048)]
+    pub memory: u64,
+    /// Guest CPUs
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Accelerator: auto uses KVM only if a probe VM really runs under it
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Overall time limit in seconds (default 1200 under KVM, 3600 under TCG)
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Fail when the guest shows no log output, disk or network activity for this many
+    /// seconds (default 300 under KVM, 600 under TCG)
+    #[arg(long, value_name = "SECONDS")]
+    pub inactivity_timeout: Option<u64>,
+    /// The installed disk (qcow2)
+    #[arg(short, long, value_name = "DISK")]
+    pub output: PathBuf,
+    /// How the installer gets the kickstart
+    #[arg(long, value_enum, default_value_t = KsVia::Http)]
+    pub ks_via: KsVia,
+    /// Port on 127.0.0.1 for the guest's HTTP server (0 = any free port)
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Extra installer kernel argument (repeatable)
+    #[arg(long = "karg", value_name = "ARG")]
+    pub kargs: Vec<String>,
+    /// The QEMU binary
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+}
+
+impl InstallArgs {
+    pub fn to_config(&self) -> Result<InstallConfig> {
+        let media = match (&self.installer_iso, &self.kernel, &self.initrd) {
+            (Some(iso), _, _) => MediaSource::Iso(iso.clone()),
+            (None, Some(k), Some(i)) => MediaSource::Kernel {
+                kernel: k.clone(),
+                initrd: i.clone(),
+                stage2: self.stage2.clone(),
+            },
+            _ => {
+                bail!("no installer media: pass --installer-iso boot.iso, or --kernel and --initrd")
+            }
+        };
+        if self.memory < 256 {
+            bail!(
+                "--memory {} MiB is too small for an installer (use at least 512)",
+                self.memory
+            );
+        }
+        let mut c = InstallConfig::new(self.ks.clone(), media, self.output.clone());
+        c.repo = self.repo.clone();
+        c.ostree_ref = self.ostree_ref.clone();
+        c.disk_size = self.disk_size;
+        c.memory_mib = self.memory;
+        c.cpus = self.cpus.max(1);
+        c.accel = self.accel;
+        c.timeout = self.timeout.map(Duration::from_secs);
+        c.inactivity_timeout = self.inactivity_timeout.map(Duration::from_secs);
+        c.ks_via = self.ks_via;
+        c.port = self.port;
+        c.extra_kargs = self.kargs.clone();
+        c.qemu = self.qemu.clone();
+        Ok(c)
+    }
+}
+
+/// `8G`, `512M`, `2GiB`, `1073741824`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 8G or 512M"))?;
+    let shift = match t[digits..].trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        other => {
+            return Err(format!(
+                "`{s}`: unknown size unit `{other}` (use K, M, G or T)"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&b| b >= 1 << 20)
+        .ok_or_else(|| format!("`{s}`: size out of range"))
 }
 
 /// Boot images on throwaway overlays and judge their serial console.
@@ -48,19 +173,28 @@ pub struct BootTestArgs {
     #[arg(long, default_value_t = 1)]
     pub cpus: u32,
     /// Accelerator: auto probes KVM and falls back to TCG
-    #[arg(long, default_value = "auto", value_parser = ["auto", "kvm", "tcg"])]
-    pub accel: String,
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
     /// Keep console logs here
     #[arg(long, value_name = "DIR", default_value = "boot-test-logs")]
     pub log_dir: PathBuf,
 }
 
-pub fn install(_args: InstallArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet (issue #5)")
+pub fn install(args: InstallArgs) -> anyhow::Result<()> {
+    let outcome = install::run(&args.to_config()?)?;
+    println!(
+        "{} installed ({}, {:.1} s; our overhead: {:.0} ms set-up + {:.0} ms after poweroff)",
+        outcome.disk.display(),
+        outcome.accel.qemu_name(),
+        outcome.elapsed.as_secs_f64(),
+        outcome.setup.as_secs_f64() * 1000.0,
+        outcome.teardown.as_secs_f64() * 1000.0
+    );
+    Ok(())
 }
 
 pub fn boot_test(args: BootTestArgs) -> anyhow::Result<()> {
-    let accel = super::accel_for_boot_test(&args.accel)?;
+    let accel = super::choose_accel_blocking(args.accel)?;
     let config = super::boot_test::BootTestConfig {
         images: args.images,
         expect: args.expect,
@@ -93,4 +227,17 @@ pub fn boot_test(args: BootTestArgs) -> anyhow::Result<()> {
     }
     eprintln!("boot-test: all {} image(s) passed", results.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert!(parse_size("3X").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("10").is_err());
+    }
 }

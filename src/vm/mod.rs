@@ -1,13 +1,31 @@
 //! Virtual machines: the QEMU command, the accelerator probe, QMP, the HTTP server for the
 //! guest, the log monitor, installer media, `install` and `boot-test`.
 
+pub mod accel;
 pub mod boot_test;
 pub mod cli;
+pub mod install;
+pub mod kickstart_prep;
+pub mod media;
+pub mod monitor;
+pub mod qemu;
+pub mod qmp;
+pub mod server;
 
-/// The accelerator for boot-test. Replaced by the install stage's probe when it lands.
-fn accel_for_boot_test(requested: &str) -> anyhow::Result<String> {
-    Ok(match requested {
-        "kvm" => "kvm".into(),
-        _ => "tcg".into(),
-    })
+/// Resolves `auto|kvm|tcg` to the accelerator QEMU gets, with the same probe as install
+/// (so a broken /dev/kvm is noticed, not hung on). Prints the fallback notice once.
+pub fn choose_accel_blocking(choice: accel::AccelChoice) -> anyhow::Result<accel::Accel> {
+    let scratch = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let decision = runtime.block_on(accel::choose(
+        choice,
+        std::path::Path::new("qemu-system-x86_64"),
+        scratch.path(),
+    ))?;
+    if let Some(notice) = &decision.notice {
+        eprintln!("note: {notice}");
+    }
+    Ok(decision.accel)
 }

@@ -1,0 +1,190 @@
+//! Accelerator choice: KVM only when it really works, else TCG.
+//!
+//! On the project's machines `/dev/kvm` opens but QEMU hangs (or aborts) with it, so opening
+//! the device is not enough (Packer's check). The probe boots a tiny VM with no disk, with
+//! the CPU model the install uses (`-cpu host`: on these machines it aborts on an MSR), and
+//! waits with a short deadline for SeaBIOS to reach "No bootable device" on its debug port
+//! 0x402. Seeing only the banner is not enough: here SeaBIOS starts under KVM and then hangs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelChoice {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn qemu_name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+/// How long a probe VM gets to show that it runs.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// The result of choosing an accelerator; `notice` is what to tell the user (once) when
+/// `auto` fell back to TCG.
+#[derive(Debug, Clone)]
+pub struct AccelDecision {
+    pub accel: Accel,
+    pub notice: Option<String>,
+}
+
+pub async fn choose(choice: AccelChoice, qemu: &Path, scratch: &Path) -> Result<AccelDecision> {
+    match choice {
+        AccelChoice::Tcg => Ok(AccelDecision {
+            accel: Accel::Tcg,
+            notice: None,
+        }),
+        AccelChoice::Kvm => match kvm_works(qemu, scratch).await {
+            Ok(()) => Ok(AccelDecision {
+                accel: Accel::Kvm,
+                notice: None,
+            }),
+            Err(why) => {
+                bail!("--accel kvm: KVM is not usable here: {why}; use --accel tcg (or auto)")
+            }
+        },
+        AccelChoice::Auto => match kvm_works(qemu, scratch).await {
+            Ok(()) => Ok(AccelDecision {
+                accel: Accel::Kvm,
+                notice: None,
+            }),
+            Err(why) => Ok(AccelDecision {
+                accel: Accel::Tcg,
+                notice: Some(format!(
+                    "KVM not usable ({why}): using TCG (software emulation, several times slower; timeouts scaled)"
+                )),
+            }),
+        },
+    }
+}
+
+/// Ok when /dev/kvm opens and a probe VM executes guest code within [`PROBE_TIMEOUT`].
+pub async fn kvm_works(qemu: &Path, scratch: &Path) -> std::result::Result<(), String> {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return Err(format!("/dev/kvm cannot be opened: {e}"));
+    }
+    probe_vm(qemu, "kvm", scratch, PROBE_TIMEOUT).await
+}
+
+/// Boots a disk-less VM with `accel` and waits for SeaBIOS to give up booting (it ran).
+pub async fn probe_vm(
+    qemu: &Path,
+    accel: &str,
+    scratch: &Path,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let log = scratch.join(format!("accel-probe-{accel}.log"));
+    let _ = std::fs::remove_file(&log);
+    let mut child = tokio::process::Command::new(qemu)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-m",
+            "32",
+        ])
+        .arg("-machine")
+        .arg(format!("pc,accel={accel}"))
+        .args(if accel == "kvm" {
+            &["-cpu", "host"][..]
+        } else {
+            &[][..]
+        })
+        .arg("-chardev")
+        .arg(format!("file,id=dbg,path={}", log.display()))
+        .args(["-device", "isa-debugcon,iobase=0x402,chardev=dbg"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+    let start = Instant::now();
+    let result = loop {
+        let out = std::fs::read(&log).unwrap_or_default();
+        if contains(&out, b"No bootable device") || contains(&out, b"Booting from") {
+            break Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use tokio::io::AsyncReadExt;
+                let _ = e.read_to_string(&mut err).await;
+            }
+            let err: Vec<&str> = err
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            break Err(format!(
+                "a probe VM with accel={accel} exited ({status}): {}",
+                err.join("; ")
+            ));
+        }
+        if start.elapsed() > timeout {
+            break Err(format!(
+                "a probe VM with accel={accel} did not finish its BIOS within {} s (QEMU hangs{})",
+                timeout.as_secs(),
+                if contains(&out, b"SeaBIOS") {
+                    " after the BIOS started"
+                } else {
+                    ""
+                }
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_file(&log);
+    result
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe must recognise a VM that runs: TCG always does.
+    #[tokio::test]
+    async fn probe_sees_a_running_tcg_vm() {
+        let dir = tempfile::tempdir().unwrap();
+        probe_vm(
+            Path::new("qemu-system-x86_64"),
+            "tcg",
+            dir.path(),
+            Duration::from_secs(20),
+        )
+        .await
+        .expect("TCG probe VM should run (qemu-system-x86_64 missing? run vm/prepare)");
+    }
+}

@@ -1,0 +1,241 @@
+//! The QEMU command line, built from a typed configuration, and the process guard that makes
+//! sure QEMU never outlives us.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{Context, Result};
+
+use super::accel::Accel;
+
+/// The name Anaconda looks for to send its log to the host (`inst.virtiolog` default).
+pub const ANACONDA_LOG_PORT: &str = "org.fedoraproject.anaconda.log.0";
+
+/// Everything that goes on the QEMU command line of an install run.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub binary: PathBuf,
+    pub accel: Accel,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    /// The target disk (qcow2), attached as virtio.
+    pub disk: PathBuf,
+    /// Installer media attached read-only as a CD-ROM (boot.iso).
+    pub cdrom: Option<PathBuf>,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub append: String,
+    /// Unix socket we listen on; QEMU connects the serial console to it.
+    pub serial_socket: PathBuf,
+    /// Unix socket we listen on; QEMU connects the virtio log port to it.
+    pub virtio_log_socket: PathBuf,
+    /// Unix socket QEMU listens on for QMP.
+    pub qmp_socket: PathBuf,
+    /// User-mode networking (the guest reaches host 127.0.0.1 as 10.0.2.2).
+    pub network: bool,
+}
+
+impl QemuConfig {
+    pub fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |s: &str| a.push(s.into());
+        push("-nodefaults");
+        push("-no-user-config");
+        push("-machine");
+        push(&format!("pc,accel={}", self.accel.qemu_name()));
+        if self.accel == Accel::Tcg {
+            // qemu64 lacks x86-64-v2; kola uses Nehalem under TCG for the same reason.
+            push("-cpu");
+            push("Nehalem");
+        } else {
+            push("-cpu");
+            push("host");
+        }
+        push("-m");
+        push(&self.memory_mib.to_string());
+        push("-smp");
+        push(&self.cpus.to_string());
+        push("-no-reboot");
+        push("-display");
+        push("none");
+        // A VGA device, so that QMP screendump has something to show on a hang.
+        push("-vga");
+        push("std");
+        push("-chardev");
+        push(&format!(
+            "socket,id=serial0,path={}",
+            self.serial_socket.display()
+        ));
+        push("-serial");
+        push("chardev:serial0");
+        push("-device");
+        push("virtio-serial-pci,id=virtio-serial0");
+        push("-chardev");
+        push(&format!(
+            "socket,id=anacondalog,path={}",
+            self.virtio_log_socket.display()
+        ));
+        push("-device");
+        push(&format!(
+            "virtserialport,bus=virtio-serial0.0,chardev=anacondalog,name={ANACONDA_LOG_PORT}"
+        ));
+        push("-qmp");
+        push(&format!(
+            "unix:{},server=on,wait=off",
+            self.qmp_socket.display()
+        ));
+        push("-drive");
+        push(&format!(
+            "file={},if=virtio,format=qcow2,cache=unsafe,discard=unmap,id=target,werror=stop,rerror=stop",
+            escape_opt(&self.disk)
+        ));
+        if let Some(iso) = &self.cdrom {
+            push("-drive");
+            push(&format!(
+                "file={},media=cdrom,readonly=on,format=raw,if=ide,id=media",
+                escape_opt(iso)
+            ));
+        }
+        if self.network {
+            push("-netdev");
+            push("user,id=net0");
+            push("-device");
+            push("virtio-net-pci,netdev=net0");
+        }
+        push("-device");
+        push("virtio-rng-pci");
+        push("-kernel");
+        a.push(self.kernel.clone().into());
+        a.push("-initrd".into());
+        a.push(self.initrd.clone().into());
+        a.push("-append".into());
+        a.push(self.append.clone().into());
+        a
+    }
+
+    /// The command line as one shell-quoted line, for the logs.
+    pub fn display(&self) -> String {
+        let mut s = shell_quote(&self.binary.to_string_lossy());
+        for a in self.args() {
+            s.push(' ');
+            s.push_str(&shell_quote(&a.to_string_lossy()));
+        }
+        s
+    }
+
+    /// Starts QEMU. The child is killed when the returned handle is dropped (also on panic or
+    /// an early `?`), and stdout/stderr go to `stderr_log`.
+    pub fn spawn(&self, stderr_log: &Path) -> Result<QemuProcess> {
+        let log = std::fs::File::create(stderr_log)
+            .with_context(|| format!("creating {}", stderr_log.display()))?;
+        let log2 = log.try_clone()?;
+        let child = tokio::process::Command::new(&self.binary)
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (is qemu-system-x86 installed? run vm/prepare)",
+                    self.binary.display()
+                )
+            })?;
+        Ok(QemuProcess { child: Some(child) })
+    }
+}
+
+/// A running QEMU. Dropping it kills and reaps the process.
+pub struct QemuProcess {
+    child: Option<tokio::process::Child>,
+}
+
+impl QemuProcess {
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    pub async fn wait(&mut self) -> Result<std::process::ExitStatus> {
+        let child = self.child.as_mut().context("QEMU already reaped")?;
+        Ok(child.wait().await?)
+    }
+
+    /// Kills QEMU and waits until it is gone.
+    pub async fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && let Some(pid) = child.id()
+        {
+            // kill_on_drop sends SIGKILL but does not reap; reap synchronously so that no
+            // QEMU (or zombie) is left when we return.
+            let _ = child.start_kill();
+            let mut status = 0;
+            // SAFETY: waitpid on our own child's pid.
+            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+        }
+    }
+}
+
+/// QEMU's option parser splits on `,`; a literal comma is written `,,`.
+fn escape_opt(p: &Path) -> String {
+    p.display().to_string().replace(',', ",,")
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_has_the_contract() {
+        let c = QemuConfig {
+            binary: "qemu-system-x86_64".into(),
+            accel: Accel::Tcg,
+            memory_mib: 1024,
+            cpus: 1,
+            disk: "/o/disk,1.qcow2".into(),
+            cdrom: Some("/m/boot.iso".into()),
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            append: "inst.ks=x console=ttyS0".into(),
+            serial_socket: "/s/serial".into(),
+            virtio_log_socket: "/s/vlog".into(),
+            qmp_socket: "/s/qmp".into(),
+            network: true,
+        };
+        let line = c.display();
+        for want in [
+            "-no-reboot",
+            "-display none",
+            "name=org.fedoraproject.anaconda.log.0",
+            "-qmp unix:/s/qmp,server=on,wait=off",
+            "file=/o/disk,,1.qcow2,if=virtio,format=qcow2",
+            "media=cdrom,readonly=on",
+            "-netdev user,id=net0",
+            "accel=tcg",
+            "'inst.ks=x console=ttyS0'",
+        ] {
+            assert!(line.contains(want), "{want} missing in {line}");
+        }
+    }
+}
