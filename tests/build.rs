@@ -15,7 +15,11 @@ fn project() -> &'static Path {
 
 /// Fails (never skips) when vm/prepare has not built the stand-in fixtures.
 fn require_fixtures() {
-    for f in ["vm/out/standin/vmlinuz", "vm/out/standin/installer.img", "vm/out/distro/repo/repodata/repomd.xml"] {
+    for f in [
+        "vm/out/standin/vmlinuz",
+        "vm/out/standin/installer.img",
+        "vm/out/distro/repo/repodata/repomd.xml",
+    ] {
         assert!(project().join(f).exists(), "{f} is missing: run vm/prepare");
     }
 }
@@ -36,7 +40,10 @@ fn copy_dir(from: &Path, to: &Path) {
 /// A private copy of the demo in the project's layout: kickstarts/demo, templates, vm/out.
 fn demo_copy(dir: &Path) -> PathBuf {
     require_fixtures();
-    copy_dir(&project().join("kickstarts/demo"), &dir.join("kickstarts/demo"));
+    copy_dir(
+        &project().join("kickstarts/demo"),
+        &dir.join("kickstarts/demo"),
+    );
     copy_dir(&project().join("templates"), &dir.join("templates"));
     std::fs::create_dir_all(dir.join("vm")).unwrap();
     std::os::unix::fs::symlink(project().join("vm/out"), dir.join("vm/out")).unwrap();
@@ -64,7 +71,10 @@ impl Run {
 fn parse_events(stdout: &str) -> Vec<(String, String)> {
     stdout
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not a JSON event: {l:?}: {e}")))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not a JSON event: {l:?}: {e}"))
+        })
         .map(|v| {
             (
                 v["event"].as_str().unwrap_or_default().to_string(),
@@ -94,7 +104,10 @@ fn build(definition: &Path, out: &Path, extra: &[&str]) -> Run {
 }
 
 fn qemu_processes_using(dir: &Path) -> Vec<String> {
-    let out = Command::new("ps").args(["-eo", "pid,args"]).output().unwrap();
+    let out = Command::new("ps")
+        .args(["-eo", "pid,args"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains("qemu-system") && l.contains(&*dir.to_string_lossy()))
@@ -102,7 +115,14 @@ fn qemu_processes_using(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 6] = ["compose", "summary", "kickstart", "install", "postprocess", "boot-test"];
+const ALL: [&str; 6] = [
+    "compose",
+    "summary",
+    "kickstart",
+    "install",
+    "postprocess",
+    "boot-test",
+];
 
 #[test]
 fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
@@ -123,16 +143,32 @@ fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
         .arg(dir.path().join("bt"))
         .output()
         .unwrap();
-    assert!(check.status.success(), "boot-test of the built image failed: {}", String::from_utf8_lossy(&check.stderr));
-    let qemu_img = Command::new("qemu-img").arg("check").arg(&image).output().unwrap();
-    assert!(qemu_img.status.success(), "qemu-img check: {}", String::from_utf8_lossy(&qemu_img.stdout));
+    assert!(
+        check.status.success(),
+        "boot-test of the built image failed: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let qemu_img = Command::new("qemu-img")
+        .arg("check")
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert!(
+        qemu_img.status.success(),
+        "qemu-img check: {}",
+        String::from_utf8_lossy(&qemu_img.stdout)
+    );
     eprintln!("first build took {:.1} s", first.took.as_secs_f64());
 
     let second = build(&definition, &out, &[]);
     assert!(second.ok, "{}", second.stderr);
     assert_eq!(second.stages("stage-skipped"), ALL, "{:?}", second.events);
     assert!(second.stages("stage-started").is_empty());
-    assert!(second.took < Duration::from_secs(5), "no-change build took {:?}", second.took);
+    assert!(
+        second.took < Duration::from_secs(5),
+        "no-change build took {:?}",
+        second.took
+    );
 
     // A kickstart change reruns install and what follows, not compose.
     let template = dir.path().join("kickstarts/demo/ks.cfg.j2");
@@ -141,8 +177,16 @@ fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
     std::fs::write(&template, text).unwrap();
     let third = build(&definition, &out, &[]);
     assert!(third.ok, "{}", third.stderr);
-    assert_eq!(third.stages("stage-skipped"), ["compose", "summary"], "{:?}", third.events);
-    assert_eq!(third.stages("stage-finished"), ["kickstart", "install", "postprocess", "boot-test"]);
+    assert_eq!(
+        third.stages("stage-skipped"),
+        ["compose", "summary"],
+        "{:?}",
+        third.events
+    );
+    assert_eq!(
+        third.stages("stage-finished"),
+        ["kickstart", "install", "postprocess", "boot-test"]
+    );
     assert!(qemu_processes_using(dir.path()).is_empty());
 }
 
@@ -181,13 +225,27 @@ fn killed_during_install_resumes_without_redoing_compose() {
     while !qemu_processes_using(dir.path()).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(qemu_processes_using(dir.path()).is_empty(), "QEMU outlived the killed build");
-    assert!(!out.join("installed.qcow2").exists(), "a half-written installed disk was left in place");
+    assert!(
+        qemu_processes_using(dir.path()).is_empty(),
+        "QEMU outlived the killed build"
+    );
+    assert!(
+        !out.join("installed.qcow2").exists(),
+        "a half-written installed disk was left in place"
+    );
 
     let resumed = build(&definition, &out, &[]);
     assert!(resumed.ok, "{}", resumed.stderr);
-    assert_eq!(resumed.stages("stage-skipped"), ["compose", "summary", "kickstart"], "{:?}", resumed.events);
-    assert_eq!(resumed.stages("stage-finished"), ["install", "postprocess", "boot-test"]);
+    assert_eq!(
+        resumed.stages("stage-skipped"),
+        ["compose", "summary", "kickstart"],
+        "{:?}",
+        resumed.events
+    );
+    assert_eq!(
+        resumed.stages("stage-finished"),
+        ["install", "postprocess", "boot-test"]
+    );
     assert!(out.join("demo.qcow2").exists());
 }
 
@@ -200,12 +258,22 @@ fn bad_stage_names_and_definitions_are_clear_errors() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("instal") && stderr.contains("install"), "{stderr}");
+    assert!(
+        stderr.contains("instal") && stderr.contains("install"),
+        "{stderr}"
+    );
 
     let bad = dir.path().join("image.yaml");
-    std::fs::write(&bad, "name: x\nostree: { osname: x }\nvm: { memroy: 512 }\n").unwrap();
+    std::fs::write(
+        &bad,
+        "name: x\nostree: { osname: x }\nvm: { memroy: 512 }\n",
+    )
+    .unwrap();
     let out = Command::new(BIN).arg("build").arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("image.yaml:3") && stderr.contains("memroy"), "{stderr}");
+    assert!(
+        stderr.contains("image.yaml:3") && stderr.contains("memroy"),
+        "{stderr}"
+    );
 }

@@ -41,6 +41,8 @@ pub struct BuildContext {
     /// Values recorded by earlier stages (`ref`, `commit`, `version`, ...).
     pub values: BTreeMap<String, String>,
     pub reporter: Reporter,
+    /// The accelerator once probed, so install and boot-test probe (and say so) only once.
+    pub accel: Option<crate::vm::accel::Accel>,
 }
 
 impl BuildContext {
@@ -60,10 +62,9 @@ impl BuildContext {
         self.logs.join(stage)
     }
     pub fn value(&self, key: &str) -> Result<&str> {
-        self.values
-            .get(key)
-            .map(String::as_str)
-            .with_context(|| format!("no `{key}` from an earlier stage (run the build without --from)"))
+        self.values.get(key).map(String::as_str).with_context(|| {
+            format!("no `{key}` from an earlier stage (run the build without --from)")
+        })
     }
 }
 
@@ -75,10 +76,12 @@ pub struct StageOutput {
 }
 
 fn stage_index(name: &str, flag: &str) -> Result<usize> {
-    STAGES
-        .iter()
-        .position(|s| *s == name)
-        .with_context(|| format!("{flag} {name:?}: not a stage; the stages are {}", STAGES.join(", ")))
+    STAGES.iter().position(|s| *s == name).with_context(|| {
+        format!(
+            "{flag} {name:?}: not a stage; the stages are {}",
+            STAGES.join(", ")
+        )
+    })
 }
 
 /// Runs the pipeline; returns the path of the finished image (when postprocess ran or was fresh).
@@ -94,7 +97,12 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let cache = StageCache::new(&out.join("state"));
 
-    let first = opts.from.as_deref().map(|s| stage_index(s, "--from")).transpose()?.unwrap_or(0);
+    let first = opts
+        .from
+        .as_deref()
+        .map(|s| stage_index(s, "--from"))
+        .transpose()?
+        .unwrap_or(0);
     let last = opts
         .until
         .as_deref()
@@ -102,7 +110,11 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
         .transpose()?
         .unwrap_or(STAGES.len() - 1);
     if first > last {
-        bail!("--from {} comes after --until {}", STAGES[first], STAGES[last]);
+        bail!(
+            "--from {} comes after --until {}",
+            STAGES[first],
+            STAGES[last]
+        );
     }
 
     let mut ctx = BuildContext {
@@ -111,6 +123,7 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
         logs,
         values: BTreeMap::new(),
         reporter: Reporter::new(opts.json),
+        accel: None,
     };
     let mut rows: Vec<(String, &'static str, Duration)> = Vec::new();
     let total = last + 1;
@@ -127,7 +140,11 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
         };
         if let Some(record) = reuse {
             ctx.values.extend(record.values.clone());
-            let why = if index < first { "before --from" } else { "inputs unchanged" };
+            let why = if index < first {
+                "before --from"
+            } else {
+                "inputs unchanged"
+            };
             ctx.reporter.stage_skipped(stage, why);
             rows.push((stage.to_string(), "skipped", Duration::ZERO));
             continue;
@@ -175,7 +192,6 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     ctx.reporter.summary(&rows, image.as_deref());
     Ok(image)
 }
-
 
 /// The directory that holds `kickstarts/` and `templates/` for a definition path.
 pub fn project_root_of(definition: &Path) -> Option<PathBuf> {

@@ -62,8 +62,9 @@ impl StageCache {
     /// Forgets a stage, so it runs next time even if its inputs look the same.
     pub fn invalidate(&self, stage: &str) -> Result<()> {
         match std::fs::remove_file(self.record_path(stage)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e)
-                .with_context(|| format!("removing {}", self.record_path(stage).display())),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", self.record_path(stage).display()))
+            }
             _ => Ok(()),
         }
     }
@@ -120,7 +121,8 @@ impl InputHasher {
     /// A big file by identity (path, size, mtime) rather than content: installer media and
     /// disks are hundreds of MiB and are replaced, not edited in place.
     pub fn file_identity(&mut self, label: &str, path: &Path) -> Result<&mut Self> {
-        let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
         let mtime = meta
             .modified()
             .ok()

@@ -12,7 +12,9 @@ use clap::Args;
 /// that did not finish. With no IMAGE, builds the embedded demo image (the stand-in
 /// distribution that `vm/prepare` builds).
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  atomic-factory build                                   # the embedded demo\n  atomic-factory build kickstarts/fedora-atomic-cloud/image.yaml\n  atomic-factory build --from install                    # redo install and what follows\n  atomic-factory build --until kickstart                 # compose and render only\n  atomic-factory build --json > events.jsonl             # one JSON event per line for CI")]
+#[command(
+    after_help = "Examples:\n  atomic-factory build                                   # the embedded demo\n  atomic-factory build kickstarts/fedora-atomic-cloud/image.yaml\n  atomic-factory build --from install                    # redo install and what follows\n  atomic-factory build --until kickstart                 # compose and render only\n  atomic-factory build --json > events.jsonl             # one JSON event per line for CI"
+)]
 pub struct BuildArgs {
     /// The image definition; the embedded demo image when absent
     pub image: Option<PathBuf>,

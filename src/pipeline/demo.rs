@@ -26,7 +26,8 @@ pub fn materialize(dest: &Path) -> Result<PathBuf> {
     write_tree(&DEMO, &dest.join("kickstarts/demo"))?;
     write_tree(&TEMPLATES, &dest.join("templates"))?;
     let link = dest.join("vm/out");
-    std::fs::create_dir_all(dest.join("vm")).with_context(|| format!("creating {}", dest.display()))?;
+    std::fs::create_dir_all(dest.join("vm"))
+        .with_context(|| format!("creating {}", dest.display()))?;
     if std::fs::read_link(&link).ok().as_deref() != Some(vm_out.as_path()) {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&vm_out, &link)
@@ -47,7 +48,8 @@ fn locate_vm_out() -> Result<PathBuf> {
         .collect();
     for dir in &candidates {
         if FIXTURES.iter().all(|f| dir.join(f).exists()) {
-            return std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()));
+            return std::fs::canonicalize(dir)
+                .with_context(|| format!("resolving {}", dir.display()));
         }
     }
     bail!(
@@ -64,14 +66,20 @@ fn locate_vm_out() -> Result<PathBuf> {
 fn write_tree(dir: &Dir<'_>, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     for file in dir.files() {
-        let name = file.path().file_name().context("embedded file without a name")?;
+        let name = file
+            .path()
+            .file_name()
+            .context("embedded file without a name")?;
         let path = dest.join(name);
         if std::fs::read(&path).ok().as_deref() != Some(file.contents()) {
             crate::fsutil::write_atomic(&path, file.contents())?;
         }
     }
     for sub in dir.dirs() {
-        let name = sub.path().file_name().context("embedded directory without a name")?;
+        let name = sub
+            .path()
+            .file_name()
+            .context("embedded directory without a name")?;
         write_tree(sub, &dest.join(name))?;
     }
     Ok(())

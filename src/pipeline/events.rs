@@ -27,7 +27,9 @@ impl Reporter {
 
     pub fn stage_started(&self, stage: &str, index: usize, total: usize) {
         if self.json {
-            self.emit(json!({"event": "stage-started", "stage": stage, "index": index, "total": total}));
+            self.emit(
+                json!({"event": "stage-started", "stage": stage, "index": index, "total": total}),
+            );
         } else {
             eprintln!("==> [{index}/{total}] {stage}");
         }
@@ -43,7 +45,9 @@ impl Reporter {
 
     pub fn stage_finished(&self, stage: &str, took: Duration) {
         if self.json {
-            self.emit(json!({"event": "stage-finished", "stage": stage, "seconds": took.as_secs_f64()}));
+            self.emit(
+                json!({"event": "stage-finished", "stage": stage, "seconds": took.as_secs_f64()}),
+            );
         } else {
             eprintln!("==> {stage}: done in {:.1} s", took.as_secs_f64());
         }
@@ -51,7 +55,9 @@ impl Reporter {
 
     pub fn stage_failed(&self, stage: &str, error: &anyhow::Error) {
         if self.json {
-            self.emit(json!({"event": "stage-failed", "stage": stage, "error": format!("{error:#}")}));
+            self.emit(
+                json!({"event": "stage-failed", "stage": stage, "error": format!("{error:#}")}),
+            );
         }
     }
 
@@ -64,7 +70,11 @@ impl Reporter {
     }
 
     /// The end-of-build table: stage, ran or skipped, time.
-    pub fn summary(&self, rows: &[(String, &'static str, Duration)], image: Option<&std::path::Path>) {
+    pub fn summary(
+        &self,
+        rows: &[(String, &'static str, Duration)],
+        image: Option<&std::path::Path>,
+    ) {
         if self.json {
             let stages: Vec<_> = rows
                 .iter()

@@ -14,18 +14,27 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
     match stage {
         "compose" => compose_inputs(ctx, &mut h)?,
         "summary" => {
-            h.str("commit", ctx.values.get("commit").map(String::as_str).unwrap_or(""));
+            h.str(
+                "commit",
+                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
+            );
         }
         "kickstart" => {
             h.str("kickstart", &render_kickstart(ctx)?);
         }
         "install" => {
             h.file("ks", &ctx.kickstart())?;
-            h.str("commit", ctx.values.get("commit").map(String::as_str).unwrap_or(""));
+            h.str(
+                "commit",
+                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
+            );
             h.str("vm", &serde_json::to_string(&ctx.def.vm)?);
             h.str("installer", &serde_json::to_string(&ctx.def.installer)?);
             if let Some(installer) = &ctx.def.installer {
-                for path in [&installer.kernel, &installer.initrd, &installer.iso].into_iter().flatten() {
+                for path in [&installer.kernel, &installer.initrd, &installer.iso]
+                    .into_iter()
+                    .flatten()
+                {
                     h.file_identity("media", &ctx.def.resolve(path))?;
                 }
             }
@@ -35,7 +44,10 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
                 h.file_identity("disk", &ctx.installed_disk())?;
             }
             h.str("postprocess", &serde_json::to_string(&ctx.def.postprocess)?);
-            h.str("commit", ctx.values.get("commit").map(String::as_str).unwrap_or(""));
+            h.str(
+                "commit",
+                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
+            );
         }
         "boot-test" => {
             if ctx.image().exists() {
@@ -78,13 +90,17 @@ fn compose_inputs(ctx: &BuildContext, h: &mut InputHasher) -> Result<()> {
 
 fn is_image_definition(path: &Path) -> bool {
     std::fs::read_to_string(path)
-        .map(|t| t.lines().any(|l| l.starts_with("kickstart:")) && t.lines().any(|l| l.starts_with("name:")))
+        .map(|t| {
+            t.lines().any(|l| l.starts_with("kickstart:"))
+                && t.lines().any(|l| l.starts_with("name:"))
+        })
         .unwrap_or(false)
 }
 
 /// Local directories named by `baseurl=` in a `.repo` file (relative to the file).
 fn repo_baseurls(repo_file: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(repo_file).with_context(|| format!("reading {}", repo_file.display()))?;
+    let text = std::fs::read_to_string(repo_file)
+        .with_context(|| format!("reading {}", repo_file.display()))?;
     let dir = repo_file.parent().unwrap_or(Path::new("."));
     Ok(text
         .lines()
@@ -135,7 +151,7 @@ pub fn run(stage: &str, ctx: &mut BuildContext) -> Result<StageOutput> {
 fn run_boot_test(ctx: &mut BuildContext) -> Result<StageOutput> {
     let logs = ctx.stage_logs("boot-test");
     let report = logs.join("report.xml");
-    let accel = crate::vm::choose_accel_blocking(accel_choice(ctx.def.vm.accel))?;
+    let accel = probed_accel(ctx)?;
     let results = crate::vm::boot_test::run(&crate::vm::boot_test::BootTestConfig {
         images: vec![ctx.image()],
         expect: ctx.def.boot_test.expect.clone(),
@@ -216,7 +232,10 @@ fn run_summary(ctx: &mut BuildContext) -> Result<StageOutput> {
 /// the port of each run (and the stage cache stays valid).
 fn render_kickstart(ctx: &BuildContext) -> Result<String> {
     let vars = crate::kickstart::PipelineVars {
-        ostree_url: Some(format!("http://{}/repo", crate::vm::kickstart_prep::HOST_ALIAS)),
+        ostree_url: Some(format!(
+            "http://{}/repo",
+            crate::vm::kickstart_prep::HOST_ALIAS
+        )),
         ostree_ref: Some(ctx.value("ref")?.to_string()),
         server_address: Some(crate::vm::kickstart_prep::HOST_ALIAS.to_string()),
     };
@@ -248,11 +267,11 @@ fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
 fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     use crate::pipeline::definition::InstallerMedia;
     use crate::vm::install::{InstallConfig, MediaSource};
-    let installer = ctx
-        .def
-        .installer
-        .as_ref()
-        .context("the image definition has no `installer:` section (kernel + initrd, or iso)")?;
+    let accel = probed_accel(ctx)?;
+    let installer =
+        ctx.def.installer.clone().context(
+            "the image definition has no `installer:` section (kernel + initrd, or iso)",
+        )?;
     let media = match installer.media()? {
         InstallerMedia::KernelInitrd { kernel, initrd } => MediaSource::Kernel {
             kernel: ctx.def.resolve(&kernel),
@@ -267,40 +286,39 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     cfg.disk_size = parse_size(&ctx.def.vm.disk_size)?;
     cfg.memory_mib = ctx.def.vm.memory.into();
     cfg.cpus = ctx.def.vm.cpus;
-    cfg.accel = accel_choice(ctx.def.vm.accel);
+    cfg.accel = match accel {
+        crate::vm::accel::Accel::Kvm => crate::vm::accel::AccelChoice::Kvm,
+        crate::vm::accel::Accel::Tcg => crate::vm::accel::AccelChoice::Tcg,
+    };
     cfg.timeout = Some(std::time::Duration::from_secs(ctx.def.vm.timeout));
-    cfg.inactivity_timeout = Some(std::time::Duration::from_secs(ctx.def.vm.inactivity_timeout));
+    cfg.inactivity_timeout = Some(std::time::Duration::from_secs(
+        ctx.def.vm.inactivity_timeout,
+    ));
     if let Some(append) = &installer.append {
         cfg.extra_kargs = append.split_whitespace().map(str::to_string).collect();
     }
     let outcome = crate::vm::install::run(&cfg)?;
-    if let Some(notice) = &outcome.accel_notice {
-        ctx.reporter.info("install", notice);
-    }
-    ctx.reporter.info(
-        "install",
-        &format!(
-            "installed in {:.1} s ({} of {} objects fetched); logs in {}",
-            outcome.elapsed.as_secs_f64(),
-            outcome.objects_fetched,
-            outcome.objects_total,
-            outcome.logs_dir.display()
-        ),
-    );
     Ok(StageOutput {
         files: vec![outcome.disk],
         ..Default::default()
     })
 }
 
-fn accel_choice(accel: super::definition::Accel) -> crate::vm::accel::AccelChoice {
-    use super::definition::Accel;
-    use crate::vm::accel::AccelChoice;
-    match accel {
-        Accel::Auto => AccelChoice::Auto,
-        Accel::Kvm => AccelChoice::Kvm,
-        Accel::Tcg => AccelChoice::Tcg,
+/// The accelerator for this build, probed once (`auto` tries KVM and falls back to TCG
+/// with one notice; `kvm` fails clearly when KVM does not work).
+fn probed_accel(ctx: &mut BuildContext) -> Result<crate::vm::accel::Accel> {
+    use super::definition::Accel as Wanted;
+    use crate::vm::accel::{Accel, AccelChoice};
+    if let Some(accel) = ctx.accel {
+        return Ok(accel);
     }
+    let accel = match ctx.def.vm.accel {
+        Wanted::Tcg => Accel::Tcg,
+        Wanted::Kvm => crate::vm::choose_accel_blocking(AccelChoice::Kvm)?,
+        Wanted::Auto => crate::vm::choose_accel_blocking(AccelChoice::Auto)?,
+    };
+    ctx.accel = Some(accel);
+    Ok(accel)
 }
 
 /// `3G`, `512M`, `10GiB` or a plain byte count, as `qemu-img create` takes it.
@@ -311,7 +329,11 @@ fn parse_size(text: &str) -> Result<u64> {
     let n: u64 = digits
         .parse()
         .with_context(|| format!("vm.disk_size {text:?}: expected a size like 3G or 512M"))?;
-    let shift = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 0,
         "K" => 10,
         "M" => 20,
@@ -331,8 +353,14 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
     for (index, format) in ctx.def.postprocess.formats.iter().enumerate() {
         let (output, out_format) = match format {
             ImageFormat::Qcow2 => (ctx.image(), OutputFormat::Qcow2),
-            ImageFormat::Raw => (ctx.out.join(format!("{}.raw", ctx.def.name)), OutputFormat::Raw),
-            ImageFormat::RawXz => (ctx.out.join(format!("{}.raw.xz", ctx.def.name)), OutputFormat::RawXz),
+            ImageFormat::Raw => (
+                ctx.out.join(format!("{}.raw", ctx.def.name)),
+                OutputFormat::Raw,
+            ),
+            ImageFormat::RawXz => (
+                ctx.out.join(format!("{}.raw.xz", ctx.def.name)),
+                OutputFormat::RawXz,
+            ),
         };
         let mut cfg = PostprocessConfig::new(ctx.installed_disk(), &output);
         cfg.format = out_format;

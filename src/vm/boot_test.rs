@@ -280,6 +280,7 @@ fn boot_and_watch(
         // qemu64 lacks x86-64-v2, which current distributions require (kola does the same).
         cmd.args(["-cpu", "Nehalem"]);
     }
+    super::qemu::die_with_parent(&mut cmd);
     let child = cmd
         .spawn()
         .context("starting qemu-system-x86_64 (install it with vm/prepare)")?;
