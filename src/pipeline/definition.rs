@@ -205,7 +205,6 @@ pub enum Compression {
     #[default]
     Zstd,
     Zlib,
-    Xz,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -213,6 +212,9 @@ pub enum Compression {
 pub enum ImageFormat {
     Qcow2,
     Raw,
+    /// A raw image compressed with xz, as cloud providers that take raw disks want it.
+    #[serde(rename = "raw.xz")]
+    RawXz,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

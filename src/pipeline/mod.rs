@@ -1,4 +1,9 @@
 //! The pipeline: the image definition, the stage cache, progress, and `build`.
 
+pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod definition;
+pub mod demo;
+pub mod events;
+pub mod stages;

@@ -2,6 +2,7 @@
 //! guest, the log monitor, installer media, `install` and `boot-test`.
 
 pub mod accel;
+pub mod boot_test;
 pub mod cli;
 pub mod install;
 pub mod kickstart_prep;
@@ -10,3 +11,21 @@ pub mod monitor;
 pub mod qemu;
 pub mod qmp;
 pub mod server;
+
+/// Resolves `auto|kvm|tcg` to the accelerator QEMU gets, with the same probe as install
+/// (so a broken /dev/kvm is noticed, not hung on). Prints the fallback notice once.
+pub fn choose_accel_blocking(choice: accel::AccelChoice) -> anyhow::Result<accel::Accel> {
+    let scratch = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let decision = runtime.block_on(accel::choose(
+        choice,
+        std::path::Path::new("qemu-system-x86_64"),
+        scratch.path(),
+    ))?;
+    if let Some(notice) = &decision.notice {
+        eprintln!("note: {notice}");
+    }
+    Ok(decision.accel)
+}

@@ -136,14 +136,7 @@ impl QemuConfig {
             .stdout(log)
             .stderr(log2)
             .kill_on_drop(true);
-        // Also when we die without unwinding (SIGKILL, abort): the kernel kills QEMU.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+        die_with_parent(cmd.as_std_mut());
         let child = cmd.spawn().with_context(|| {
             format!(
                 "starting {} (is qemu-system-x86 installed? run vm/prepare)",
@@ -244,5 +237,21 @@ mod tests {
         ] {
             assert!(line.contains(want), "{want} missing in {line}");
         }
+    }
+}
+
+/// Makes the kernel SIGKILL the child when the thread that spawned it dies, so QEMU never
+/// outlives us, even when we are SIGKILLed and no destructor runs. (Spawning threads here
+/// live until their VM is reaped: tokio workers, or the boot-test thread of that image.)
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }

@@ -1,4 +1,4 @@
-//! Shared helpers for the install (VM) tests: fixtures from vm/prepare, repos, kickstarts, disks.
+//! Shared by the install tests and the install benchmark: the stand-in fixtures, a test
 //! repository made with the real `ostree commit`, and kickstarts.
 #![allow(dead_code)]
 

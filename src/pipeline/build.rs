@@ -1,0 +1,202 @@
+//! `build`: compose → summary → kickstart → install → postprocess → boot-test, each stage
+//! skipped when the hash of its inputs matches its last finished run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::cache::{StageCache, StageRecord};
+use super::definition::ImageDefinition;
+use super::events::Reporter;
+use super::stages;
+
+/// The stages in pipeline order; the names are what `--from`/`--until` take.
+pub const STAGES: [&str; 6] = [
+    "compose",
+    "summary",
+    "kickstart",
+    "install",
+    "postprocess",
+    "boot-test",
+];
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub definition: PathBuf,
+    /// Everything goes under here: `build/<name>` by default.
+    pub out_dir: Option<PathBuf>,
+    pub from: Option<String>,
+    pub until: Option<String>,
+    pub force: bool,
+    pub json: bool,
+}
+
+/// What the stages hand each other, and where each output lives.
+pub struct BuildContext {
+    pub def: ImageDefinition,
+    pub out: PathBuf,
+    pub logs: PathBuf,
+    /// Values recorded by earlier stages (`ref`, `commit`, `version`, ...).
+    pub values: BTreeMap<String, String>,
+    pub reporter: Reporter,
+    /// The accelerator once probed, so install and boot-test probe (and say so) only once.
+    pub accel: Option<crate::vm::accel::Accel>,
+}
+
+impl BuildContext {
+    pub fn repo(&self) -> PathBuf {
+        self.out.join("repo")
+    }
+    pub fn kickstart(&self) -> PathBuf {
+        self.out.join("ks.cfg")
+    }
+    pub fn installed_disk(&self) -> PathBuf {
+        self.out.join("installed.qcow2")
+    }
+    pub fn image(&self) -> PathBuf {
+        self.out.join(format!("{}.qcow2", self.def.name))
+    }
+    pub fn stage_logs(&self, stage: &str) -> PathBuf {
+        self.logs.join(stage)
+    }
+    pub fn value(&self, key: &str) -> Result<&str> {
+        self.values.get(key).map(String::as_str).with_context(|| {
+            format!("no `{key}` from an earlier stage (run the build without --from)")
+        })
+    }
+}
+
+/// What a stage produced: files that must exist for a later skip, and values for later stages.
+#[derive(Default)]
+pub struct StageOutput {
+    pub files: Vec<PathBuf>,
+    pub values: BTreeMap<String, String>,
+}
+
+fn stage_index(name: &str, flag: &str) -> Result<usize> {
+    STAGES.iter().position(|s| *s == name).with_context(|| {
+        format!(
+            "{flag} {name:?}: not a stage; the stages are {}",
+            STAGES.join(", ")
+        )
+    })
+}
+
+/// Runs the pipeline; returns the path of the finished image (when postprocess ran or was fresh).
+pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
+    let def = ImageDefinition::load(&opts.definition)?;
+    let out = match &opts.out_dir {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("build").join(&def.name),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = std::fs::canonicalize(&out)?;
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let cache = StageCache::new(&out.join("state"));
+
+    let first = opts
+        .from
+        .as_deref()
+        .map(|s| stage_index(s, "--from"))
+        .transpose()?
+        .unwrap_or(0);
+    let last = opts
+        .until
+        .as_deref()
+        .map(|s| stage_index(s, "--until"))
+        .transpose()?
+        .unwrap_or(STAGES.len() - 1);
+    if first > last {
+        bail!(
+            "--from {} comes after --until {}",
+            STAGES[first],
+            STAGES[last]
+        );
+    }
+
+    let mut ctx = BuildContext {
+        def,
+        out,
+        logs,
+        values: BTreeMap::new(),
+        reporter: Reporter::new(opts.json),
+        accel: None,
+    };
+    let mut rows: Vec<(String, &'static str, Duration)> = Vec::new();
+    let total = last + 1;
+    for (index, stage) in STAGES.iter().enumerate().take(last + 1) {
+        let inputs = stages::input_hash(stage, &ctx)
+            .with_context(|| format!("{stage}: reading its inputs"))?;
+        // Before --from, a stage is reused if it ever finished: its record hands on its values.
+        let reuse = if index < first {
+            cache.fresh_any(stage)
+        } else if opts.force {
+            None
+        } else {
+            cache.fresh(stage, &inputs)
+        };
+        if let Some(record) = reuse {
+            ctx.values.extend(record.values.clone());
+            let why = if index < first {
+                "before --from"
+            } else {
+                "inputs unchanged"
+            };
+            ctx.reporter.stage_skipped(stage, why);
+            rows.push((stage.to_string(), "skipped", Duration::ZERO));
+            continue;
+        }
+        if index < first {
+            bail!(
+                "--from {}: stage {stage} never finished in {}; run the build without --from first",
+                STAGES[first],
+                ctx.out.display()
+            );
+        }
+        // A stage that starts invalidates its record first: if it is interrupted, the next
+        // build sees no record and runs it again instead of trusting a half-made output.
+        cache.invalidate(stage)?;
+        ctx.reporter.stage_started(stage, index + 1, total);
+        let started = Instant::now();
+        let output = match stages::run(stage, &mut ctx) {
+            Ok(output) => output,
+            Err(err) => {
+                ctx.reporter.stage_failed(stage, &err);
+                return Err(err.context(format!(
+                    "stage {stage} failed (logs in {})",
+                    ctx.stage_logs(stage).display()
+                )));
+            }
+        };
+        let took = started.elapsed();
+        ctx.values.extend(output.values.clone());
+        cache.store(&StageRecord {
+            stage: stage.to_string(),
+            inputs,
+            outputs: output.files,
+            values: output.values,
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            seconds: took.as_secs_f64(),
+        })?;
+        ctx.reporter.stage_finished(stage, took);
+        rows.push((stage.to_string(), "ran", took));
+    }
+    let image = ctx.image();
+    let image = image.exists().then_some(image);
+    ctx.reporter.summary(&rows, image.as_deref());
+    Ok(image)
+}
+
+/// The directory that holds `kickstarts/` and `templates/` for a definition path.
+pub fn project_root_of(definition: &Path) -> Option<PathBuf> {
+    definition
+        .ancestors()
+        .find(|dir| dir.join("templates").is_dir() && dir.join("kickstarts").is_dir())
+        .map(Path::to_path_buf)
+}

@@ -1,0 +1,96 @@
+//! What `build` tells its user: human lines on stderr, or with `--json` one JSON event per
+//! line on stdout for CI (stage started/skipped/finished/failed, and the final result).
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::json;
+
+pub struct Reporter {
+    json: bool,
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    fn emit(&self, value: serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{value}");
+        let _ = out.flush();
+    }
+
+    pub fn stage_started(&self, stage: &str, index: usize, total: usize) {
+        if self.json {
+            self.emit(
+                json!({"event": "stage-started", "stage": stage, "index": index, "total": total}),
+            );
+        } else {
+            eprintln!("==> [{index}/{total}] {stage}");
+        }
+    }
+
+    pub fn stage_skipped(&self, stage: &str, why: &str) {
+        if self.json {
+            self.emit(json!({"event": "stage-skipped", "stage": stage, "reason": why}));
+        } else {
+            eprintln!("==> {stage}: skipped ({why})");
+        }
+    }
+
+    pub fn stage_finished(&self, stage: &str, took: Duration) {
+        if self.json {
+            self.emit(
+                json!({"event": "stage-finished", "stage": stage, "seconds": took.as_secs_f64()}),
+            );
+        } else {
+            eprintln!("==> {stage}: done in {:.1} s", took.as_secs_f64());
+        }
+    }
+
+    pub fn stage_failed(&self, stage: &str, error: &anyhow::Error) {
+        if self.json {
+            self.emit(
+                json!({"event": "stage-failed", "stage": stage, "error": format!("{error:#}")}),
+            );
+        }
+    }
+
+    pub fn info(&self, stage: &str, message: &str) {
+        if self.json {
+            self.emit(json!({"event": "info", "stage": stage, "message": message}));
+        } else {
+            eprintln!("    {message}");
+        }
+    }
+
+    /// The end-of-build table: stage, ran or skipped, time.
+    pub fn summary(
+        &self,
+        rows: &[(String, &'static str, Duration)],
+        image: Option<&std::path::Path>,
+    ) {
+        if self.json {
+            let stages: Vec<_> = rows
+                .iter()
+                .map(|(s, what, t)| json!({"stage": s, "result": what, "seconds": t.as_secs_f64()}))
+                .collect();
+            self.emit(json!({"event": "build-finished", "stages": stages, "image": image}));
+            return;
+        }
+        eprintln!("\n{:<12} {:<8} {:>9}", "stage", "result", "time");
+        for (stage, what, took) in rows {
+            eprintln!("{stage:<12} {what:<8} {:>7.1} s", took.as_secs_f64());
+        }
+        let total: f64 = rows.iter().map(|(_, _, t)| t.as_secs_f64()).sum();
+        eprintln!("{:<12} {:<8} {total:>7.1} s", "total", "");
+        if let Some(image) = image {
+            eprintln!("\nimage: {}", image.display());
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The six stages as `build` runs them: what each reads (for the cache) and how each runs,
+//! through the public entry points of the stage modules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::build::{BuildContext, StageOutput};
+use super::cache::InputHasher;
+
+pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
+    let mut h = InputHasher::new();
+    h.str("stage", stage);
+    match stage {
+        "compose" => compose_inputs(ctx, &mut h)?,
+        "summary" => {
+            h.str(
+                "commit",
+                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
+            );
+        }
+        "kickstart" => {
+            h.str("kickstart", &render_kickstart(ctx)?);
+        }
+        "install" => {
+            h.file("ks", &ctx.kickstart())?;
+            h.str(
+                "commit",
+                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
+            );
+            h.str("vm", &serde_json::to_string(&ctx.def.vm)?);
+            h.str("installer", &serde_json::to_string(&ctx.def.installer)?);
+            if let Some(installer) = &ctx.def.installer {
+                for path in [&installer.kernel, &installer.initrd, &installer.iso]
+                    .into_iter()
+                    .flatten()
+                {
+                    h.file_identity("media", &ctx.def.resolve(path))?;
+                }
+            }
+        }
+        "postprocess" => {
+            if ctx.installed_disk().exists() {
+                h.file_identity("disk", &ctx.installed_disk())?;
+            }
+            h.str("postprocess", &serde_json::to_string(&ctx.def.postprocess)?);
+            h.str(
+                "commit",
+                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
+            );
+        }
+        "boot-test" => {
+            if ctx.image().exists() {
+                h.file_identity("image", &ctx.image())?;
+            }
+            h.str("boot_test", &serde_json::to_string(&ctx.def.boot_test)?);
+        }
+        other => bail!("unknown stage {other}"),
+    }
+    Ok(h.finish())
+}
+
+/// The treefile, everything beside it that a treefile can pull in (includes, `.repo`
+/// files, add-files), and the package repositories' metadata. The image definition and
+/// the kickstart template live there too but are not compose inputs.
+fn compose_inputs(ctx: &BuildContext, h: &mut InputHasher) -> Result<()> {
+    let treefile = ctx.def.resolve(&ctx.def.compose.treefile);
+    h.file("treefile", &treefile)?;
+    let dir = treefile.parent().unwrap_or(Path::new("."));
+    let template = ctx.def.resolve(&ctx.def.kickstart.template);
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && *p != treefile && *p != template && !is_image_definition(p))
+        .collect();
+    entries.sort();
+    for path in &entries {
+        h.file(&path.display().to_string(), path)?;
+        if path.extension().is_some_and(|e| e == "repo") {
+            for baseurl in repo_baseurls(path)? {
+                package_dir_inputs(&baseurl, h)?;
+            }
+        }
+    }
+    if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
+        h.str("SOURCE_DATE_EPOCH", &epoch);
+    }
+    Ok(())
+}
+
+fn is_image_definition(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines().any(|l| l.starts_with("kickstart:"))
+                && t.lines().any(|l| l.starts_with("name:"))
+        })
+        .unwrap_or(false)
+}
+
+/// Local directories named by `baseurl=` in a `.repo` file (relative to the file).
+fn repo_baseurls(repo_file: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(repo_file)
+        .with_context(|| format!("reading {}", repo_file.display()))?;
+    let dir = repo_file.parent().unwrap_or(Path::new("."));
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("baseurl"))
+        .filter_map(|l| l.trim_start().strip_prefix('='))
+        .map(|url| {
+            let url = url.trim();
+            let path = url.strip_prefix("file://").unwrap_or(url);
+            dir.join(path)
+        })
+        .collect())
+}
+
+/// An rpm-md repository by its repomd.xml (which names every metadata checksum), a plain
+/// directory of RPMs by name, size and mtime of each package.
+fn package_dir_inputs(dir: &Path, h: &mut InputHasher) -> Result<()> {
+    let repomd = dir.join("repodata/repomd.xml");
+    if repomd.exists() {
+        h.file("repomd", &repomd)?;
+        return Ok(());
+    }
+    let mut rpms: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading package directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "rpm"))
+        .collect();
+    rpms.sort();
+    for rpm in rpms {
+        h.file_identity("rpm", &rpm)?;
+    }
+    Ok(())
+}
+
+pub fn run(stage: &str, ctx: &mut BuildContext) -> Result<StageOutput> {
+    std::fs::create_dir_all(ctx.stage_logs(stage))
+        .with_context(|| format!("creating {}", ctx.stage_logs(stage).display()))?;
+    match stage {
+        "compose" => run_compose(ctx),
+        "summary" => run_summary(ctx),
+        "kickstart" => run_kickstart(ctx),
+        "install" => run_install(ctx),
+        "postprocess" => run_postprocess(ctx),
+        "boot-test" => run_boot_test(ctx),
+        other => bail!("unknown stage {other}"),
+    }
+}
+
+fn run_boot_test(ctx: &mut BuildContext) -> Result<StageOutput> {
+    let logs = ctx.stage_logs("boot-test");
+    let report = logs.join("report.xml");
+    let accel = probed_accel(ctx)?;
+    let results = crate::vm::boot_test::run(&crate::vm::boot_test::BootTestConfig {
+        images: vec![ctx.image()],
+        expect: ctx.def.boot_test.expect.clone(),
+        timeout: std::time::Duration::from_secs(ctx.def.boot_test.timeout),
+        memory_mib: ctx.def.vm.memory,
+        cpus: ctx.def.vm.cpus,
+        accel,
+        jobs: 1,
+        log_dir: logs.clone(),
+        junit: Some(report.clone()),
+    })?;
+    let result = &results[0];
+    if !result.passed() {
+        bail!(
+            "{}\n{}",
+            result.describe(),
+            result
+                .console_tail
+                .iter()
+                .map(|l| format!("  | {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    Ok(StageOutput {
+        files: vec![report],
+        ..Default::default()
+    })
+}
+
+fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
+    let repo = ctx.repo();
+    if !repo.join("config").exists() {
+        crate::ostree::Repo::create(&repo, crate::ostree::RepoMode::ArchiveZ2)?;
+    }
+    let treefile = ctx.def.resolve(&ctx.def.compose.treefile);
+    let outcome = crate::compose::compose_tree(
+        &repo,
+        &treefile,
+        &crate::compose::ComposeOptions {
+            quiet: ctx.reporter.is_json(),
+            ..Default::default()
+        },
+    )?;
+    ctx.reporter.info(
+        "compose",
+        &format!(
+            "{} {} ({} packages{})",
+            outcome.ostree_ref,
+            outcome.commit,
+            outcome.packages.len(),
+            if outcome.changed { "" } else { ", unchanged" }
+        ),
+    );
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("ref".to_string(), outcome.ostree_ref.clone());
+    values.insert("commit".to_string(), outcome.commit.to_string());
+    if let Some(version) = &outcome.version {
+        values.insert("version".to_string(), version.clone());
+    }
+    Ok(StageOutput {
+        files: vec![repo.join("refs/heads").join(&outcome.ostree_ref)],
+        values,
+    })
+}
+
+fn run_summary(ctx: &mut BuildContext) -> Result<StageOutput> {
+    let repo = crate::ostree::Repo::open(&ctx.repo())?;
+    repo.update_summary(&[])?;
+    Ok(StageOutput {
+        files: vec![ctx.repo().join("summary")],
+        ..Default::default()
+    })
+}
+
+/// The kickstart points `ostreesetup` at `http://10.0.2.2/repo`; the install stage serves
+/// the repository there and fills in its port, so the rendered file does not change with
+/// the port of each run (and the stage cache stays valid).
+fn render_kickstart(ctx: &BuildContext) -> Result<String> {
+    let vars = crate::kickstart::PipelineVars {
+        ostree_url: Some(format!(
+            "http://{}/repo",
+            crate::vm::kickstart_prep::HOST_ALIAS
+        )),
+        ostree_ref: Some(ctx.value("ref")?.to_string()),
+        server_address: Some(crate::vm::kickstart_prep::HOST_ALIAS.to_string()),
+    };
+    crate::kickstart::render(&ctx.def, &vars, &[])
+}
+
+fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
+    let text = render_kickstart(ctx)?;
+    let path = ctx.kickstart();
+    let report = crate::kickstart::lint(&text, &path, &ctx.def.kickstart.version)?;
+    for finding in report.warnings() {
+        ctx.reporter.info("kickstart", &finding.to_string());
+    }
+    let errors: Vec<String> = report.errors().map(|f| f.to_string()).collect();
+    if !errors.is_empty() {
+        bail!(
+            "the rendered kickstart of {} does not pass lint:\n  {}",
+            ctx.def.resolve(&ctx.def.kickstart.template).display(),
+            errors.join("\n  ")
+        );
+    }
+    crate::fsutil::write_atomic(&path, text.as_bytes())?;
+    Ok(StageOutput {
+        files: vec![path],
+        ..Default::default()
+    })
+}
+
+fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
+    use crate::pipeline::definition::InstallerMedia;
+    use crate::vm::install::{InstallConfig, MediaSource};
+    let accel = probed_accel(ctx)?;
+    let installer =
+        ctx.def.installer.clone().context(
+            "the image definition has no `installer:` section (kernel + initrd, or iso)",
+        )?;
+    let media = match installer.media()? {
+        InstallerMedia::KernelInitrd { kernel, initrd } => MediaSource::Kernel {
+            kernel: ctx.def.resolve(&kernel),
+            initrd: ctx.def.resolve(&initrd),
+            stage2: None,
+        },
+        InstallerMedia::Iso(iso) => MediaSource::Iso(ctx.def.resolve(&iso)),
+    };
+    let mut cfg = InstallConfig::new(ctx.kickstart(), media, ctx.installed_disk());
+    cfg.repo = Some(ctx.repo());
+    cfg.ostree_ref = Some(ctx.value("ref")?.to_string());
+    cfg.disk_size = parse_size(&ctx.def.vm.disk_size)?;
+    cfg.memory_mib = ctx.def.vm.memory.into();
+    cfg.cpus = ctx.def.vm.cpus;
+    cfg.accel = match accel {
+        crate::vm::accel::Accel::Kvm => crate::vm::accel::AccelChoice::Kvm,
+        crate::vm::accel::Accel::Tcg => crate::vm::accel::AccelChoice::Tcg,
+    };
+    cfg.timeout = Some(std::time::Duration::from_secs(ctx.def.vm.timeout));
+    cfg.inactivity_timeout = Some(std::time::Duration::from_secs(
+        ctx.def.vm.inactivity_timeout,
+    ));
+    if let Some(append) = &installer.append {
+        cfg.extra_kargs = append.split_whitespace().map(str::to_string).collect();
+    }
+    let outcome = crate::vm::install::run(&cfg)?;
+    Ok(StageOutput {
+        files: vec![outcome.disk],
+        ..Default::default()
+    })
+}
+
+/// The accelerator for this build, probed once (`auto` tries KVM and falls back to TCG
+/// with one notice; `kvm` fails clearly when KVM does not work).
+fn probed_accel(ctx: &mut BuildContext) -> Result<crate::vm::accel::Accel> {
+    use super::definition::Accel as Wanted;
+    use crate::vm::accel::{Accel, AccelChoice};
+    if let Some(accel) = ctx.accel {
+        return Ok(accel);
+    }
+    let accel = match ctx.def.vm.accel {
+        Wanted::Tcg => Accel::Tcg,
+        Wanted::Kvm => crate::vm::choose_accel_blocking(AccelChoice::Kvm)?,
+        Wanted::Auto => crate::vm::choose_accel_blocking(AccelChoice::Auto)?,
+    };
+    ctx.accel = Some(accel);
+    Ok(accel)
+}
+
+/// `3G`, `512M`, `10GiB` or a plain byte count, as `qemu-img create` takes it.
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &t[digits.len()..];
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("vm.disk_size {text:?}: expected a size like 3G or 512M"))?;
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => bail!("vm.disk_size {text:?}: unknown unit {unit:?} (use K, M, G or T)"),
+    };
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .with_context(|| format!("vm.disk_size {text:?} is too large"))
+}
+
+fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
+    use crate::image::{Compression, OutputFormat, PostprocessConfig};
+    use crate::pipeline::definition::{Compression as DefCompression, ImageFormat};
+    let mut files = Vec::new();
+    for (index, format) in ctx.def.postprocess.formats.iter().enumerate() {
+        let (output, out_format) = match format {
+            ImageFormat::Qcow2 => (ctx.image(), OutputFormat::Qcow2),
+            ImageFormat::Raw => (
+                ctx.out.join(format!("{}.raw", ctx.def.name)),
+                OutputFormat::Raw,
+            ),
+            ImageFormat::RawXz => (
+                ctx.out.join(format!("{}.raw.xz", ctx.def.name)),
+                OutputFormat::RawXz,
+            ),
+        };
+        let mut cfg = PostprocessConfig::new(ctx.installed_disk(), &output);
+        cfg.format = out_format;
+        if index > 0 {
+            // CHECKSUM and manifest.json describe the first (main) format; the others get their own.
+            cfg.checksum = Some(PathBuf::from(format!("{}.CHECKSUM", output.display())));
+            cfg.manifest = Some(PathBuf::from(format!("{}.manifest.json", output.display())));
+        }
+        cfg.compression = match (out_format, ctx.def.postprocess.compression) {
+            (OutputFormat::Qcow2, DefCompression::Zstd) => Compression::Zstd,
+            (OutputFormat::Qcow2, DefCompression::Zlib) => Compression::Zlib,
+            _ => Compression::None,
+        };
+        cfg.ostree_ref = ctx.values.get("ref").cloned();
+        cfg.ostree_commit = ctx.values.get("commit").cloned();
+        cfg.version = ctx.values.get("version").cloned();
+        cfg.kickstart = Some(ctx.kickstart());
+        cfg.quiet = ctx.reporter.is_json();
+        let outcome = crate::image::postprocess(&cfg)?;
+        ctx.reporter.info(
+            "postprocess",
+            &format!(
+                "{}: {} bytes ({} virtual), sha256 {}",
+                outcome.image.display(),
+                outcome.file_size,
+                outcome.virtual_size,
+                outcome.sha256
+            ),
+        );
+        files.extend([outcome.image, outcome.checksum, outcome.manifest]);
+    }
+    Ok(StageOutput {
+        files,
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_qemu_img() {
+        assert_eq!(parse_size("3G").unwrap(), 3 << 30);
+        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("3X").is_err());
+        assert!(parse_size("G").is_err());
+    }
+}
