@@ -202,6 +202,22 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Makes the kernel SIGKILL the child when the thread that spawned it dies, so QEMU never
+/// outlives us, even when we are SIGKILLed and no destructor runs. (Spawning threads here
+/// live until their VM is reaped: tokio workers, or the boot-test thread of that image.)
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,21 +253,5 @@ mod tests {
         ] {
             assert!(line.contains(want), "{want} missing in {line}");
         }
-    }
-}
-
-/// Makes the kernel SIGKILL the child when the thread that spawned it dies, so QEMU never
-/// outlives us, even when we are SIGKILLed and no destructor runs. (Spawning threads here
-/// live until their VM is reaped: tokio workers, or the boot-test thread of that image.)
-pub fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
