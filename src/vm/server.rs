@@ -56,6 +56,12 @@ impl GuestServer {
         let app = router(ks, repo.map(Path::to_path_buf), tx);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // TCP_NODELAY: without it Nagle + delayed ACKs cost ~40 ms per small object
+            // on keep-alive connections (measured: 3x slower than python's http.server).
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;
