@@ -449,7 +449,7 @@ pub fn compose_tree(
     let commit = repo.write_commit(&spec)?;
     repo.set_ref(&oref, &commit)?;
     if let Some(p) = &opts.write_commitid_to {
-        write_atomic(p, commit.to_string().as_bytes())?;
+        crate::fsutil::write_atomic(p, commit.to_string().as_bytes())?;
     }
     if let Some(p) = &opts.touch_if_changed {
         touch(p)?;
@@ -903,21 +903,6 @@ fn write_tree(
         }
     }
     repo.write_mtree(&root)
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| anyhow!("writing {}: {}", path.display(), e.error))?;
-    Ok(())
 }
 
 fn touch(path: &Path) -> Result<()> {

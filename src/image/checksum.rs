@@ -1,28 +1,6 @@
 //! SHA-256 of the output and Fedora's `CHECKSUM` file format.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::Path;
-
-use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
-
-/// The SHA-256 of a file, hex-encoded.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
+pub use crate::fsutil::sha256_file;
 
 /// The text of a Fedora-style CHECKSUM file for one image:
 /// `# NAME: SIZE bytes` then `SHA256 (NAME) = HEX`.

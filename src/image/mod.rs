@@ -19,10 +19,8 @@ pub mod raw_read;
 pub mod raw_write;
 pub mod source;
 
-use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
@@ -219,13 +217,13 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         .with_context(|| format!("setting permissions on {}", tmp.path().display()))?;
     tmp.persist(&cfg.output)
         .with_context(|| format!("renaming the finished image to {}", cfg.output.display()))?;
-    sync_dir(&dir)?;
+    crate::fsutil::sync_dir(&dir)?;
 
     let hashing = std::time::Instant::now();
     let sha256 = checksum::sha256_file(&cfg.output)?;
     tracing::info!("sha256 in {:.2} s", hashing.elapsed().as_secs_f64());
     let checksum_path = cfg.checksum.clone().unwrap_or_else(|| dir.join("CHECKSUM"));
-    write_atomic(
+    crate::fsutil::write_atomic(
         &checksum_path,
         checksum::checksum_text(&name, file_size, &sha256).as_bytes(),
     )?;
@@ -250,7 +248,7 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         .unwrap_or_else(|| dir.join("manifest.json"));
     let mut json = serde_json::to_vec_pretty(&manifest).context("serialising the manifest")?;
     json.push(b'\n');
-    write_atomic(&manifest_path, &json)?;
+    crate::fsutil::write_atomic(&manifest_path, &json)?;
 
     Ok(PostprocessOutcome {
         image: cfg.output.clone(),
@@ -262,30 +260,4 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         stats,
         discarded_bytes,
     })
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
-}
-
-/// Writes a small file through a temporary name, fsync and rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("setting permissions on {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
 }

@@ -97,7 +97,7 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
         text = render::flatten(&text, &template)?;
     }
     match &args.output {
-        Some(out) => render::write_atomic(out, &text)?,
+        Some(out) => crate::fsutil::write_atomic(out, text.as_bytes())?,
         None => print!("{text}"),
     }
     Ok(())

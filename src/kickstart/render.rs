@@ -442,26 +442,6 @@ pub fn ks_quote(value: String) -> Result<String, Error> {
     }
 }
 
-/// Write `text` to `path` atomically: a temporary file in the same directory, fsync, rename.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".atomic-factory-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes())
-        .with_context(|| format!("writing {}", tmp.path().display()))?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", tmp.path().display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming the rendered kickstart to {}", path.display()))?;
-    Ok(())
-}
-
 /// Inline `%include`s of rendered `text`; relative paths are relative to the template.
 pub fn flatten(text: &str, template: &Path) -> Result<String> {
     let flat = super::parse::flatten(text, template);

@@ -102,20 +102,8 @@ impl InputHasher {
 
     /// A file's content; a missing file is an error naming it.
     pub fn file(&mut self, label: &str, path: &Path) -> Result<&mut Self> {
-        let mut file =
-            std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        loop {
-            let n = std::io::Read::read(&mut file, &mut buf)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        let digest = h.finalize();
-        Ok(self.value(label, &digest))
+        let digest = crate::fsutil::sha256_file(path)?;
+        Ok(self.str(label, &digest))
     }
 
     /// A big file by identity (path, size, mtime) rather than content: installer media and
