@@ -158,6 +158,15 @@ fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
         "qemu-img check: {}",
         String::from_utf8_lossy(&qemu_img.stdout)
     );
+    // Every stage's logs are under logs/, the installer's console included.
+    let install_logs = out.join("logs/install/vm");
+    assert!(
+        std::fs::read_dir(&install_logs)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false),
+        "no installer logs under {}",
+        install_logs.display()
+    );
     eprintln!("first build took {:.1} s", first.took.as_secs_f64());
 
     let second = build(&definition, &out, &[]);

@@ -297,6 +297,12 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     if let Some(append) = &installer.append {
         cfg.extra_kargs = append.split_whitespace().map(str::to_string).collect();
     }
+    // The install stage keeps its logs beside the disk (`installed.qcow2.logs/`); link them
+    // from logs/install so every stage's logs are found in one place, also after a failure.
+    let link = ctx.stage_logs("install").join("vm");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(cfg.logs_dir(), &link)
+        .with_context(|| format!("linking {}", link.display()))?;
     let outcome = crate::vm::install::run(&cfg)?;
     Ok(StageOutput {
         files: vec![outcome.disk],
