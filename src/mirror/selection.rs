@@ -2,7 +2,6 @@
 //! continent, then global steps, but with a stable order (preference, then mirrors.yaml order)
 //! instead of a bandwidth-weighted shuffle, and only mirrors whose copy is up to date.
 
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::catalog::Catalog;
@@ -47,6 +46,18 @@ pub fn select(cat: &Catalog, repo: usize, client: &Client) -> Selection {
         }
     };
     let public = || candidates.iter().copied().filter(|&m| !mirrors[m].private);
+    // Adds the public mirrors that pass `keep`; names the scope in the header when that
+    // added any.
+    let add = |sel: &mut Selection, keep: &dyn Fn(usize) -> bool, scope: &str| {
+        let before = sel.hosts.len();
+        public().filter(|&m| keep(m)).for_each(|m| push(sel, m));
+        if sel.hosts.len() > before {
+            sel.header.push_str(scope);
+        }
+    };
+    let continent_scope = |cont: &super::config::Continent| {
+        format!("continent = {} ", String::from_utf8_lossy(&cont.0))
+    };
 
     if client.countries.is_none()
         && client.use_netblocks
@@ -73,28 +84,14 @@ pub fn select(cat: &Catalog, repo: usize, client: &Client) -> Selection {
         }
         Some(countries) => {
             for c in countries {
-                let before = sel.hosts.len();
-                public()
-                    .filter(|&m| mirrors[m].country.0 == *c)
-                    .for_each(|m| push(&mut sel, m));
-                if sel.hosts.len() > before {
-                    let _ = write!(sel.header, "country = {c} ");
-                }
+                let scope = format!("country = {c} ");
+                add(&mut sel, &|m| mirrors[m].country.0 == *c, &scope);
             }
             if sel.hosts.is_empty() {
                 for c in countries {
                     if let Some(cont) = super::config::continent_of(c) {
-                        let before = sel.hosts.len();
-                        public()
-                            .filter(|&m| cat.continents[m] == Some(cont))
-                            .for_each(|m| push(&mut sel, m));
-                        if sel.hosts.len() > before {
-                            let _ = write!(
-                                sel.header,
-                                "continent = {} ",
-                                String::from_utf8_lossy(&cont.0)
-                            );
-                        }
+                        let scope = continent_scope(&cont);
+                        add(&mut sel, &|m| cat.continents[m] == Some(cont), &scope);
                     }
                 }
             }
@@ -102,25 +99,11 @@ pub fn select(cat: &Catalog, repo: usize, client: &Client) -> Selection {
         }
         None => {
             if let Some(c) = client.ip.and_then(|ip| cat.country_of(ip)) {
-                let before = sel.hosts.len();
-                public()
-                    .filter(|&m| mirrors[m].country.0 == c)
-                    .for_each(|m| push(&mut sel, m));
-                if sel.hosts.len() > before {
-                    let _ = write!(sel.header, "country = {c} ");
-                }
+                let scope = format!("country = {c} ");
+                add(&mut sel, &|m| mirrors[m].country.0 == c, &scope);
                 if let Some(cont) = super::config::continent_of(c) {
-                    let before = sel.hosts.len();
-                    public()
-                        .filter(|&m| cat.continents[m] == Some(cont))
-                        .for_each(|m| push(&mut sel, m));
-                    if sel.hosts.len() > before {
-                        let _ = write!(
-                            sel.header,
-                            "continent = {} ",
-                            String::from_utf8_lossy(&cont.0)
-                        );
-                    }
+                    let scope = continent_scope(&cont);
+                    add(&mut sel, &|m| cat.continents[m] == Some(cont), &scope);
                 }
             }
         }
@@ -132,11 +115,7 @@ pub fn select(cat: &Catalog, repo: usize, client: &Client) -> Selection {
         .filter(|&&m| has_usable_url(&mirrors[m], client.protocols.as_deref()))
         .count();
     if !only_country && usable < cat.config.minimum {
-        let before = sel.hosts.len();
-        public().for_each(|m| push(&mut sel, m));
-        if sel.hosts.len() > before {
-            sel.header.push_str("country = global ");
-        }
+        add(&mut sel, &|_| true, "country = global ");
     }
     sel.hosts
         .retain(|&m| has_usable_url(&mirrors[m], client.protocols.as_deref()));
