@@ -2,22 +2,15 @@
 //! syslinux on FAT (no mounts, no root needed), whose init passes, panics or stays silent.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
+mod common;
 
-/// Fails (never skips) when a tool from vm/prepare is missing.
-fn require(tool: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(found, "{tool} is missing: run vm/prepare");
-}
+use common::{require, run};
+
+const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
 /// The Debian cloud kernel that vm/prepare installs (linux-image-cloud-amd64).
 fn kernel() -> PathBuf {
@@ -33,16 +26,6 @@ fn kernel() -> PathBuf {
     found.pop().expect(
         "no /boot/vmlinuz-*-cloud-amd64: run vm/prepare (it installs linux-image-cloud-amd64)",
     )
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("spawning a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A 64 MiB FAT disk that SeaBIOS boots through syslinux into a busybox initramfs
