@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+mod vmcommon;
+
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
 fn project() -> &'static Path {
@@ -284,5 +287,188 @@ fn bad_stage_names_and_definitions_are_clear_errors() {
     assert!(
         stderr.contains("image.yaml:3") && stderr.contains("memroy"),
         "{stderr}"
+    );
+}
+
+/// The remote section `[remote "NAME"]` of an ostree config file, as key/value pairs.
+fn remote_section(config: &str, name: &str) -> Option<Vec<(String, String)>> {
+    let header = format!("[remote \"{name}\"]");
+    let mut lines = config.lines().skip_while(|l| l.trim() != header);
+    lines.next()?;
+    Some(
+        lines
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect(),
+    )
+}
+
+/// Issue #9, pipeline part: with `signing:` in the image definition the build signs its
+/// commit and summary, ships the public key in the tree, and the installed system's
+/// remote verifies updates with it. The real `ostree` client is the judge throughout.
+#[test]
+fn signed_build_ships_its_key_and_a_verifying_remote() {
+    for tool in ["gpg", "gpgconf", "ostree", "debugfs", "sfdisk", "qemu-img"] {
+        common::require(tool);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let definition = demo_copy(dir.path());
+    let keys = common::GpgHome::new(dir.path(), "gnupg");
+    let fpr = keys.gen_key("Demo Builder <builder@example.org>", "rsa3072");
+    let public_key = dir.path().join("builder.asc");
+    keys.export(&fpr, &public_key, true);
+    let update_url = "http://updates.example.org/demo/repo";
+    let yaml = std::fs::read_to_string(&definition).unwrap().replace(
+        "    console: ttyS0\n",
+        &format!("    console: ttyS0\n    update_url: {update_url}\n"),
+    );
+    std::fs::write(
+        &definition,
+        format!(
+            "{yaml}signing: {{ key: \"{fpr}\", gpg_homedir: {} }}\n",
+            keys.dir.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = build(&definition, &out, &[]);
+    assert!(run.ok, "signed demo build failed:\n{}", run.stderr);
+    assert_eq!(run.stages("stage-finished"), ALL, "{:?}", run.events);
+    let repo = out.join("repo");
+    let ostree_ref = std::fs::read_to_string(out.join("state/compose.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["values"]["ref"].as_str().map(str::to_string))
+        .expect("compose records the ref");
+
+    // The published repository: commit and summary signatures hold for the real client
+    // that trusts our key, and one that trusts another key refuses the pull.
+    let server = common::HttpServer::serve(&repo);
+    let client = |name: &str, key: &Path| {
+        let client = dir.path().join(name);
+        common::run(common::ostree(&client).args(["init", "--mode=archive"]));
+        common::run(
+            common::ostree(&client)
+                .args([
+                    "remote",
+                    "add",
+                    "--set=gpg-verify=true",
+                    "--set=gpg-verify-summary=true",
+                ])
+                .arg(format!("--gpg-import={}", key.display()))
+                .args(["origin", &server.url]),
+        );
+        client
+    };
+    let trusting = client("trusting", &public_key);
+    common::run(common::ostree(&trusting).args(["remote", "refs", "origin"]));
+    common::run(common::ostree(&trusting).args(["pull", "origin", &ostree_ref]));
+    let other = common::GpgHome::new(dir.path(), "other");
+    let other_fpr = other.gen_key("Someone Else <else@example.org>", "rsa3072");
+    let other_key = dir.path().join("other.asc");
+    other.export(&other_fpr, &other_key, true);
+    let doubting = client("doubting", &other_key);
+    let refused = common::ostree(&doubting)
+        .args(["pull", "origin", &ostree_ref])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a client trusting another key pulled our build"
+    );
+
+    // The public key is in the commit, where ostree deploys /etc from.
+    let shipped = common::stdout(common::ostree(&repo).args([
+        "cat",
+        &ostree_ref,
+        "/usr/etc/pki/ostree/standin.gpg",
+    ]));
+    let shipped_file = dir.path().join("shipped.asc");
+    std::fs::write(&shipped_file, format!("{shipped}\n")).unwrap();
+    let shown = common::stdout(
+        keys.gpg()
+            .args(["--with-colons", "--show-keys"])
+            .arg(&shipped_file),
+    );
+    assert!(
+        shown.contains(&format!("fpr:::::::::{fpr}:")),
+        "the shipped key is not the signing key:\n{shown}"
+    );
+
+    // The installed disk: the deployment holds the key, and the remote the %post set up
+    // verifies with it and points at the published repository, not the install server.
+    let raw = dir.path().join("installed.raw");
+    vmcommon::run(
+        Command::new("qemu-img")
+            .args(["convert", "-O", "raw"])
+            .arg(out.join("installed.qcow2"))
+            .arg(&raw),
+    );
+    let root = vmcommon::partition_offsets(&raw)[1];
+    let listing = vmcommon::debugfs(&raw, root, "ls /ostree/deploy/standin/deploy");
+    let deployment = listing
+        .split_whitespace()
+        .find(|n| n.ends_with(".0"))
+        .unwrap_or_else(|| panic!("no deployment in:\n{listing}"));
+    let etc = format!("/ostree/deploy/standin/deploy/{deployment}/etc");
+    let installed_key = vmcommon::debugfs(&raw, root, &format!("cat {etc}/pki/ostree/standin.gpg"));
+    assert_eq!(installed_key.trim(), shipped.trim(), "the deployment's key");
+    let remotes_d = vmcommon::debugfs(
+        &raw,
+        root,
+        &format!("cat {etc}/ostree/remotes.d/standin.conf"),
+    );
+    let repo_config = vmcommon::debugfs(&raw, root, "cat /ostree/repo/config");
+    assert!(
+        remote_section(&repo_config, "standin").is_none(),
+        "the installer's unverified remote is still in /ostree/repo/config:\n{repo_config}"
+    );
+    let remote = remote_section(&remotes_d, "standin")
+        .unwrap_or_else(|| panic!("no standin remote in remotes.d:\n{remotes_d}"));
+    let get = |k: &str| {
+        remote
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(get("url"), Some(update_url), "{remotes_d}");
+    assert_eq!(get("gpg-verify"), Some("true"), "{remotes_d}");
+    assert_eq!(
+        get("gpgkeypath"),
+        Some("/etc/pki/ostree/standin.gpg"),
+        "{remotes_d}"
+    );
+
+    // That remote, as the installed system would use it (its gpgkeypath read from the
+    // deployment, its url at our server), pulls the signed build and refuses an unsigned
+    // commit on the same ref.
+    let installed_like = dir.path().join("installed-like");
+    std::fs::write(dir.path().join("installed.gpg"), &installed_key).unwrap();
+    common::run(common::ostree(&installed_like).args(["init", "--mode=archive"]));
+    let mut config = std::fs::read_to_string(installed_like.join("config")).unwrap();
+    config.push_str(&remotes_d.replace(update_url, &server.url).replace(
+        "/etc/pki/ostree/standin.gpg",
+        &dir.path().join("installed.gpg").display().to_string(),
+    ));
+    std::fs::write(installed_like.join("config"), config).unwrap();
+    common::run(common::ostree(&installed_like).args(["pull", "standin", &ostree_ref]));
+    let tree = dir.path().join("unsigned-tree/usr");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("evil"), "not from the builder\n").unwrap();
+    common::run(
+        common::ostree(&repo)
+            .args(["commit", "-b", &ostree_ref, "-s", "unsigned"])
+            .arg(format!("--tree=dir={}", tree.parent().unwrap().display())),
+    );
+    common::run(common::ostree(&repo).args(["summary", "-u"]));
+    let refused = common::ostree(&installed_like)
+        .args(["pull", "standin", &ostree_ref])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("signature"),
+        "the installed remote accepted an unsigned commit: {said}"
     );
 }

@@ -79,24 +79,6 @@ fn assert_nothing_left(disk: &Path) {
     }
 }
 
-fn partition_offsets(raw: &Path) -> Vec<u64> {
-    let json = run(Command::new("sfdisk").arg("-J").arg(raw));
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    v["partitiontable"]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["start"].as_u64().unwrap() * 512)
-        .collect()
-}
-
-fn debugfs(raw: &Path, offset: u64, request: &str) -> String {
-    run(Command::new("debugfs")
-        .arg("-R")
-        .arg(request)
-        .arg(format!("{}?offset={offset}", raw.display())))
-}
-
 /// Checks the installed disk from the host: partitions, deployment, bootloader config and
 /// the system repository (`ostree fsck` on an rdump'ed copy). Returns the raw image.
 fn check_installed_disk(dir: &Path, disk: &Path) -> PathBuf {
@@ -106,14 +88,14 @@ fn check_installed_disk(dir: &Path, disk: &Path) -> PathBuf {
         .args(["convert", "-O", "raw"])
         .arg(disk)
         .arg(&raw));
-    let parts = partition_offsets(&raw);
+    let parts = vmcommon::partition_offsets(&raw);
     assert_eq!(parts.len(), 2, "expected /boot and / partitions");
-    let deploys = debugfs(&raw, parts[1], "ls -l /ostree/deploy/standin/deploy");
+    let deploys = vmcommon::debugfs(&raw, parts[1], "ls -l /ostree/deploy/standin/deploy");
     assert!(
         deploys.contains(".0"),
         "no deployment on the disk:\n{deploys}"
     );
-    let cfg = debugfs(&raw, parts[0], "cat /loader.1/syslinux.cfg");
+    let cfg = vmcommon::debugfs(&raw, parts[0], "cat /loader.1/syslinux.cfg");
     assert!(
         cfg.contains("ostree=/ostree/boot.1/standin/"),
         "bootloader config:\n{cfg}"
@@ -124,7 +106,7 @@ fn check_installed_disk(dir: &Path, disk: &Path) -> PathBuf {
     );
     let copy = dir.join("rdump");
     std::fs::create_dir_all(&copy).unwrap();
-    debugfs(
+    vmcommon::debugfs(
         &raw,
         parts[1],
         &format!("rdump /ostree/repo {}", copy.display()),

@@ -87,11 +87,36 @@ fn every_shipped_kickstart_renders_lints_clean_and_passes_ksvalidator() {
         "{names:?}"
     );
     let dir = tempfile::tempdir().unwrap();
-    for image in &images {
-        let def = ImageDefinition::load(image).unwrap();
+    // Each image as shipped, and with `signing:` (the remote then verifies with the key).
+    let variants = images
+        .iter()
+        .flat_map(|image| [(image, false), (image, true)]);
+    for (image, signed) in variants {
+        let mut def = ImageDefinition::load(image).unwrap();
+        if signed {
+            def.signing = Some(atomic_factory::pipeline::definition::SigningSection {
+                key: "builder@example.org".into(),
+                gpg_homedir: None,
+                key_file: None,
+                keypath: None,
+            });
+        }
         let ks = kickstart::render(&def, &pipeline(), &[]).unwrap();
-        let file = dir.path().join(format!("{}.ks", def.name));
+        let file = dir.path().join(format!("{}-{signed}.ks", def.name));
         std::fs::write(&file, &ks).unwrap();
+        if signed {
+            let keypath = format!(
+                "--set=gpgkeypath=/etc/pki/ostree/{}.gpg ",
+                def.ostree.remote_name()
+            );
+            assert!(
+                ks.lines()
+                    .any(|l| l.starts_with("ostree remote add --set=gpg-verify=true")
+                        && l.contains(&keypath)),
+                "{} with signing: no gpg-verified remote using {keypath}:\n{ks}",
+                def.name
+            );
+        }
 
         // The payload points at the install stage's server and the composed ref.
         let setups: Vec<_> = ks
@@ -436,7 +461,7 @@ fn undefined_variable_names_file_line_and_variable() {
     };
     let err = format!("{:#}", kickstart::render(&def, &no_url, &[]).unwrap_err());
     assert!(
-        err.contains("templates/ostreesetup.ks.j2:7: undefined variable `ostree.url`"),
+        err.contains("templates/ostreesetup.ks.j2:9: undefined variable `ostree.url`"),
         "{err}"
     );
     assert!(err.contains("--set ostree.url=VALUE"), "{err}");
@@ -452,7 +477,7 @@ fn undefined_variable_names_file_line_and_variable() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("ostreesetup.ks.j2:7: undefined variable `ostree.url`"),
+        text(&out).contains("ostreesetup.ks.j2:9: undefined variable `ostree.url`"),
         "{}",
         text(&out)
     );

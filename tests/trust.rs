@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 use atomic_factory::ostree::detached::{DetachedMeta, commitmeta_path};
 
+mod common;
+use common::GpgHome;
+
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
 fn require_tools(tools: &[&str]) {
@@ -47,72 +50,6 @@ fn fails(cmd: &mut Command) -> String {
     );
     assert!(!out.status.success(), "{cmd:?} should have failed:\n{text}");
     text
-}
-
-/// A throwaway GnuPG home with its agent stopped on drop.
-struct GpgHome {
-    dir: PathBuf,
-}
-
-impl GpgHome {
-    fn new(parent: &Path, name: &str) -> GpgHome {
-        let dir = parent.join(name);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        GpgHome { dir }
-    }
-
-    fn gpg(&self) -> Command {
-        let mut c = Command::new("gpg");
-        c.arg("--homedir").arg(&self.dir).arg("--batch");
-        c
-    }
-
-    /// Generates a key without passphrase; returns its fingerprint.
-    fn gen_key(&self, uid: &str, algo: &str) -> String {
-        ok(self.gpg().args([
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            uid,
-            algo,
-            "sign",
-            "never",
-        ]));
-        let list = ok(self
-            .gpg()
-            .args(["--with-colons", "--list-secret-keys", uid]));
-        list.lines()
-            .find_map(|l| l.strip_prefix("fpr:::::::::"))
-            .map(|f| f.trim_end_matches(':').to_string())
-            .expect("fingerprint of the new key")
-    }
-
-    /// Exports public keys (all of them for an empty id) to a file, binary or armored.
-    fn export(&self, keyid: &str, to: &Path, armor: bool) {
-        let mut c = self.gpg();
-        if armor {
-            c.arg("--armor");
-        }
-        c.arg("--export");
-        if !keyid.is_empty() {
-            c.arg(keyid);
-        }
-        let out = run(&mut c);
-        assert!(out.status.success() && !out.stdout.is_empty(), "{c:?}");
-        std::fs::write(to, out.stdout).unwrap();
-    }
-}
-
-impl Drop for GpgHome {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .arg("--homedir")
-            .arg(&self.dir)
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
 }
 
 /// A minimal static HTTP/1.0 file server on loopback, like `python3 -m http.server`.

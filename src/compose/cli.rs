@@ -70,6 +70,7 @@ fn tree(args: ComposeTreeArgs) -> anyhow::Result<()> {
         add_metadata_string: meta,
         source_date_epoch: None,
         quiet: args.quiet,
+        add_files: Vec::new(),
     };
     let signers = args.sign.signers()?;
     let out = compose_tree(&args.repo, &args.treefile, &opts)?;

@@ -34,6 +34,9 @@ pub struct ComposeOptions {
     pub source_date_epoch: Option<u64>,
     /// No progress or status output.
     pub quiet: bool,
+    /// add-files beyond the treefile's: (source file, absolute destination). The build
+    /// pipeline ships the signing key this way without touching the user's treefile.
+    pub add_files: Vec<(PathBuf, String)>,
 }
 
 /// What a compose did.
@@ -228,7 +231,13 @@ pub fn compose_tree(
 ) -> Result<ComposeOutcome> {
     let t0 = Instant::now();
     let mut progress = Progress::new(opts.quiet);
-    let tf = treefile::load(treefile_path)?;
+    let mut tf = treefile::load(treefile_path)?;
+    // An absolute source stays absolute under `tf.dir.join`; the input hash covers these.
+    tf.add_files.extend(
+        opts.add_files
+            .iter()
+            .map(|(src, dest)| (src.display().to_string(), dest.clone())),
+    );
     let Some(oref) = tf.ostree_ref.clone() else {
         bail!(
             "treefile {}: `ref` is missing (the branch to commit to)",

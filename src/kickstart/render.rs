@@ -73,6 +73,15 @@ pub fn context(
             set(&mut root, key, v.clone().into())?;
         }
     }
+    if let Some(signing) = &def.signing {
+        // The key the build signs with is shipped in the tree here; templates point the
+        // installed remote's gpgkeypath at it (post.ks.j2 readd_remote).
+        set(
+            &mut root,
+            "signing.keypath",
+            signing.keypath(o.remote_name()).into(),
+        )?;
+    }
     for (key, value) in overrides {
         set(&mut root, key, value.clone().into())
             .with_context(|| format!("applying --set {key}={value}"))?;

@@ -43,6 +43,8 @@ pub struct BuildContext {
     pub reporter: Reporter,
     /// The accelerator once probed, so install and boot-test probe (and say so) only once.
     pub accel: Option<crate::vm::accel::Accel>,
+    /// The `signing:` key, loaded before any stage runs so a wrong key id fails at once.
+    pub signer: Option<crate::ostree::gpg::Signer>,
 }
 
 impl BuildContext {
@@ -87,6 +89,21 @@ fn stage_index(name: &str, flag: &str) -> Result<usize> {
 /// Runs the pipeline; returns the path of the finished image (when postprocess ran or was fresh).
 pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     let def = ImageDefinition::load(&opts.definition)?;
+    let signer = match &def.signing {
+        Some(signing) => Some(
+            signing
+                .key_source(&def)?
+                .signer(&signing.key)
+                .with_context(|| {
+                    format!(
+                        "signing: loading key {:?} named in {}",
+                        signing.key,
+                        opts.definition.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let out = match &opts.out_dir {
         Some(dir) => dir.clone(),
         None => PathBuf::from("build").join(&def.name),
@@ -124,6 +141,7 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
         values: BTreeMap::new(),
         reporter: Reporter::new(opts.json),
         accel: None,
+        signer,
     };
     let mut rows: Vec<(String, &'static str, Duration)> = Vec::new();
     let total = last + 1;

@@ -30,6 +30,9 @@ pub struct ImageDefinition {
     pub postprocess: PostprocessSection,
     #[serde(default)]
     pub boot_test: BootTestSection,
+    /// Sign what the build publishes; without it commits and summary are unsigned.
+    #[serde(default)]
+    pub signing: Option<SigningSection>,
     /// The directory of the YAML file; relative paths above are relative to it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -251,6 +254,65 @@ impl Default for BootTestSection {
     }
 }
 
+/// The key that signs the build's commits and summary (`ostree gpg-sign`, `summary
+/// --gpg-sign`). Its public half is shipped in the tree at `keypath`, and the kickstart
+/// templates see `signing.keypath` to set up the installed remote with gpg verification.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningSection {
+    /// Key id, fingerprint or user id, as `--gpg-sign` takes it.
+    pub key: String,
+    /// GnuPG home holding the secret key (relative to the definition). Without it and
+    /// without `key_file`, `$GNUPGHOME` or `~/.gnupg`, as `ostree` does.
+    #[serde(default)]
+    pub gpg_homedir: Option<PathBuf>,
+    /// An armored secret key file (`gpg --export-secret-keys --armor`) instead of a home.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Where the public key goes in the tree; default `/etc/pki/ostree/<remote>.gpg`.
+    #[serde(default)]
+    pub keypath: Option<String>,
+}
+
+impl SigningSection {
+    /// The public key's path in the installed system.
+    pub fn keypath(&self, remote: &str) -> String {
+        self.keypath
+            .clone()
+            .unwrap_or_else(|| format!("/etc/pki/ostree/{remote}.gpg"))
+    }
+
+    /// Where the secret key is read from, with paths resolved against the definition.
+    pub fn key_source(&self, def: &ImageDefinition) -> Result<crate::ostree::sign::KeySource> {
+        let homedir = self.gpg_homedir.as_ref().map(|p| def.resolve(p));
+        let key_file = self.key_file.as_ref().map(|p| def.resolve(p));
+        crate::ostree::sign::KeySource::from_flags(homedir.as_deref(), key_file.as_deref())
+            .context("signing: give `gpg_homedir` or `key_file`, not both")
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.key.trim().is_empty() {
+            bail!("signing.key must name a key (id, fingerprint or user id)");
+        }
+        if self.gpg_homedir.is_some() && self.key_file.is_some() {
+            bail!("signing: give `gpg_homedir` or `key_file`, not both");
+        }
+        if let Some(path) = &self.keypath {
+            let rest = path
+                .strip_prefix("/etc/")
+                .or_else(|| path.strip_prefix("/usr/"));
+            let bad =
+                rest.is_none_or(|r| r.split('/').any(|c| c.is_empty() || c == "." || c == ".."));
+            if bad {
+                bail!(
+                    "signing.keypath {path:?} must be a file path under /etc or /usr without `..` (it is added to the tree)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ImageDefinition {
     /// Parse a definition from YAML text; `origin` names the file in errors
     /// (`origin:LINE:COLUMN: what is wrong`). Paths stay as written.
@@ -329,6 +391,9 @@ impl ImageDefinition {
         }
         if self.vm.cpus == 0 {
             bail!("vm.cpus must be at least 1");
+        }
+        if let Some(signing) = &self.signing {
+            signing.validate()?;
         }
         Ok(())
     }
@@ -442,6 +507,41 @@ boot_test: { expect: [\"STANDIN-OSTREE-BOOT-OK\"], timeout: 300 }
         assert_eq!(
             def.installer.unwrap().media().unwrap(),
             InstallerMedia::Iso("boot.iso".into())
+        );
+    }
+
+    #[test]
+    fn signing_section_parses_and_checks_keypath() {
+        let def = parse(
+            "name: x\nostree: { osname: a, remote: r }\nsigning: { key: builder@example.org, gpg_homedir: keys }\n",
+        )
+        .unwrap();
+        let signing = def.signing.unwrap();
+        assert_eq!(signing.keypath("r"), "/etc/pki/ostree/r.gpg");
+        assert_eq!(signing.gpg_homedir, Some(PathBuf::from("keys")));
+        for bad in [
+            "etc/key",
+            "/var/lib/key",
+            "/etc/../root/key",
+            "/etc/pki/",
+            "/usr//k",
+        ] {
+            let text = format!(
+                "name: x\nostree: {{ osname: a }}\nsigning: {{ key: k, keypath: \"{bad}\" }}\n"
+            );
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains("signing.keypath"), "{bad}: {err}");
+        }
+        let err = parse(
+            "name: x\nostree: { osname: a }\nsigning: { key: k, gpg_homedir: h, key_file: f }\n",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("not both"), "{err:#}");
+        let err =
+            parse("name: x\nostree: { osname: a }\nsigning: { gpg_homedir: h }\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("missing field `key`"),
+            "{err:#}"
         );
     }
 

@@ -18,6 +18,9 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
                 "commit",
                 ctx.values.get("commit").map(String::as_str).unwrap_or(""),
             );
+            if let Some(signer) = &ctx.signer {
+                h.str("signed-by", &signer.signing_fingerprint());
+            }
         }
         "kickstart" => {
             h.str("kickstart", &render_kickstart(ctx)?);
@@ -85,7 +88,21 @@ fn compose_inputs(ctx: &BuildContext, h: &mut InputHasher) -> Result<()> {
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         h.str("SOURCE_DATE_EPOCH", &epoch);
     }
+    if let Some(signer) = &ctx.signer {
+        h.str("signed-by", &signer.signing_fingerprint());
+        h.str("public-key", &signer.public_key_armored()?);
+        h.str("keypath", &shipped_keypath(ctx));
+    }
     Ok(())
+}
+
+/// Where the signing key's public half goes in the tree (`signing.keypath`).
+fn shipped_keypath(ctx: &BuildContext) -> String {
+    ctx.def
+        .signing
+        .as_ref()
+        .map(|s| s.keypath(ctx.def.ostree.remote_name()))
+        .unwrap_or_default()
 }
 
 fn is_image_definition(path: &Path) -> bool {
@@ -188,14 +205,30 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
         crate::ostree::Repo::create(&repo, crate::ostree::RepoMode::ArchiveZ2)?;
     }
     let treefile = ctx.def.resolve(&ctx.def.compose.treefile);
-    let outcome = crate::compose::compose_tree(
-        &repo,
-        &treefile,
-        &crate::compose::ComposeOptions {
-            quiet: ctx.reporter.is_json(),
-            ..Default::default()
-        },
-    )?;
+    let mut opts = crate::compose::ComposeOptions {
+        quiet: ctx.reporter.is_json(),
+        ..Default::default()
+    };
+    if let Some(signer) = &ctx.signer {
+        // The installed system verifies updates with this key (the kickstart's %post points
+        // its remote's gpgkeypath here), so it travels in the tree.
+        let public_key = ctx.out.join("signing-key.pub.asc");
+        crate::fsutil::write_atomic(&public_key, signer.public_key_armored()?.as_bytes())?;
+        opts.add_files.push((public_key, shipped_keypath(ctx)));
+    }
+    let outcome = crate::compose::compose_tree(&repo, &treefile, &opts)?;
+    if let Some(signer) = &ctx.signer {
+        // Also when nothing changed: signing is a no-op for a key that already signed.
+        crate::ostree::cli::sign_commit_with(&repo, &outcome.commit, std::slice::from_ref(signer))?;
+        ctx.reporter.info(
+            "compose",
+            &format!(
+                "signed {} with key {}",
+                outcome.commit,
+                signer.signing_fingerprint()
+            ),
+        );
+    }
     ctx.reporter.info(
         "compose",
         &format!(
@@ -221,8 +254,13 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
 fn run_summary(ctx: &mut BuildContext) -> Result<StageOutput> {
     let repo = crate::ostree::Repo::open(&ctx.repo())?;
     repo.update_summary(&[])?;
+    let mut files = vec![ctx.repo().join("summary")];
+    if let Some(signer) = &ctx.signer {
+        crate::ostree::cli::sign_summary_with(&ctx.repo(), std::slice::from_ref(signer))?;
+        files.push(ctx.repo().join("summary.sig"));
+    }
     Ok(StageOutput {
-        files: vec![ctx.repo().join("summary")],
+        files,
         ..Default::default()
     })
 }

@@ -94,3 +94,23 @@ pub fn kickstart(dir: &Path, url: &str, extra: &str) -> PathBuf {
     std::fs::write(&p, ks).unwrap();
     p
 }
+
+/// Byte offsets of the partitions of a raw disk image, in table order.
+pub fn partition_offsets(raw: &Path) -> Vec<u64> {
+    let json = run(Command::new("sfdisk").arg("-J").arg(raw));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["start"].as_u64().unwrap() * 512)
+        .collect()
+}
+
+/// Runs one debugfs request on the ext4 file system at `offset` in a raw image (no mount).
+pub fn debugfs(raw: &Path, offset: u64, request: &str) -> String {
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(request)
+        .arg(format!("{}?offset={offset}", raw.display())))
+}
