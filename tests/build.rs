@@ -288,6 +288,37 @@ fn bad_stage_names_and_definitions_are_clear_errors() {
         stderr.contains("image.yaml:3") && stderr.contains("memroy"),
         "{stderr}"
     );
+
+    // A signing key that is not there fails before any stage, and leaves no output.
+    let keys = dir.path().join("empty-gnupg");
+    std::fs::create_dir(&keys).unwrap();
+    std::fs::write(
+        &bad,
+        format!(
+            "name: x\nostree: {{ osname: x }}\nsigning: {{ key: nobody@example.org, gpg_homedir: {} }}\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = Command::new(BIN)
+        .arg("build")
+        .arg(&bad)
+        .arg("-o")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("signing") && stderr.contains("nobody@example.org"),
+        "{stderr}"
+    );
+    assert!(
+        !out_dir.exists(),
+        "a failed key load left {}",
+        out_dir.display()
+    );
 }
 
 /// The remote section `[remote "NAME"]` of an ostree config file, as key/value pairs.
