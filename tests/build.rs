@@ -12,19 +12,14 @@ mod vmcommon;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
-fn project() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Fails (never skips) when vm/prepare has not built the stand-in fixtures.
 fn require_fixtures() {
-    for f in [
-        "vm/out/standin/vmlinuz",
-        "vm/out/standin/installer.img",
-        "vm/out/distro/repo/repodata/repomd.xml",
-    ] {
-        assert!(project().join(f).exists(), "{f} is missing: run vm/prepare");
-    }
+    vmcommon::installer();
+    vmcommon::need(&project().join("vm/out/distro/repo/repodata/repomd.xml"));
+}
+
+fn project() -> PathBuf {
+    vmcommon::root()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 mod vmcommon;
 use vmcommon as common;
 
-use atomic_factory::vm::accel::AccelChoice;
 use atomic_factory::vm::install::{self, InstallConfig, KsVia, MediaSource};
 use common::{REF, installer, kickstart, run, test_repo};
 
@@ -24,23 +23,9 @@ fn vm_lock() -> MutexGuard<'static, ()> {
 }
 
 fn config(dir: &Path, ks: PathBuf) -> InstallConfig {
-    let (kernel, initrd) = installer();
-    let mut c = InstallConfig::new(
-        ks,
-        MediaSource::Kernel {
-            kernel,
-            initrd,
-            stage2: None,
-        },
-        dir.join("disk.qcow2"),
-    );
+    let mut c = common::install_config(dir, ks);
     c.repo = Some(test_repo().to_path_buf());
     c.ostree_ref = Some(REF.into());
-    c.disk_size = 2 << 30;
-    c.memory_mib = 1024;
-    c.cpus = 1;
-    c.accel = AccelChoice::Tcg;
-    c.timeout = Some(Duration::from_secs(600));
     c.inactivity_timeout = Some(Duration::from_secs(120));
     c
 }

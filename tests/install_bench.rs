@@ -8,32 +8,11 @@
 mod vmcommon;
 use vmcommon as common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use atomic_factory::vm::accel::AccelChoice;
-use atomic_factory::vm::install::{self, InstallConfig, InstallOutcome, KsVia, MediaSource};
-use common::{installer, kickstart, test_repo};
-
-fn config(dir: &Path, ks: std::path::PathBuf) -> InstallConfig {
-    let (kernel, initrd) = installer();
-    let mut c = InstallConfig::new(
-        ks,
-        MediaSource::Kernel {
-            kernel,
-            initrd,
-            stage2: None,
-        },
-        dir.join("disk.qcow2"),
-    );
-    c.disk_size = 2 << 30;
-    c.memory_mib = 1024;
-    c.cpus = 1;
-    c.accel = AccelChoice::Tcg;
-    c.timeout = Some(Duration::from_secs(600));
-    c
-}
+use atomic_factory::vm::install::{self, InstallOutcome, KsVia};
+use common::{install_config as config, kickstart, test_repo};
 
 /// The guest's own measurement: `standin: pull took N.NN s`.
 fn guest_pull_seconds(o: &InstallOutcome) -> f64 {

@@ -11,39 +11,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{ostree, require};
+
+/// Runs a command that must succeed; returns its stdout as text.
+fn run(cmd: &mut Command) -> String {
+    String::from_utf8(common::run(cmd).stdout).expect("utf-8 output")
+}
+
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 const REF: &str = "exampleos/x86_64/stable";
 const REPO_DIR: &str = "pub/fedora/linux/atomic/21";
-
-/// Fails (never skips) when a tool is missing.
-fn require(tool: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(found, "`{tool}` is missing: run vm/prepare to install it");
-}
-
-/// Runs a command, panics with its stderr on failure, returns stdout.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn ostree(repo: &Path) -> Command {
-    let mut c = Command::new("ostree");
-    c.arg(format!("--repo={}", repo.display()));
-    c
-}
 
 /// Commits `content` as the ref's only file and regenerates the summary; returns the commit.
 fn commit(repo: &Path, work: &Path, content: &str) -> String {

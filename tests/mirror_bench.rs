@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::require;
+
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
 struct Kill(Child);
@@ -18,15 +21,6 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn require(tool: &str) {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "`{tool}` is missing: run vm/prepare to install it");
 }
 
 /// utime + stime of a process, in clock ticks (100 Hz on Linux).

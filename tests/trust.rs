@@ -14,15 +14,6 @@ use common::GpgHome;
 
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
-fn require_tools(tools: &[&str]) {
-    for t in tools {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
-            .unwrap_or(false);
-        assert!(found, "`{t}` is not installed: run vm/prepare");
-    }
-}
-
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
@@ -30,14 +21,7 @@ fn run(cmd: &mut Command) -> Output {
 
 /// Runs and requires success; returns stdout.
 fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&common::run(cmd).stdout).into_owned()
 }
 
 /// Runs and requires failure; returns stdout+stderr.
@@ -136,7 +120,9 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    require_tools(&["gpg", "gpgconf", "ostree"]);
+    for tool in ["gpg", "gpgconf", "ostree"] {
+        common::require(tool);
+    }
     let tmp = tempfile::Builder::new().prefix("trust").tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let signer = GpgHome::new(&dir, "gnupg");
@@ -530,7 +516,9 @@ fn build_rpm(path: &Path) {
 /// key imported) agrees with every verdict.
 #[test]
 fn compose_gpgcheck_agrees_with_rpm_k() {
-    require_tools(&["rpmsign", "rpm"]);
+    for tool in ["rpmsign", "rpm"] {
+        common::require(tool);
+    }
     let f = fixture();
     let other = GpgHome::new(&f.dir, "other");
     let other_fpr = other.gen_key("Other Packager <other@example.org>", "ed25519");

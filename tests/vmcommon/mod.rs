@@ -114,3 +114,25 @@ pub fn debugfs(raw: &Path, offset: u64, request: &str) -> String {
         .arg(request)
         .arg(format!("{}?offset={offset}", raw.display())))
 }
+
+/// An install of the stand-in installer under TCG into `dir/disk.qcow2`: 2 GiB disk,
+/// 1 GiB of memory, one CPU, ten minutes at most.
+pub fn install_config(dir: &Path, ks: PathBuf) -> atomic_factory::vm::install::InstallConfig {
+    use atomic_factory::vm::install::{InstallConfig, MediaSource};
+    let (kernel, initrd) = installer();
+    let mut c = InstallConfig::new(
+        ks,
+        MediaSource::Kernel {
+            kernel,
+            initrd,
+            stage2: None,
+        },
+        dir.join("disk.qcow2"),
+    );
+    c.disk_size = 2 << 30;
+    c.memory_mib = 1024;
+    c.cpus = 1;
+    c.accel = atomic_factory::vm::accel::AccelChoice::Tcg;
+    c.timeout = Some(std::time::Duration::from_secs(600));
+    c
+}
