@@ -361,6 +361,33 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
     let run = build(&definition, &out, &[]);
     assert!(run.ok, "signed demo build failed:\n{}", run.stderr);
     assert_eq!(run.stages("stage-finished"), ALL, "{:?}", run.events);
+
+    // With the key gone, a build from a stage after summary still works (it reuses the
+    // signed output), and one that would sign again fails naming the key.
+    let parked = dir.path().join("gnupg-parked");
+    std::fs::rename(&keys.dir, &parked).unwrap();
+    let later = build(
+        &definition,
+        &out,
+        &["--from", "kickstart", "--until", "kickstart"],
+    );
+    assert!(
+        later.ok,
+        "--from kickstart needed the key:\n{}",
+        later.stderr
+    );
+    let resign = build(
+        &definition,
+        &out,
+        &["--from", "summary", "--until", "summary"],
+    );
+    assert!(
+        !resign.ok && resign.stderr.contains("signing") && resign.stderr.contains(&fpr),
+        "--from summary without the key: {}",
+        resign.stderr
+    );
+    std::fs::rename(&parked, &keys.dir).unwrap();
+
     let repo = out.join("repo");
     let ostree_ref = std::fs::read_to_string(out.join("state/compose.json"))
         .ok()

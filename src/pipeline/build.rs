@@ -89,31 +89,6 @@ fn stage_index(name: &str, flag: &str) -> Result<usize> {
 /// Runs the pipeline; returns the path of the finished image (when postprocess ran or was fresh).
 pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     let def = ImageDefinition::load(&opts.definition)?;
-    let signer = match &def.signing {
-        Some(signing) => Some(
-            signing
-                .key_source(&def)?
-                .signer(&signing.key)
-                .with_context(|| {
-                    format!(
-                        "signing: loading key {:?} named in {}",
-                        signing.key,
-                        opts.definition.display()
-                    )
-                })?,
-        ),
-        None => None,
-    };
-    let out = match &opts.out_dir {
-        Some(dir) => dir.clone(),
-        None => PathBuf::from("build").join(&def.name),
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let out = std::fs::canonicalize(&out)?;
-    let logs = out.join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let cache = StageCache::new(&out.join("state"));
-
     let first = opts
         .from
         .as_deref()
@@ -134,6 +109,34 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
         );
     }
 
+    // The key is needed only when compose or summary may run; a build `--from` a later
+    // stage reuses their signed output and must not fail on a key that has since gone.
+    let signs = !STAGES[..first].contains(&"summary");
+    let signer = match &def.signing {
+        Some(signing) if signs => Some(
+            signing
+                .key_source(&def)?
+                .signer(&signing.key)
+                .with_context(|| {
+                    format!(
+                        "signing: loading key {:?} named in {}",
+                        signing.key,
+                        opts.definition.display()
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    let out = match &opts.out_dir {
+        Some(dir) => dir.clone(),
+        None => PathBuf::from("build").join(&def.name),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let out = std::fs::canonicalize(&out)?;
+    let logs = out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let cache = StageCache::new(&out.join("state"));
+
     let mut ctx = BuildContext {
         def,
         out,
@@ -146,9 +149,14 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     let mut rows: Vec<(String, &'static str, Duration)> = Vec::new();
     let total = last + 1;
     for (index, stage) in STAGES.iter().enumerate().take(last + 1) {
-        let inputs = stages::input_hash(stage, &ctx)
-            .with_context(|| format!("{stage}: reading its inputs"))?;
-        // Before --from, a stage is reused if it ever finished: its record hands on its values.
+        // Before --from, a stage is reused if it ever finished: its record hands on its values,
+        // and its inputs are not read (the signing key may be absent then).
+        let inputs = if index < first {
+            String::new()
+        } else {
+            stages::input_hash(stage, &ctx)
+                .with_context(|| format!("{stage}: reading its inputs"))?
+        };
         let reuse = if index < first {
             cache.fresh_any(stage)
         } else if opts.force {
