@@ -341,7 +341,9 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
     let dir = tempfile::tempdir().unwrap();
     let definition = demo_copy(dir.path());
     let keys = common::GpgHome::new(dir.path(), "gnupg");
-    let fpr = keys.gen_key("Demo Builder <builder@example.org>", "rsa3072");
+    let fpr = keys.gen_protected_key("Demo Builder <builder@example.org>", "rsa3072", "s3cret");
+    let passphrase = dir.path().join("builder.pass");
+    std::fs::write(&passphrase, "s3cret\n").unwrap();
     let public_key = dir.path().join("builder.asc");
     keys.export(&fpr, &public_key, true);
     let update_url = "http://updates.example.org/demo/repo";
@@ -349,15 +351,24 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
         "    console: ttyS0\n",
         &format!("    console: ttyS0\n    update_url: {update_url}\n"),
     );
-    std::fs::write(
-        &definition,
-        format!(
-            "{yaml}signing: {{ key: \"{fpr}\", gpg_homedir: {} }}\n",
-            keys.dir.display()
-        ),
-    )
-    .unwrap();
+    let signing = format!(
+        "signing: {{ key: \"{fpr}\", gpg_homedir: {} }}\n",
+        keys.dir.display()
+    );
     let out = dir.path().join("out");
+    // The key is protected: without its passphrase the build stops before any stage.
+    std::fs::write(&definition, format!("{yaml}{signing}")).unwrap();
+    let locked = build(&definition, &out, &[]);
+    assert!(
+        !locked.ok && locked.stderr.contains("passphrase_file") && !out.exists(),
+        "a protected key without passphrase_file: {}",
+        locked.stderr
+    );
+    let signing = signing.replace(
+        " }\n",
+        &format!(", passphrase_file: {} }}\n", passphrase.display()),
+    );
+    std::fs::write(&definition, format!("{yaml}{signing}")).unwrap();
     let run = build(&definition, &out, &[]);
     assert!(run.ok, "signed demo build failed:\n{}", run.stderr);
     assert_eq!(run.stages("stage-finished"), ALL, "{:?}", run.events);

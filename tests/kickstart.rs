@@ -98,6 +98,7 @@ fn every_shipped_kickstart_renders_lints_clean_and_passes_ksvalidator() {
                 key: "builder@example.org".into(),
                 gpg_homedir: None,
                 key_file: None,
+                passphrase_file: None,
                 keypath: None,
             });
         }

@@ -1,6 +1,6 @@
 //! Issue #9 acceptance: our signatures are checked by the real tools (ostree 2022.7 over
 //! HTTP with gpg-verify, `rpm -K`), and tampered, foreign-key and unsigned inputs are
-//! refused by them and by us. Keys are made here with GnuPG, without passphrase.
+//! refused by them and by us. Keys are made here with GnuPG, most without passphrase.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -389,6 +389,96 @@ fn commitmeta_matches_real_ostree_gpg_sign() {
     assert_eq!(shown.matches("Good signature").count(), 2, "{shown}");
 }
 
+/// A passphrase-protected key signs with `--gpg-passphrase-file`, from a GnuPG home and
+/// from a key file, and the real client verifies the result; without the passphrase, or
+/// with a wrong one, signing fails naming the problem and writes no signature.
+#[test]
+fn protected_keys_sign_with_their_passphrase_file() {
+    let f = fixture();
+    let locked = GpgHome::new(&f.dir, "locked");
+    locked.gen_protected_key(
+        "Locked Key <locked@example.org>",
+        "ed25519",
+        "correct horse",
+    );
+    let right = f.dir.join("right.pass");
+    std::fs::write(&right, "correct horse\n").unwrap();
+    let wrong = f.dir.join("wrong.pass");
+    std::fs::write(&wrong, "battery staple\n").unwrap();
+    let secret = f.dir.join("locked.sec.asc");
+    std::fs::write(
+        &secret,
+        ok(locked.gpg().args([
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase-file",
+            right.to_str().unwrap(),
+            "--armor",
+            "--export-secret-keys",
+            "locked@example.org",
+        ])),
+    )
+    .unwrap();
+    let public = f.dir.join("locked.pub.gpg");
+    locked.export("locked@example.org", &public, false);
+    let home = format!("--gpg-homedir={}", locked.dir.display());
+    let file = format!("--key-file={}", secret.display());
+    let from_home = make_commit(&f.repo, &f.tree, "test/home", "home");
+    let from_file = make_commit(&f.repo, &f.tree, "test/file", "file");
+    let sign = |commit: &str, source: &str, pass: Option<&Path>| {
+        let mut c = af();
+        c.arg("gpg-sign")
+            .arg(format!("--repo={}", f.repo.display()))
+            .args([commit, "locked@example.org", source]);
+        if let Some(p) = pass {
+            c.arg(format!("--gpg-passphrase-file={}", p.display()));
+        }
+        c
+    };
+
+    // The failures first: a passphrase given to gpg-agent could be cached by it.
+    for source in [&home, &file] {
+        let err = fails(&mut sign(&from_home, source, None));
+        assert!(
+            err.contains("passphrase-file"),
+            "{source}, no passphrase: {err}"
+        );
+        let err = fails(&mut sign(&from_home, source, Some(&wrong)));
+        assert!(
+            err.contains("wrong passphrase") && err.contains(&wrong.display().to_string()),
+            "{source}, wrong passphrase: {err}"
+        );
+    }
+    assert!(
+        !commitmeta_path(&f.repo, &from_home).unwrap().exists(),
+        "a failed signing wrote a .commitmeta"
+    );
+
+    ok(&mut sign(&from_home, &home, Some(&right)));
+    ok(&mut sign(&from_file, &file, Some(&right)));
+    ok(af()
+        .args(["summary", "-u", "--gpg-sign=locked@example.org"])
+        .arg(format!("--repo={}", f.repo.display()))
+        .arg(&file)
+        .arg(format!("--gpg-passphrase-file={}", right.display())));
+
+    let url = serve(f.dir.join("srv"));
+    let opts = ["gpg-verify=true", "gpg-verify-summary=true"];
+    let client = make_client(&f.dir, "client", &format!("{url}/repo"), &opts, &public);
+    for r in ["test/home", "test/file"] {
+        ok(ostree(&client).args(["pull", "origin", r]));
+        let shown = ok(ostree(&client).args([
+            "show",
+            "--gpg-verify-remote=origin",
+            &format!("origin:{r}"),
+        ]));
+        assert!(
+            shown.contains("Good signature from \"Locked Key <locked@example.org>\""),
+            "{r}: {shown}"
+        );
+    }
+}
+
 /// Test 3: `gpg-verify-summary=true` accepts our summary.sig (`ostree remote refs`),
 /// refuses a tampered summary and a missing summary.sig.
 #[test]
@@ -433,7 +523,7 @@ fn real_ostree_client_verifies_our_summary_signature() {
     // What an image ships: our armored public key and a remotes.d entry pointing at it
     // (gpgkeypath, no keyring import). The real client verifies summary and commit with it.
     let signer =
-        atomic_factory::ostree::gpg::Signer::from_gpg_homedir(&f.signer.dir, &f.signer_fpr)
+        atomic_factory::ostree::gpg::Signer::from_gpg_homedir(&f.signer.dir, &f.signer_fpr, None)
             .unwrap();
     let shipped_key = f.dir.join("RPM-GPG-KEY-test");
     std::fs::write(&shipped_key, signer.public_key_armored().unwrap()).unwrap();

@@ -385,18 +385,26 @@ pub struct GpgKeyArgs {
     /// Armored secret key file (`gpg --export-secret-keys --armor`), instead of a GnuPG home
     #[arg(long, value_name = "FILE", conflicts_with = "gpg_homedir")]
     pub key_file: Option<PathBuf>,
+    /// File whose first line is the passphrase of a protected secret key
+    #[arg(long, value_name = "FILE")]
+    pub gpg_passphrase_file: Option<PathBuf>,
 }
 
 impl GpgKeyArgs {
     pub fn signer(&self, keyid: &str) -> anyhow::Result<super::gpg::Signer> {
+        let passphrase = self
+            .gpg_passphrase_file
+            .as_deref()
+            .map(super::gpg::Passphrase::from_file)
+            .transpose()?;
         super::sign::KeySource::from_flags(self.gpg_homedir.as_deref(), self.key_file.as_deref())?
-            .signer(keyid)
+            .signer(keyid, passphrase.as_ref())
     }
 }
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  atomic-factory gpg-sign --repo=repo demo/x86_64 0x1234ABCD --gpg-homedir=keys\n  atomic-factory gpg-sign --repo=repo 3f1c…e2 builder@example.org --key-file=secret.asc"
+    after_help = "Examples:\n  atomic-factory gpg-sign --repo=repo demo/x86_64 0x1234ABCD --gpg-homedir=keys\n  atomic-factory gpg-sign --repo=repo 3f1c…e2 builder@example.org --key-file=secret.asc\n  atomic-factory gpg-sign --repo=repo demo/x86_64 builder@example.org --gpg-homedir=keys --gpg-passphrase-file=/run/secrets/pass"
 )]
 pub struct GpgSignArgs {
     /// Path of the repository

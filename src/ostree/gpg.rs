@@ -93,6 +93,62 @@ pub struct Signer {
     public: SignedPublicKey,
 }
 
+/// A secret key's passphrase, read from a file the way `gpg --passphrase-file` reads it
+/// (the first line). It is needed only while the key is loaded: the key is then kept
+/// unlocked in memory, as gpg-agent caches it.
+pub struct Passphrase {
+    source: std::path::PathBuf,
+    password: Password,
+}
+
+impl Passphrase {
+    pub fn from_file(path: &Path) -> Result<Passphrase> {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read(path)
+                .with_context(|| format!("reading the passphrase file {}", path.display()))?,
+        );
+        let line = text.split(|b| *b == b'\n').next().unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        Ok(Passphrase {
+            source: path.to_path_buf(),
+            password: Password::from(line),
+        })
+    }
+}
+
+/// Removes the passphrase protection of a secret key loaded into memory (never on disk),
+/// so that wrong or missing passphrases fail when the key is loaded, before any work.
+fn unlock(
+    mut key: AnySecretKey,
+    fpr: &str,
+    passphrase: Option<&Passphrase>,
+) -> Result<AnySecretKey> {
+    let encrypted = match &key {
+        AnySecretKey::Primary(k) => k.secret_params().is_encrypted(),
+        AnySecretKey::Sub(k) => k.secret_params().is_encrypted(),
+    };
+    if !encrypted {
+        return Ok(key);
+    }
+    let Some(passphrase) = passphrase else {
+        bail!(
+            "secret key {fpr} is protected by a passphrase: give a file holding it with \
+             --gpg-passphrase-file (or `passphrase_file:` under `signing:`)"
+        );
+    };
+    let unlocked = match &mut key {
+        AnySecretKey::Primary(k) => k.remove_password(&passphrase.password),
+        AnySecretKey::Sub(k) => k.remove_password(&passphrase.password),
+    };
+    unlocked.map_err(|e| {
+        anyhow!(
+            "wrong passphrase for secret key {fpr} (read from {}): {e}",
+            passphrase.source.display()
+        )
+    })?;
+    Ok(key)
+}
+
 /// Normalizes a user-given key id: strips `0x` and spaces, upper-cases hex.
 fn normalize_keyid(keyid: &str) -> String {
     let k = keyid.trim();
@@ -141,10 +197,14 @@ fn can_sign<'a>(sigs: impl Iterator<Item = &'a Signature>) -> bool {
 impl Signer {
     /// Reads the secret key KEYID (fingerprint, key id or a part of a user id) from an
     /// armored (or binary) transferable secret key file, like `gpg --export-secret-keys`.
-    pub fn from_key_file(path: &Path, keyid: &str) -> Result<Signer> {
+    pub fn from_key_file(
+        path: &Path,
+        keyid: &str,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Signer> {
         let bytes =
             std::fs::read(path).with_context(|| format!("reading key file {}", path.display()))?;
-        Self::from_bytes(&bytes, keyid).with_context(|| {
+        Self::from_bytes(&bytes, keyid, passphrase).with_context(|| {
             format!(
                 "loading secret key {keyid} from {} (export one with `gpg --export-secret-keys --armor {keyid} > {}`)",
                 path.display(),
@@ -155,28 +215,64 @@ impl Signer {
 
     /// Reads the secret key KEYID from a GnuPG home directory (see the module comment
     /// for why this goes through `gpg --export-secret-keys`).
-    pub fn from_gpg_homedir(homedir: &Path, keyid: &str) -> Result<Signer> {
-        let out = Command::new("gpg")
-            .arg("--homedir")
+    pub fn from_gpg_homedir(
+        homedir: &Path,
+        keyid: &str,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Signer> {
+        let mut gpg = Command::new("gpg");
+        gpg.arg("--homedir")
             .arg(homedir)
-            .args(["--batch", "--armor", "--export-secret-keys", keyid])
-            .output()
-            .with_context(|| {
-                format!(
-                    "running `gpg --homedir {} --export-secret-keys {keyid}` (is gnupg installed? vm/prepare installs it)",
-                    homedir.display()
-                )
-            })?;
-        if !out.status.success() || out.stdout.is_empty() {
-            bail!(
-                "no secret key {keyid} in GnuPG home {}: gpg --export-secret-keys said: {} \
-                 (list keys with `gpg --homedir {} --list-secret-keys`)",
-                homedir.display(),
-                String::from_utf8_lossy(&out.stderr).trim(),
-                homedir.display()
-            );
+            .args(["--batch", "--armor"]);
+        // The agent asks for the passphrase to export a protected key: hand it over on stdin
+        // instead of a pinentry. The exported key stays protected by it, so without one a
+        // prompt could not help; fail at once instead of waiting on it.
+        if passphrase.is_some() {
+            gpg.args(["--pinentry-mode", "loopback", "--passphrase-fd", "0"]);
+        } else {
+            gpg.args(["--pinentry-mode", "error"]);
         }
-        Self::from_bytes(&out.stdout, keyid).with_context(|| {
+        gpg.args(["--export-secret-keys", keyid])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = gpg.spawn().with_context(|| {
+            format!(
+                "running `gpg --homedir {} --export-secret-keys {keyid}` (is gnupg installed? vm/prepare installs it)",
+                homedir.display()
+            )
+        })?;
+        if let (Some(p), Some(mut stdin)) = (passphrase, child.stdin.take()) {
+            let mut line = zeroize::Zeroizing::new(p.password.read().to_vec());
+            line.push(b'\n');
+            // gpg may exit before reading it (no such key): its own error says more.
+            let _ = std::io::Write::write_all(&mut stdin, &line);
+        }
+        drop(child.stdin.take());
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("waiting for gpg --export-secret-keys {keyid}"))?;
+        if !out.status.success() || out.stdout.is_empty() {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let said = said.trim();
+            let home = homedir.display();
+            match passphrase {
+                Some(p) if said.contains("Bad passphrase") => bail!(
+                    "wrong passphrase for secret key {keyid} in GnuPG home {home} (read from {}); gpg said: {said}",
+                    p.source.display()
+                ),
+                None if said.contains("error receiving key from agent") => bail!(
+                    "secret key {keyid} in GnuPG home {home} is probably protected by a passphrase: \
+                     give a file holding it with --gpg-passphrase-file (or `passphrase_file:` under \
+                     `signing:`); gpg said: {said}"
+                ),
+                _ => bail!(
+                    "no secret key {keyid} in GnuPG home {home}: gpg --export-secret-keys said: {said} \
+                     (list keys with `gpg --homedir {home} --list-secret-keys`)"
+                ),
+            }
+        }
+        Self::from_bytes(&out.stdout, keyid, passphrase).with_context(|| {
             format!(
                 "loading secret key {keyid} exported from GnuPG home {}",
                 homedir.display()
@@ -185,7 +281,11 @@ impl Signer {
     }
 
     /// Picks the signing key for KEYID out of one or more transferable secret keys.
-    pub fn from_bytes(bytes: &[u8], keyid: &str) -> Result<Signer> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        keyid: &str,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Signer> {
         let (keys, _) = SignedSecretKey::from_reader_many(Cursor::new(bytes.to_vec()))
             .context("parsing OpenPGP secret keys")?;
         let keys: Vec<SignedSecretKey> = keys.collect::<Result<_, _>>()?;
@@ -209,8 +309,9 @@ impl Signer {
                 if let Some(p) = key_problem(&public, sub, now_secs()) {
                     bail!("cannot sign with key {primary_fpr:X}: {p}");
                 }
+                let fpr = hex::encode_upper(key.fingerprint().as_bytes());
                 Ok(Signer {
-                    key,
+                    key: unlock(key, &fpr, passphrase)?,
                     primary_fingerprint: hex::encode_upper(primary_fpr.as_bytes()),
                     user_id: user_id.clone(),
                     public: public.clone(),
@@ -329,9 +430,10 @@ impl Signer {
                     self.key.legacy_key_id(),
                 ))?);
         }
-        let sig = cfg.sign(&self.key, &Password::empty(), data).context(
-            "signing (is the secret key passphrase-protected? only unprotected keys are supported)",
-        )?;
+        // The key was unlocked when it was loaded (see `unlock`).
+        let sig = cfg
+            .sign(&self.key, &Password::empty(), data)
+            .with_context(|| format!("signing with key {}", self.signing_fingerprint()))?;
         let mut out = Vec::with_capacity(160);
         sig.to_writer_with_header(&mut out)?;
         Ok(out)
@@ -767,20 +869,20 @@ mod tests {
             "9CFD696728897C33",
             &format!("0x{ED_FPR}"),
         ] {
-            let s = Signer::from_bytes(&fixture("ed.sec.asc"), id).unwrap();
+            let s = Signer::from_bytes(&fixture("ed.sec.asc"), id, None).unwrap();
             assert_eq!(s.signing_fingerprint(), ED_FPR);
             let sig = s.sign_detached(data).unwrap();
             assert_eq!(kr.verify(data, &sig).status, SigStatus::Good);
         }
         // A certify-only primary signs through its signing subkey.
-        let s = Signer::from_bytes(&fixture("sub.sec.asc"), SUB_PRIMARY).unwrap();
+        let s = Signer::from_bytes(&fixture("sub.sec.asc"), SUB_PRIMARY, None).unwrap();
         assert_eq!(s.signing_fingerprint(), SUB_SIGNING);
         assert_eq!(s.primary_fingerprint(), SUB_PRIMARY);
         let check = kr.verify(data, &s.sign_detached(data).unwrap());
         assert_eq!(check.status, SigStatus::Good);
         assert_eq!(check.primary_fingerprint.as_deref(), Some(SUB_PRIMARY));
         // A key that does not match is refused with the available ones listed.
-        let e = Signer::from_bytes(&fixture("ed.sec.asc"), "nobody@x")
+        let e = Signer::from_bytes(&fixture("ed.sec.asc"), "nobody@x", None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("nobody@x") && e.contains(ED_FPR), "{e}");
@@ -788,7 +890,7 @@ mod tests {
 
     #[test]
     fn expired_keys_neither_sign_nor_verify() {
-        let e = Signer::from_bytes(&fixture("expired.sec.asc"), "exp@fixture.test")
+        let e = Signer::from_bytes(&fixture("expired.sec.asc"), "exp@fixture.test", None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("expired"), "{e}");
@@ -845,7 +947,7 @@ mod tests {
     fn keyring_loads_armored_and_binary() {
         let e = Keyring::from_bytes(b"not a key").unwrap_err();
         assert!(!format!("{e:#}").is_empty());
-        let s = Signer::from_bytes(&fixture("ed.sec.asc"), ED_FPR).unwrap();
+        let s = Signer::from_bytes(&fixture("ed.sec.asc"), ED_FPR, None).unwrap();
         let sig = s.sign_detached(b"x").unwrap();
         // The armored secret key file also works as a keyring (its public parts).
         let armored_pub = SignedSecretKey::from_reader_many(Cursor::new(fixture("ed.sec.asc")))

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::detached::{DetachedMeta, commit_path, commitmeta_path};
-use super::gpg::{Keyring, SigCheck, SigStatus, Signer};
+use super::gpg::{Keyring, Passphrase, SigCheck, SigStatus, Signer};
 use super::{Checksum, Repo};
 
 /// Where the secret key comes from: `--gpg-homedir` or `--key-file`.
@@ -35,11 +35,11 @@ impl KeySource {
         }
     }
 
-    /// Loads the signer for KEYID.
-    pub fn signer(&self, keyid: &str) -> Result<Signer> {
+    /// Loads the signer for KEYID, unlocking it with the passphrase if it has one.
+    pub fn signer(&self, keyid: &str, passphrase: Option<&Passphrase>) -> Result<Signer> {
         match self {
-            KeySource::GpgHomedir(h) => Signer::from_gpg_homedir(h, keyid),
-            KeySource::KeyFile(f) => Signer::from_key_file(f, keyid),
+            KeySource::GpgHomedir(h) => Signer::from_gpg_homedir(h, keyid, passphrase),
+            KeySource::KeyFile(f) => Signer::from_key_file(f, keyid, passphrase),
         }
     }
 }

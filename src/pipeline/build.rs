@@ -113,18 +113,13 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     // stage reuses their signed output and must not fail on a key that has since gone.
     let signs = !STAGES[..first].contains(&"summary");
     let signer = match &def.signing {
-        Some(signing) if signs => Some(
-            signing
-                .key_source(&def)?
-                .signer(&signing.key)
-                .with_context(|| {
-                    format!(
-                        "signing: loading key {:?} named in {}",
-                        signing.key,
-                        opts.definition.display()
-                    )
-                })?,
-        ),
+        Some(signing) if signs => Some(signing.signer(&def).with_context(|| {
+            format!(
+                "signing: loading key {:?} named in {}",
+                signing.key,
+                opts.definition.display()
+            )
+        })?),
         _ => None,
     };
     let out = match &opts.out_dir {

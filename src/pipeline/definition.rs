@@ -269,6 +269,10 @@ pub struct SigningSection {
     /// An armored secret key file (`gpg --export-secret-keys --armor`) instead of a home.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// A file whose first line is the secret key's passphrase (relative to the definition),
+    /// for a protected key. Keep it out of the image definition's repository.
+    #[serde(default)]
+    pub passphrase_file: Option<PathBuf>,
     /// Where the public key goes in the tree; default `/etc/pki/ostree/<remote>.gpg`.
     #[serde(default)]
     pub keypath: Option<String>,
@@ -288,6 +292,16 @@ impl SigningSection {
         let key_file = self.key_file.as_ref().map(|p| def.resolve(p));
         crate::ostree::sign::KeySource::from_flags(homedir.as_deref(), key_file.as_deref())
             .context("signing: give `gpg_homedir` or `key_file`, not both")
+    }
+
+    /// Loads the secret key, unlocked with `passphrase_file` if it is protected.
+    pub fn signer(&self, def: &ImageDefinition) -> Result<crate::ostree::gpg::Signer> {
+        let passphrase = self
+            .passphrase_file
+            .as_ref()
+            .map(|p| crate::ostree::gpg::Passphrase::from_file(&def.resolve(p)))
+            .transpose()?;
+        self.key_source(def)?.signer(&self.key, passphrase.as_ref())
     }
 
     fn validate(&self) -> Result<()> {

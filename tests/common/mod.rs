@@ -310,9 +310,16 @@ impl GpgHome {
 
     /// Generates a key without passphrase; returns its fingerprint.
     pub fn gen_key(&self, uid: &str, algo: &str) -> String {
+        self.gen_protected_key(uid, algo, "")
+    }
+
+    /// Generates a key protected by `passphrase` (none if empty); returns its fingerprint.
+    pub fn gen_protected_key(&self, uid: &str, algo: &str, passphrase: &str) -> String {
         run(self.gpg().args([
+            "--pinentry-mode",
+            "loopback",
             "--passphrase",
-            "",
+            passphrase,
             "--quick-gen-key",
             uid,
             algo,
