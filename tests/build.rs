@@ -296,18 +296,12 @@ fn bad_stage_names_and_definitions_are_clear_errors() {
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    let out = Command::new(BIN)
-        .arg("build")
-        .arg(&bad)
-        .arg("-o")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = build(&bad, &out_dir, &[]);
+    assert!(!run.ok);
     assert!(
-        stderr.contains("signing") && stderr.contains("nobody@example.org"),
-        "{stderr}"
+        run.stderr.contains("signing") && run.stderr.contains("nobody@example.org"),
+        "{}",
+        run.stderr
     );
     assert!(
         !out_dir.exists(),

@@ -2,17 +2,13 @@
 //! HTTP with gpg-verify, `rpm -K`), and tampered, foreign-key and unsigned inputs are
 //! refused by them and by us. Keys are made here with GnuPG, most without passphrase.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use atomic_factory::ostree::detached::{DetachedMeta, commitmeta_path};
 
 mod common;
-use common::GpgHome;
-
-const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
+use common::{GpgHome, HttpServer, ostree, ours as af};
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
@@ -36,64 +32,9 @@ fn fails(cmd: &mut Command) -> String {
     text
 }
 
-/// A minimal static HTTP/1.0 file server on loopback, like `python3 -m http.server`.
-fn serve(root: PathBuf) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let root = root.clone();
-            std::thread::spawn(move || handle(stream, &root));
-        }
-    });
-    format!("http://127.0.0.1:{port}")
-}
-
-fn handle(mut stream: TcpStream, root: &Path) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    // Drain the headers.
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
-            break;
-        }
-    }
-    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let rel = path.trim_start_matches('/');
-    let file = root.join(rel);
-    let body = if rel.split('/').any(|c| c == "..") {
-        None
-    } else {
-        std::fs::read(&file).ok().filter(|_| file.is_file())
-    };
-    let _ = match body {
-        Some(b) => stream
-            .write_all(
-                format!(
-                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    b.len()
-                )
-                .as_bytes(),
-            )
-            .and_then(|_| stream.write_all(&b)),
-        None => stream
-            .write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-    };
-}
-
-fn ostree(repo: &Path) -> Command {
-    let mut c = Command::new("ostree");
-    c.arg(format!("--repo={}", repo.display()));
-    c
-}
-
 /// Commits a small tree with our `commit`, returns the checksum.
 fn make_commit(repo: &Path, tree: &Path, branch: &str, subject: &str) -> String {
-    let out = ok(Command::new(BIN)
+    let out = ok(af()
         .arg("commit")
         .arg(format!("--repo={}", repo.display()))
         .args(["-b", branch, "-s", subject])
@@ -101,10 +42,6 @@ fn make_commit(repo: &Path, tree: &Path, branch: &str, subject: &str) -> String 
     let c = out.trim().to_string();
     assert_eq!(c.len(), 64, "commit printed {out:?}");
     c
-}
-
-fn af() -> Command {
-    Command::new(BIN)
 }
 
 struct Fixture {
@@ -133,9 +70,7 @@ fn fixture() -> Fixture {
     signer.export(&signer_fpr, &pub_gpg, false);
     signer.export(&signer_fpr, &pub_asc, true);
     let repo = dir.join("srv/repo");
-    ok(Command::new(BIN)
-        .arg("init")
-        .arg(format!("--repo={}", repo.display())));
+    ok(af().arg("init").arg(format!("--repo={}", repo.display())));
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
     std::fs::write(tree.join("usr/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
@@ -245,7 +180,8 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     sig[n - 3] ^= 0x01;
     meta.write_in_repo(&f.repo, &meta_path).unwrap();
 
-    let url = serve(f.dir.join("srv"));
+    let server = HttpServer::serve(&f.dir.join("srv"));
+    let url = server.url.trim_end_matches('/');
     let client = make_client(
         &f.dir,
         "client",
@@ -375,7 +311,8 @@ fn commitmeta_matches_real_ostree_gpg_sign() {
     );
     let keys = f.dir.join("both.gpg");
     f.signer.export("", &keys, false);
-    let url = serve(f.dir.join("srv"));
+    let server = HttpServer::serve(&f.dir.join("srv"));
+    let url = server.url.trim_end_matches('/');
     let client = make_client(
         &f.dir,
         "client",
@@ -462,7 +399,8 @@ fn protected_keys_sign_with_their_passphrase_file() {
         .arg(&file)
         .arg(format!("--gpg-passphrase-file={}", right.display())));
 
-    let url = serve(f.dir.join("srv"));
+    let server = HttpServer::serve(&f.dir.join("srv"));
+    let url = server.url.trim_end_matches('/');
     let opts = ["gpg-verify=true", "gpg-verify-summary=true"];
     let client = make_client(&f.dir, "client", &format!("{url}/repo"), &opts, &public);
     for r in ["test/home", "test/file"] {
@@ -509,7 +447,8 @@ fn real_ostree_client_verifies_our_summary_signature() {
     assert_eq!(std::fs::read(f.repo.join("summary")).unwrap(), before);
     assert!(f.repo.join("summary.sig").is_file());
 
-    let url = serve(f.dir.join("srv"));
+    let server = HttpServer::serve(&f.dir.join("srv"));
+    let url = server.url.trim_end_matches('/');
     let opts = ["gpg-verify=true", "gpg-verify-summary=true"];
     let good = make_client(&f.dir, "good", &format!("{url}/repo"), &opts, &f.pub_gpg);
     let refs = ok(ostree(&good).args(["remote", "refs", "origin"]));

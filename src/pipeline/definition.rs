@@ -291,7 +291,7 @@ impl SigningSection {
         let homedir = self.gpg_homedir.as_ref().map(|p| def.resolve(p));
         let key_file = self.key_file.as_ref().map(|p| def.resolve(p));
         crate::ostree::sign::KeySource::from_flags(homedir.as_deref(), key_file.as_deref())
-            .context("signing: give `gpg_homedir` or `key_file`, not both")
+            .context("signing: finding the secret key (set `gpg_homedir` or `key_file`)")
     }
 
     /// Loads the secret key, unlocked with `passphrase_file` if it is protected.
