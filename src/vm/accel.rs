@@ -78,7 +78,11 @@ pub async fn choose(choice: AccelChoice, qemu: &Path, scratch: &Path) -> Result<
     }
 }
 
-/// Ok when /dev/kvm opens and a probe VM executes guest code within [`PROBE_TIMEOUT`].
+/// How long a probe kernel gets to reach its "cannot mount root" panic under KVM.
+pub const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Ok when /dev/kvm opens, a probe VM executes guest code within [`PROBE_TIMEOUT`], and (when
+/// the host has a readable kernel) a Linux kernel boots under KVM to its first panic.
 pub async fn kvm_works(qemu: &Path, scratch: &Path) -> std::result::Result<(), String> {
     if let Err(e) = std::fs::OpenOptions::new()
         .read(true)
@@ -87,7 +91,109 @@ pub async fn kvm_works(qemu: &Path, scratch: &Path) -> std::result::Result<(), S
     {
         return Err(format!("/dev/kvm cannot be opened: {e}"));
     }
-    probe_vm(qemu, "kvm", scratch, PROBE_TIMEOUT).await
+    probe_vm(qemu, "kvm", scratch, PROBE_TIMEOUT).await?;
+    // Nested KVM can run a BIOS and still fail on a kernel ("KVM internal error. Suberror: 1"
+    // on `lock cmpxchg16b`, seen on the project's machines): QEMU then pauses forever.
+    match host_kernel() {
+        Some(kernel) => probe_kernel(qemu, &kernel, scratch, KERNEL_PROBE_TIMEOUT).await,
+        None => Ok(()),
+    }
+}
+
+/// A kernel of the host's that we may read, for the kernel probe.
+fn host_kernel() -> Option<std::path::PathBuf> {
+    let mut candidates: Vec<std::path::PathBuf> = vec!["/boot/vmlinuz".into(), "/vmlinuz".into()];
+    if let Ok(entries) = std::fs::read_dir("/boot") {
+        let mut more: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+            })
+            .collect();
+        more.sort();
+        candidates.extend(more);
+    }
+    candidates
+        .into_iter()
+        .find(|p| std::fs::File::open(p).is_ok())
+}
+
+/// Boots `kernel` without a root file system: it must get as far as its panic (and, with
+/// panic=-1 under -no-reboot, make QEMU exit) within `timeout`.
+pub async fn probe_kernel(
+    qemu: &Path,
+    kernel: &Path,
+    scratch: &Path,
+    timeout: Duration,
+) -> std::result::Result<(), String> {
+    let log = scratch.join("accel-probe-kernel.log");
+    let _ = std::fs::remove_file(&log);
+    let mut child = tokio::process::Command::new(qemu)
+        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+        .args(["-m", "256", "-machine", "pc,accel=kvm", "-cpu", "host"])
+        .arg("-kernel")
+        .arg(kernel)
+        .args(["-append", "console=ttyS0 panic=-1 root=/dev/nonexistent"])
+        .arg("-serial")
+        .arg(format!("file:{}", log.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+    let start = Instant::now();
+    let result = loop {
+        let out = std::fs::read(&log).unwrap_or_default();
+        if contains(&out, b"Kernel panic") || contains(&out, b"VFS: ") {
+            break Ok(());
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use tokio::io::AsyncReadExt;
+                let _ = e.read_to_string(&mut err).await;
+            }
+            let out = std::fs::read(&log).unwrap_or_default();
+            if contains(&out, b"Kernel panic") || contains(&out, b"VFS: ") {
+                break Ok(());
+            }
+            break Err(format!(
+                "a probe kernel ({}) under KVM stopped before its first panic: {}",
+                kernel.display(),
+                err.lines().next().unwrap_or("no message")
+            ));
+        }
+        if start.elapsed() > timeout {
+            break Err(format!(
+                "a probe kernel ({}) under KVM did not boot within {} s (QEMU hangs)",
+                kernel.display(),
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // A paused VM ("KVM internal error") keeps QEMU alive: say what it printed.
+    let result = match result {
+        Err(why) if child.try_wait().ok().flatten().is_none() => {
+            let _ = child.start_kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use tokio::io::AsyncReadExt;
+                let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut err)).await;
+            }
+            match err.lines().find(|l| l.contains("KVM internal error")) {
+                Some(line) => Err(format!("{why}: {}", line.trim())),
+                None => Err(why),
+            }
+        }
+        other => other,
+    };
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let _ = std::fs::remove_file(&log);
+    result
 }
 
 /// Boots a disk-less VM with `accel` and waits for SeaBIOS to give up booting (it ran).
