@@ -78,8 +78,9 @@ pub async fn choose(choice: AccelChoice, qemu: &Path, scratch: &Path) -> Result<
     }
 }
 
-/// How long a probe kernel gets to reach its "cannot mount root" panic under KVM.
-pub const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a probe kernel gets to print its first console line under KVM (well under a
+/// second where KVM works; a broken nested KVM hangs before any output).
+pub const KERNEL_PROBE_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Ok when /dev/kvm opens, a probe VM executes guest code within [`PROBE_TIMEOUT`], and (when
 /// the host has a readable kernel) a Linux kernel boots under KVM to its first panic.
@@ -91,6 +92,41 @@ pub async fn kvm_works(qemu: &Path, scratch: &Path) -> std::result::Result<(), S
     {
         return Err(format!("/dev/kvm cannot be opened: {e}"));
     }
+    // KVM does not start or stop working while the host runs: one verdict per host boot
+    // and QEMU binary, so that every VM command does not pay the probes again.
+    let cache = verdict_cache(qemu);
+    if let Some(cached) = cache.as_ref().and_then(|c| std::fs::read_to_string(c).ok()) {
+        return match cached.strip_prefix("broken: ") {
+            Some(why) => Err(format!("{} (cached verdict of this host boot)", why.trim())),
+            None => Ok(()),
+        };
+    }
+    let verdict = probe_kvm(qemu, scratch).await;
+    if let Some(cache) = cache {
+        let text = match &verdict {
+            Ok(()) => "works\n".to_string(),
+            Err(why) => format!("broken: {why}\n"),
+        };
+        let _ = crate::fsutil::write_atomic(&cache, text.as_bytes());
+    }
+    verdict
+}
+
+/// `$TMPDIR/atomic-factory-kvm-<uid>-<boot id>-<hash of the QEMU path>`.
+fn verdict_cache(qemu: &Path) -> Option<std::path::PathBuf> {
+    use sha2::Digest as _;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let qemu_id = format!("{}", qemu.display());
+    let hash = hex::encode(&sha2::Sha256::digest(qemu_id.as_bytes())[..6]);
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    Some(std::env::temp_dir().join(format!(
+        "atomic-factory-kvm-{uid}-{}-{hash}",
+        boot_id.trim()
+    )))
+}
+
+async fn probe_kvm(qemu: &Path, scratch: &Path) -> std::result::Result<(), String> {
     probe_vm(qemu, "kvm", scratch, PROBE_TIMEOUT).await?;
     // Nested KVM can run a BIOS and still fail on a kernel ("KVM internal error. Suberror: 1"
     // on `lock cmpxchg16b`, seen on the project's machines): QEMU then pauses forever.
@@ -119,8 +155,7 @@ fn host_kernel() -> Option<std::path::PathBuf> {
         .find(|p| std::fs::File::open(p).is_ok())
 }
 
-/// Boots `kernel` without a root file system: it must get as far as its panic (and, with
-/// panic=-1 under -no-reboot, make QEMU exit) within `timeout`.
+/// Boots `kernel` without a root file system: it must print its banner within `timeout`.
 pub async fn probe_kernel(
     qemu: &Path,
     kernel: &Path,
@@ -128,9 +163,18 @@ pub async fn probe_kernel(
     timeout: Duration,
 ) -> std::result::Result<(), String> {
     let log = scratch.join("accel-probe-kernel.log");
+    let err_log = scratch.join("accel-probe-kernel.stderr");
     let _ = std::fs::remove_file(&log);
+    let stderr =
+        std::fs::File::create(&err_log).map_err(|e| format!("{}: {e}", err_log.display()))?;
     let mut child = tokio::process::Command::new(qemu)
-        .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
         .args(["-m", "256", "-machine", "pc,accel=kvm", "-cpu", "host"])
         .arg("-kernel")
         .arg(kernel)
@@ -139,28 +183,33 @@ pub async fn probe_kernel(
         .arg(format!("file:{}", log.display()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
     let start = Instant::now();
+    let booted = |out: &[u8]| contains(out, b"Linux version");
     let result = loop {
         let out = std::fs::read(&log).unwrap_or_default();
-        if contains(&out, b"Kernel panic") || contains(&out, b"VFS: ") {
+        if booted(&out) {
             break Ok(());
         }
+        // QEMU pauses the VM (and stays alive) after "KVM internal error": do not wait.
+        let err = std::fs::read_to_string(&err_log).unwrap_or_default();
+        if let Some(line) = err.lines().find(|l| l.contains("KVM internal error")) {
+            break Err(format!(
+                "a probe kernel ({}) under KVM stopped: {}",
+                kernel.display(),
+                line.trim()
+            ));
+        }
         if let Ok(Some(_)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use tokio::io::AsyncReadExt;
-                let _ = e.read_to_string(&mut err).await;
-            }
             let out = std::fs::read(&log).unwrap_or_default();
-            if contains(&out, b"Kernel panic") || contains(&out, b"VFS: ") {
+            if booted(&out) {
                 break Ok(());
             }
             break Err(format!(
-                "a probe kernel ({}) under KVM stopped before its first panic: {}",
+                "a probe kernel ({}) under KVM exited before its banner: {}",
                 kernel.display(),
                 err.lines().next().unwrap_or("no message")
             ));
@@ -174,25 +223,10 @@ pub async fn probe_kernel(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    // A paused VM ("KVM internal error") keeps QEMU alive: say what it printed.
-    let result = match result {
-        Err(why) if child.try_wait().ok().flatten().is_none() => {
-            let _ = child.start_kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use tokio::io::AsyncReadExt;
-                let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut err)).await;
-            }
-            match err.lines().find(|l| l.contains("KVM internal error")) {
-                Some(line) => Err(format!("{why}: {}", line.trim())),
-                None => Err(why),
-            }
-        }
-        other => other,
-    };
     let _ = child.start_kill();
     let _ = child.wait().await;
     let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&err_log);
     result
 }
 
