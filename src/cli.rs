@@ -51,6 +51,8 @@ pub enum Command {
     Postprocess(image::cli::PostprocessArgs),
     /// Boot images on a throwaway overlay and judge their console output
     BootTest(vm::cli::BootTestArgs),
+    /// Boot an image, upgrade it to a newer commit inside the guest, reboot, roll back
+    UpgradeTest(Box<vm::cli::UpgradeTestArgs>),
     /// Find repositories, emit metalinks and serve them (like MirrorManager)
     #[command(subcommand)]
     Mirror(mirror::cli::MirrorCommand),
@@ -73,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Install(args) => vm::cli::install(*args),
         Command::Postprocess(args) => image::cli::postprocess(args),
         Command::BootTest(args) => vm::cli::boot_test(args),
+        Command::UpgradeTest(args) => vm::cli::upgrade_test(*args),
         Command::Mirror(cmd) => mirror::cli::run(cmd),
         Command::Build(args) => pipeline::cli::build(args),
     }

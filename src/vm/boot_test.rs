@@ -399,7 +399,7 @@ fn tail(text: &str, n: usize) -> Vec<String> {
 
 /// "qcow2" or "raw", from the file's magic, so the overlay names its backing format
 /// (QEMU refuses to probe raw backing files).
-fn detect_format(image: &Path) -> Result<&'static str> {
+pub(crate) fn detect_format(image: &Path) -> Result<&'static str> {
     let mut magic = [0u8; 4];
     let mut file =
         fs::File::open(image).with_context(|| format!("opening image {}", image.display()))?;
@@ -456,7 +456,7 @@ pub fn write_junit(path: &Path, results: &[BootResult]) -> Result<()> {
 
 /// Escapes text for XML content and attributes, and drops the control characters that
 /// XML 1.0 cannot carry at all (consoles are full of them).
-fn escape_xml(text: &str) -> String {
+pub(crate) fn escape_xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -1,4 +1,4 @@
-//! Command-line arguments for `install` and `boot-test`.
+//! Command-line arguments for `install`, `boot-test` and `upgrade-test`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::accel::AccelChoice;
 use super::install::{self, InstallConfig, KsVia, MediaSource};
+use super::upgrade_test::UpgradeTestConfig;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -179,6 +180,121 @@ pub struct BootTestArgs {
     /// Keep console logs here
     #[arg(long, value_name = "DIR", default_value = "boot-test-logs")]
     pub log_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  # upgrade an image to the ref's newest commit in the repository, roll back, JUnit report
+  atomic-factory upgrade-test build/demo/previous/demo.qcow2 --repo build/demo/repo \\
+      --ref standin/x86_64/demo --junit upgrade.xml
+  # a given commit, with kola-style tests run after boot and again after the upgrade
+  atomic-factory upgrade-test image.qcow2 --repo repo --ref fedora/x86_64/coreos \\
+      --to 5f1c0e... --tests tests/upgrade --tests-after-upgrade
+
+The image is never written: the guest runs on a qcow2 overlay in a temporary folder.
+The guest is driven over its serial console, which must give a root shell (the stand-in
+distribution does; see vm/README.md for real images). The repository is served to the
+guest at http://10.0.2.2:PORT/repo and the booted deployment's remote is pointed there.
+External tests: every executable in --tests is copied into the guest and run as root; exit 0
+passes, 77 skips, anything else fails. A header comment sets metadata:
+  # atomic-factory: timeout=60, needs=upgrade
+Exit status: 0 when every step passed, 1 when a step failed or the input is bad.")]
+pub struct UpgradeTestArgs {
+    /// The image to boot (qcow2 or raw); it is never modified
+    pub image: PathBuf,
+    /// The ostree repository to serve to the guest
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The ref to upgrade to (its commit in --repo)
+    #[arg(long = "ref", value_name = "REF")]
+    pub ostree_ref: String,
+    /// Upgrade to this commit (checksum or ref) instead of the ref's
+    #[arg(long, value_name = "COMMIT")]
+    pub to: Option<String>,
+    /// The commit the image boots [default: manifest.json beside the image, else the first boot]
+    #[arg(long, value_name = "COMMIT")]
+    pub from: Option<String>,
+    /// Deploy a target that does not descend from the booted commit
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// A folder of external tests (executables) to run in the guest after boot
+    #[arg(long, value_name = "DIR")]
+    pub tests: Option<PathBuf>,
+    /// Run the external tests again after the upgrade
+    #[arg(long, requires = "tests")]
+    pub tests_after_upgrade: bool,
+    /// Write a JUnit XML report here
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Seconds for each boot and each guest command
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Fail a step when the guest prints nothing for this many seconds while we wait
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub inactivity_timeout: u64,
+    /// Guest memory in MiB
+    #[arg(long, default_value_t = 1024)]
+    pub memory: u64,
+    /// Guest CPUs
+    #[arg(long, default_value_t = 1)]
+    pub cpus: u32,
+    /// Accelerator: auto probes KVM and falls back to TCG
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Console logs, screendumps and test outputs go here
+    #[arg(long, value_name = "DIR", default_value = "upgrade-test-logs")]
+    pub log_dir: PathBuf,
+    /// The QEMU binary
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+}
+
+impl UpgradeTestArgs {
+    pub fn to_config(self) -> UpgradeTestConfig {
+        UpgradeTestConfig {
+            image: self.image,
+            repo: self.repo,
+            ostree_ref: self.ostree_ref,
+            to: self.to,
+            from: self.from,
+            allow_downgrade: self.allow_downgrade,
+            tests_dir: self.tests,
+            tests_after_upgrade: self.tests_after_upgrade,
+            junit: self.junit,
+            timeout: Duration::from_secs(self.timeout),
+            inactivity: Duration::from_secs(self.inactivity_timeout),
+            memory_mib: self.memory,
+            cpus: self.cpus,
+            accel: self.accel,
+            qemu: self.qemu,
+            log_dir: self.log_dir,
+        }
+    }
+}
+
+pub fn upgrade_test(args: UpgradeTestArgs) -> anyhow::Result<()> {
+    let report = super::upgrade_test::run(&args.to_config())?;
+    if let Some(step) = report.first_failure() {
+        eprintln!("\nlast console lines of the failed step:");
+        for line in step.console.iter().rev().take(20).rev() {
+            eprintln!("  | {line}");
+        }
+        if let Some(shot) = &step.screendump {
+            eprintln!("screendump: {}", shot.display());
+        }
+        let why = match &step.outcome {
+            super::upgrade_test::Outcome::Failed(why) => why.clone(),
+            _ => String::new(),
+        };
+        anyhow::bail!("upgrade-test failed at step {why}");
+    }
+    eprintln!(
+        "upgrade-test: {} upgraded to {} and rolled back in {:.1} s",
+        report.from_commit.as_deref().unwrap_or("?"),
+        report.to_commit,
+        report.elapsed.as_secs_f64()
+    );
+    Ok(())
 }
 
 pub fn install(args: InstallArgs) -> anyhow::Result<()> {

@@ -21,7 +21,7 @@ use super::accel::{self, Accel, AccelChoice};
 use super::kickstart_prep::{self, HOST_ALIAS};
 use super::media::{self, InstallerMedia};
 use super::monitor::{self, Phase, Tail};
-use super::qemu::QemuConfig;
+use super::qemu::{Boot, QemuConfig};
 use super::qmp::Qmp;
 use super::server::{Access, GuestServer};
 
@@ -250,11 +250,13 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
         cpus: cfg.cpus,
         disk: partial.clone(),
         cdrom: media.iso.clone(),
-        kernel: media.kernel.clone(),
-        initrd,
-        append: append.join(" "),
+        boot: Boot::Kernel {
+            kernel: media.kernel.clone(),
+            initrd,
+            append: append.join(" "),
+        },
         serial_socket: sockets.path().join("serial"),
-        virtio_log_socket: sockets.path().join("virtio-log"),
+        virtio_log_socket: Some(sockets.path().join("virtio-log")),
         qmp_socket: sockets.path().join("qmp"),
         network: true,
     };
@@ -263,7 +265,7 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
         format!("{}\n", qcfg.display()).as_bytes(),
     )?;
     let serial_l = UnixListener::bind(&qcfg.serial_socket)?;
-    let vlog_l = UnixListener::bind(&qcfg.virtio_log_socket)?;
+    let vlog_l = UnixListener::bind(sockets.path().join("virtio-log"))?;
     let (line_tx, line_rx) = mpsc::unbounded_channel();
     let setup = started.elapsed().saturating_sub(probe_time);
     let mut qemu = qcfg.spawn(&logs.join("qemu.log"))?;
@@ -765,7 +767,7 @@ fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
 }
 
-fn random_token() -> Result<String> {
+pub(crate) fn random_token() -> Result<String> {
     let mut b = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut b)?;
     Ok(hex::encode(b))

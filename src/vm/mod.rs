@@ -1,9 +1,10 @@
 //! Virtual machines: the QEMU command, the accelerator probe, QMP, the HTTP server for the
-//! guest, the log monitor, installer media, `install` and `boot-test`.
+//! guest, the log monitor, installer media, `install`, `boot-test` and `upgrade-test` (with its serial `console`).
 
 pub mod accel;
 pub mod boot_test;
 pub mod cli;
+pub mod console;
 pub mod install;
 pub mod kickstart_prep;
 pub mod media;
@@ -11,6 +12,7 @@ pub mod monitor;
 pub mod qemu;
 pub mod qmp;
 pub mod server;
+pub mod upgrade_test;
 
 /// Resolves `auto|kvm|tcg` to the accelerator QEMU gets, with the same probe as install
 /// (so a broken /dev/kvm is noticed, not hung on). Prints the fallback notice once.

@@ -12,7 +12,19 @@ use super::accel::Accel;
 /// The name Anaconda looks for to send its log to the host (`inst.virtiolog` default).
 pub const ANACONDA_LOG_PORT: &str = "org.fedoraproject.anaconda.log.0";
 
-/// Everything that goes on the QEMU command line of an install run.
+/// What the VM boots: a kernel and initrd given on the command line (the installer), or the
+/// bootloader on the disk (an installed image).
+#[derive(Debug, Clone)]
+pub enum Boot {
+    Kernel {
+        kernel: PathBuf,
+        initrd: PathBuf,
+        append: String,
+    },
+    Disk,
+}
+
+/// Everything that goes on the QEMU command line of a VM run: install, upgrade-test.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     pub binary: PathBuf,
@@ -23,13 +35,11 @@ pub struct QemuConfig {
     pub disk: PathBuf,
     /// Installer media attached read-only as a CD-ROM (boot.iso).
     pub cdrom: Option<PathBuf>,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    pub append: String,
+    pub boot: Boot,
     /// Unix socket we listen on; QEMU connects the serial console to it.
     pub serial_socket: PathBuf,
-    /// Unix socket we listen on; QEMU connects the virtio log port to it.
-    pub virtio_log_socket: PathBuf,
+    /// Unix socket we listen on; QEMU connects the virtio log port (Anaconda's) to it.
+    pub virtio_log_socket: Option<PathBuf>,
     /// Unix socket QEMU listens on for QMP.
     pub qmp_socket: PathBuf,
     /// User-mode networking (the guest reaches host 127.0.0.1 as 10.0.2.2).
@@ -69,17 +79,16 @@ impl QemuConfig {
         ));
         push("-serial");
         push("chardev:serial0");
-        push("-device");
-        push("virtio-serial-pci,id=virtio-serial0");
-        push("-chardev");
-        push(&format!(
-            "socket,id=anacondalog,path={}",
-            self.virtio_log_socket.display()
-        ));
-        push("-device");
-        push(&format!(
-            "virtserialport,bus=virtio-serial0.0,chardev=anacondalog,name={ANACONDA_LOG_PORT}"
-        ));
+        if let Some(vlog) = &self.virtio_log_socket {
+            push("-device");
+            push("virtio-serial-pci,id=virtio-serial0");
+            push("-chardev");
+            push(&format!("socket,id=anacondalog,path={}", vlog.display()));
+            push("-device");
+            push(&format!(
+                "virtserialport,bus=virtio-serial0.0,chardev=anacondalog,name={ANACONDA_LOG_PORT}"
+            ));
+        }
         push("-qmp");
         push(&format!(
             "unix:{},server=on,wait=off",
@@ -105,12 +114,19 @@ impl QemuConfig {
         }
         push("-device");
         push("virtio-rng-pci");
-        push("-kernel");
-        a.push(self.kernel.clone().into());
-        a.push("-initrd".into());
-        a.push(self.initrd.clone().into());
-        a.push("-append".into());
-        a.push(self.append.clone().into());
+        if let Boot::Kernel {
+            kernel,
+            initrd,
+            append,
+        } = &self.boot
+        {
+            a.push("-kernel".into());
+            a.push(kernel.clone().into());
+            a.push("-initrd".into());
+            a.push(initrd.clone().into());
+            a.push("-append".into());
+            a.push(append.clone().into());
+        }
         a
     }
 
@@ -231,11 +247,13 @@ mod tests {
             cpus: 1,
             disk: "/o/disk,1.qcow2".into(),
             cdrom: Some("/m/boot.iso".into()),
-            kernel: "/k".into(),
-            initrd: "/i".into(),
-            append: "inst.ks=x console=ttyS0".into(),
+            boot: Boot::Kernel {
+                kernel: "/k".into(),
+                initrd: "/i".into(),
+                append: "inst.ks=x console=ttyS0".into(),
+            },
             serial_socket: "/s/serial".into(),
-            virtio_log_socket: "/s/vlog".into(),
+            virtio_log_socket: Some("/s/vlog".into()),
             qmp_socket: "/s/qmp".into(),
             network: true,
         };

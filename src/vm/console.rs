@@ -1,0 +1,360 @@
+//! A conversation with a guest over its serial console: everything the guest prints goes to a
+//! log file and a line buffer; commands are typed at the guest's shell and their output and
+//! exit status come back between markers that only this run can produce.
+//!
+//! The markers carry a per-run random token and are printed by `printf` with the token split
+//! across two arguments, so the terminal's echo of the typed line never matches: an answer
+//! is proof that the guest ran the command, not that the console echoed it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use regex::Regex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::boot_test::FATAL_PATTERNS;
+use super::monitor::clean_line;
+
+/// The longest line typed at once: a terminal in canonical mode takes 4095 bytes a line.
+const MAX_TYPED_LINE: usize = 3000;
+
+/// Why a wait on the console ended without what it waited for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleFailure {
+    /// A kernel panic, oops, BUG, ... (a `FATAL_PATTERNS` name) appeared on the console.
+    Fatal(String),
+    /// Nothing at all came from the guest for this long.
+    Silent(Duration),
+    /// The overall time limit of the wait ran out while the guest was still talking.
+    TimedOut(Duration),
+    /// The console closed: QEMU exited (a reboot or power-off under -no-reboot, or a crash).
+    Closed,
+}
+
+impl std::fmt::Display for ConsoleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsoleFailure::Fatal(what) => write!(f, "{what} on the console"),
+            ConsoleFailure::Silent(d) => write!(
+                f,
+                "the guest stopped answering: no console output for {} s",
+                d.as_secs()
+            ),
+            ConsoleFailure::TimedOut(d) => write!(f, "no answer within {} s", d.as_secs()),
+            ConsoleFailure::Closed => write!(f, "the VM went away (QEMU exited)"),
+        }
+    }
+}
+
+/// What a command typed at the guest's shell gave back.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: i32,
+    /// The command's output (stdout and stderr), without the markers.
+    pub output: String,
+    pub round_trip: Duration,
+}
+
+#[derive(Default)]
+struct Buffer {
+    /// Every complete console line so far, cleaned of `\r` and ANSI escapes.
+    lines: Vec<String>,
+    /// The line being written (a prompt has no newline yet).
+    partial: Vec<u8>,
+    last_output: Option<Instant>,
+    fatal: Option<(usize, String)>,
+    closed: bool,
+}
+
+struct Shared {
+    buffer: Mutex<Buffer>,
+    changed: Notify,
+}
+
+/// One boot's serial console, connected to QEMU's chardev socket.
+pub struct Console {
+    writer: OwnedWriteHalf,
+    shared: Arc<Shared>,
+    token: String,
+    sequence: u64,
+    log: PathBuf,
+}
+
+impl Console {
+    /// Starts reading `stream` (QEMU's serial chardev); raw bytes are appended to `log`.
+    pub fn attach(stream: UnixStream, log: &Path, token: &str) -> Result<Console> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("creating console log {}", log.display()))?;
+        let fatal: Vec<(&'static str, Regex)> = FATAL_PATTERNS
+            .iter()
+            .map(|(name, p)| Ok((*name, Regex::new(p)?)))
+            .collect::<Result<_>>()?;
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Buffer::default()),
+            changed: Notify::new(),
+        });
+        let (mut reader, writer) = stream.into_split();
+        let reader_shared = shared.clone();
+        tokio::spawn(async move {
+            let mut file = tokio::fs::File::from_std(file);
+            let mut chunk = vec![0u8; 16 * 1024];
+            loop {
+                let n = match reader.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let _ = file.write_all(&chunk[..n]).await;
+                let mut b = reader_shared.buffer.lock().expect("console buffer");
+                b.last_output = Some(Instant::now());
+                for &byte in &chunk[..n] {
+                    if byte == b'\n' {
+                        let line = clean_line(&b.partial);
+                        b.partial.clear();
+                        if b.fatal.is_none()
+                            && let Some((name, _)) = fatal.iter().find(|(_, re)| re.is_match(&line))
+                        {
+                            let at = b.lines.len();
+                            b.fatal = Some((at, name.to_string()));
+                        }
+                        b.lines.push(line);
+                    } else {
+                        b.partial.push(byte);
+                    }
+                }
+                drop(b);
+                reader_shared.changed.notify_waiters();
+            }
+            let _ = file.flush().await;
+            reader_shared.buffer.lock().expect("console buffer").closed = true;
+            reader_shared.changed.notify_waiters();
+        });
+        Ok(Console {
+            writer,
+            shared,
+            token: token.to_string(),
+            sequence: 0,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// How many complete lines the console has shown so far (a cursor for `lines_since`).
+    pub fn line_count(&self) -> usize {
+        self.shared
+            .buffer
+            .lock()
+            .expect("console buffer")
+            .lines
+            .len()
+    }
+
+    /// The console lines from `cursor` on.
+    pub fn lines_since(&self, cursor: usize) -> Vec<String> {
+        let b = self.shared.buffer.lock().expect("console buffer");
+        b.lines[cursor.min(b.lines.len())..].to_vec()
+    }
+
+    /// The last `n` lines, for error messages.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let b = self.shared.buffer.lock().expect("console buffer");
+        let mut lines = b.lines[b.lines.len().saturating_sub(n)..].to_vec();
+        if !b.partial.is_empty() {
+            lines.push(clean_line(&b.partial));
+        }
+        lines
+    }
+
+    /// The fatal pattern seen so far, if any, with the line it was on.
+    pub fn fatal(&self) -> Option<String> {
+        let b = self.shared.buffer.lock().expect("console buffer");
+        b.fatal
+            .as_ref()
+            .map(|(at, name)| format!("{name} ({})", b.lines[*at].trim()))
+    }
+
+    /// Types one line at the guest.
+    pub async fn type_line(&mut self, line: &str) -> Result<()> {
+        anyhow::ensure!(
+            line.len() <= MAX_TYPED_LINE && !line.contains('\n'),
+            "a console line must be one line of at most {MAX_TYPED_LINE} bytes"
+        );
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .context("writing to the guest's serial console")?;
+        Ok(())
+    }
+
+    /// Waits until `found` returns something for the lines from `cursor` on. Ends early on a
+    /// fatal console line, `silence` without any output, `limit` overall, or a closed console.
+    pub async fn wait_for<T>(
+        &self,
+        cursor: usize,
+        limit: Duration,
+        silence: Duration,
+        mut found: impl FnMut(&[String]) -> Option<T>,
+    ) -> std::result::Result<T, ConsoleFailure> {
+        let started = Instant::now();
+        let deadline = started + limit;
+        loop {
+            let notified = self.shared.changed.notified();
+            {
+                let b = self.shared.buffer.lock().expect("console buffer");
+                if let Some(hit) = found(&b.lines[cursor.min(b.lines.len())..]) {
+                    return Ok(hit);
+                }
+                if let Some((_, name)) = &b.fatal {
+                    return Err(ConsoleFailure::Fatal(name.clone()));
+                }
+                if b.closed {
+                    return Err(ConsoleFailure::Closed);
+                }
+                let quiet_since = b.last_output.unwrap_or(started).max(started);
+                if quiet_since.elapsed() >= silence {
+                    return Err(ConsoleFailure::Silent(silence));
+                }
+                if Instant::now() >= deadline {
+                    return Err(ConsoleFailure::TimedOut(limit));
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        }
+    }
+
+    /// Waits until the guest's shell answers: types a probe every second (the first may be
+    /// eaten by whatever reads the console before the shell) until its marker comes back.
+    pub async fn wait_for_shell(
+        &mut self,
+        limit: Duration,
+        silence: Duration,
+    ) -> std::result::Result<Duration, ConsoleFailure> {
+        let started = Instant::now();
+        let deadline = started + limit;
+        let marker = format!("AFREADY-{}", self.token);
+        let probe = format!("printf '%s%s\\n' AFREADY- {}", self.token);
+        loop {
+            if self.type_line(&probe).await.is_err() {
+                return Err(ConsoleFailure::Closed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ConsoleFailure::TimedOut(limit));
+            }
+            match self
+                .wait_for(0, left.min(Duration::from_secs(1)), silence, |lines| {
+                    lines.iter().any(|l| l.contains(&marker)).then_some(())
+                })
+                .await
+            {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(ConsoleFailure::TimedOut(_)) if Instant::now() < deadline => continue,
+                Err(ConsoleFailure::TimedOut(_)) => return Err(ConsoleFailure::TimedOut(limit)),
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Runs `command` (one shell line) in the guest and returns its exit status and output.
+    pub async fn run(
+        &mut self,
+        command: &str,
+        limit: Duration,
+        silence: Duration,
+    ) -> std::result::Result<Reply, ConsoleFailure> {
+        self.sequence += 1;
+        let id = format!("{}-{}", self.token, self.sequence);
+        let begin = format!("AFBEGIN-{id}");
+        let end = Regex::new(&format!(r"AFEND-{id} rc=(\d+)")).expect("marker regex");
+        let cursor = self.line_count();
+        let started = Instant::now();
+        let line = format!(
+            "printf '%s%s\\n' AFBEGIN- {id}; {command}\nprintf '\\n%s%s rc=%s\\n' AFEND- {id} $?"
+        );
+        for l in line.lines() {
+            if self.type_line(l).await.is_err() {
+                return Err(ConsoleFailure::Closed);
+            }
+        }
+        self.wait_for(cursor, limit, silence, |lines| {
+            let start = lines.iter().position(|l| l.ends_with(&begin))?;
+            lines[start + 1..].iter().enumerate().find_map(|(i, l)| {
+                let caps = end.captures(l)?;
+                let status = caps[1].parse().unwrap_or(255);
+                // The end marker starts on a fresh line; the empty line before it is ours.
+                let body = &lines[start + 1..start + 1 + i];
+                let body = body.strip_suffix(&[String::new()]).unwrap_or(body);
+                Some(Reply {
+                    status,
+                    output: body.join("\n"),
+                    round_trip: started.elapsed(),
+                })
+            })
+        })
+        .await
+    }
+
+    /// Writes `bytes` to `path` in the guest (base64 over the console, in lines the
+    /// terminal accepts) and makes it executable when `executable`.
+    pub async fn put_file(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        executable: bool,
+        limit: Duration,
+    ) -> Result<()> {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let staging = format!("{path}.b64");
+        let mut first = true;
+        for chunk in encoded.as_bytes().chunks(2000) {
+            let text = std::str::from_utf8(chunk).expect("base64 is ASCII");
+            let redirect = if first { ">" } else { ">>" };
+            first = false;
+            let reply = self
+                .run(
+                    &format!("printf '%s\\n' '{text}' {redirect} {staging}"),
+                    limit,
+                    limit,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("copying {path} into the guest: {e}"))?;
+            anyhow::ensure!(
+                reply.status == 0,
+                "copying {path} into the guest: {}",
+                reply.output
+            );
+        }
+        if first {
+            self.run(&format!(": > {staging}"), limit, limit)
+                .await
+                .map_err(|e| anyhow::anyhow!("copying {path} into the guest: {e}"))?;
+        }
+        let mode = if executable { "755" } else { "644" };
+        let reply = self
+            .run(
+                &format!("base64 -d {staging} > {path} && rm -f {staging} && chmod {mode} {path}"),
+                limit,
+                limit,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("copying {path} into the guest: {e}"))?;
+        anyhow::ensure!(
+            reply.status == 0,
+            "copying {path} into the guest: base64 -d failed: {}",
+            reply.output
+        );
+        Ok(())
+    }
+}
