@@ -113,13 +113,14 @@ fn qemu_processes_using(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-const ALL: [&str; 6] = [
+const ALL: [&str; 7] = [
     "compose",
     "summary",
     "kickstart",
     "install",
     "postprocess",
     "boot-test",
+    "upgrade-test",
 ];
 
 #[test]
@@ -184,9 +185,10 @@ fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
     std::fs::write(&template, text).unwrap();
     let third = build(&definition, &out, &[]);
     assert!(third.ok, "{}", third.stderr);
+    // upgrade-test: the same commit, no earlier image with another: nothing changed for it.
     assert_eq!(
         third.stages("stage-skipped"),
-        ["compose", "summary"],
+        ["compose", "summary", "upgrade-test"],
         "{:?}",
         third.events
     );
@@ -194,7 +196,63 @@ fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
         third.stages("stage-finished"),
         ["kickstart", "install", "postprocess", "boot-test"]
     );
+    assert!(!out.join("previous").exists());
+    let first_commit = manifest_commit(&out.join("manifest.json"));
+
+    // A treefile change makes a new commit on top of the first: the image the last build
+    // shipped moves to previous/ and upgrade-test upgrades it to the new commit in the
+    // guest, reboots, rolls back.
+    let treefile = dir.path().join("kickstarts/demo/treefile.yaml");
+    let mut text = std::fs::read_to_string(&treefile).unwrap();
+    text.push_str("add-files:\n  - [motd, /usr/share/demo/motd]\n");
+    std::fs::write(&treefile, text).unwrap();
+    std::fs::write(dir.path().join("kickstarts/demo/motd"), "release 2\n").unwrap();
+    let fourth = build(&definition, &out, &[]);
+    assert!(fourth.ok, "{}", fourth.stderr);
+    assert_eq!(
+        fourth.stages("stage-finished"),
+        [
+            "compose",
+            "summary",
+            "install",
+            "postprocess",
+            "boot-test",
+            "upgrade-test"
+        ],
+        "{:?}",
+        fourth.events
+    );
+    let second_commit = manifest_commit(&out.join("manifest.json"));
+    assert_ne!(first_commit, second_commit);
+    assert_eq!(
+        manifest_commit(&out.join("previous/manifest.json")),
+        first_commit
+    );
+    let logs = out.join("logs/upgrade-test");
+    let upgraded = std::fs::read_to_string(logs.join("boot-2.console.log")).unwrap();
+    assert!(
+        upgraded.contains(&format!("* standin {}.0", second_commit)),
+        "the guest did not boot the new commit:\n{upgraded}"
+    );
+    let rolled_back = std::fs::read_to_string(logs.join("boot-3.console.log")).unwrap();
+    assert!(
+        rolled_back.contains(&format!("* standin {}.", first_commit)),
+        "{rolled_back}"
+    );
+    let status = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(project().join("tests/fixtures/junit.xsd"))
+        .arg(logs.join("report.xml"))
+        .status()
+        .expect("xmllint missing: run vm/prepare");
+    assert!(status.success(), "upgrade-test report does not validate");
     assert!(qemu_processes_using(dir.path()).is_empty());
+}
+
+fn manifest_commit(manifest: &Path) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["ostree_commit"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -251,7 +309,7 @@ fn killed_during_install_resumes_without_redoing_compose() {
     );
     assert_eq!(
         resumed.stages("stage-finished"),
-        ["install", "postprocess", "boot-test"]
+        ["install", "postprocess", "boot-test", "upgrade-test"]
     );
     assert!(out.join("demo.qcow2").exists());
 }

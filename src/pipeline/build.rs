@@ -1,5 +1,5 @@
-//! `build`: compose → summary → kickstart → install → postprocess → boot-test, each stage
-//! skipped when the hash of its inputs matches its last finished run.
+//! `build`: compose → summary → kickstart → install → postprocess → boot-test → upgrade-test,
+//! each stage skipped when the hash of its inputs matches its last finished run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,13 +13,14 @@ use super::events::Reporter;
 use super::stages;
 
 /// The stages in pipeline order; the names are what `--from`/`--until` take.
-pub const STAGES: [&str; 6] = [
+pub const STAGES: [&str; 7] = [
     "compose",
     "summary",
     "kickstart",
     "install",
     "postprocess",
     "boot-test",
+    "upgrade-test",
 ];
 
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ pub struct BuildContext {
     pub accel: Option<crate::vm::accel::Accel>,
     /// The `signing:` key, loaded before any stage runs so a wrong key id fails at once.
     pub signer: Option<crate::ostree::gpg::Signer>,
+    /// Whether the image in place when the build started passed its boot-test.
+    pub image_shipped: bool,
 }
 
 impl BuildContext {
@@ -59,6 +62,13 @@ impl BuildContext {
     }
     pub fn image(&self) -> PathBuf {
         self.out.join(format!("{}.qcow2", self.def.name))
+    }
+    /// The image an earlier build shipped (passed its boot-test), kept when postprocess
+    /// replaces it, so upgrade-test can upgrade it to the new commit.
+    pub fn previous_image(&self) -> PathBuf {
+        self.out
+            .join("previous")
+            .join(format!("{}.qcow2", self.def.name))
     }
     pub fn stage_logs(&self, stage: &str) -> PathBuf {
         self.logs.join(stage)
@@ -131,6 +141,8 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     let logs = out.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let cache = StageCache::new(&out.join("state"));
+    // Checked before postprocess replaces the image: did it pass its boot-test?
+    let image_shipped = shipped(&cache, &out.join(format!("{}.qcow2", def.name)));
 
     let mut ctx = BuildContext {
         def,
@@ -140,6 +152,7 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
         reporter: Reporter::new(opts.json),
         accel: None,
         signer,
+        image_shipped,
     };
     let mut rows: Vec<(String, &'static str, Duration)> = Vec::new();
     let total = last + 1;
@@ -212,6 +225,18 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
     let image = image.exists().then_some(image);
     ctx.reporter.summary(&rows, image.as_deref());
     Ok(image)
+}
+
+/// An image counts as shipped when boot-test finished after the image was last written.
+fn shipped(cache: &StageCache, image: &Path) -> bool {
+    let Some(record) = cache.fresh_any("boot-test") else {
+        return false;
+    };
+    let written = std::fs::metadata(image)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    written.is_some_and(|w| record.finished_unix >= w.as_secs())
 }
 
 /// The directory that holds `kickstarts/` and `templates/` for a definition path.

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Run the whole pipeline: compose → summary → kickstart → install → postprocess → boot-test.
+/// Run the whole pipeline: compose → summary → kickstart → install → postprocess → boot-test
+/// → upgrade-test.
 ///
 /// Outputs go to `build/<name>/`: the repository, ks.cfg, the installed disk, the image,
 /// CHECKSUM, manifest.json and `logs/<stage>/`. Each stage records the hash of its inputs and

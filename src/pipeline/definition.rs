@@ -30,6 +30,8 @@ pub struct ImageDefinition {
     pub postprocess: PostprocessSection,
     #[serde(default)]
     pub boot_test: BootTestSection,
+    #[serde(default)]
+    pub upgrade_test: UpgradeTestSection,
     /// Sign what the build publishes; without it commits and summary are unsigned.
     #[serde(default)]
     pub signing: Option<SigningSection>,
@@ -243,6 +245,31 @@ pub struct BootTestSection {
     pub expect: Vec<String>,
     /// Seconds to wait for them.
     pub timeout: u64,
+}
+
+/// `upgrade_test:`: how the previous image is upgraded to the new commit (when there is one).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpgradeTestSection {
+    /// Seconds for each boot and each guest command.
+    pub timeout: u64,
+    /// Seconds of console silence that fail a step.
+    pub inactivity_timeout: u64,
+    /// kola-style external tests run in the guest (relative to the YAML file).
+    pub tests: Option<PathBuf>,
+    /// Run them again after the upgrade.
+    pub tests_after_upgrade: bool,
+}
+
+impl Default for UpgradeTestSection {
+    fn default() -> Self {
+        Self {
+            timeout: 300,
+            inactivity_timeout: 120,
+            tests: None,
+            tests_after_upgrade: false,
+        }
+    }
 }
 
 impl Default for BootTestSection {

@@ -1,4 +1,4 @@
-//! The six stages as `build` runs them: what each reads (for the cache) and how each runs,
+//! The seven stages as `build` runs them: what each reads (for the cache) and how each runs,
 //! through the public entry points of the stage modules.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +57,31 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
                 h.file_identity("image", &ctx.image())?;
             }
             h.str("boot_test", &serde_json::to_string(&ctx.def.boot_test)?);
+        }
+        "upgrade-test" => {
+            let previous = ctx.previous_image();
+            if previous.exists() {
+                h.file_identity("previous", &previous)?;
+            }
+            h.str(
+                "commit",
+                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
+            );
+            h.str(
+                "upgrade_test",
+                &serde_json::to_string(&ctx.def.upgrade_test)?,
+            );
+            if let Some(dir) = &ctx.def.upgrade_test.tests {
+                let dir = ctx.def.resolve(dir);
+                let mut tests: Vec<PathBuf> = std::fs::read_dir(&dir)
+                    .with_context(|| format!("upgrade_test.tests: reading {}", dir.display()))?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .collect();
+                tests.sort();
+                for t in tests.iter().filter(|t| t.is_file()) {
+                    h.file(&t.display().to_string(), t)?;
+                }
+            }
         }
         other => bail!("unknown stage {other}"),
     }
@@ -161,6 +186,7 @@ pub fn run(stage: &str, ctx: &mut BuildContext) -> Result<StageOutput> {
         "install" => run_install(ctx),
         "postprocess" => run_postprocess(ctx),
         "boot-test" => run_boot_test(ctx),
+        "upgrade-test" => run_upgrade_test(ctx),
         other => bail!("unknown stage {other}"),
     }
 }
@@ -197,6 +223,114 @@ fn run_boot_test(ctx: &mut BuildContext) -> Result<StageOutput> {
         files: vec![report],
         ..Default::default()
     })
+}
+
+/// Upgrades the image an earlier build shipped (kept in `previous/`) to this build's commit
+/// inside the guest, reboots, rolls back. Nothing to do on a first build.
+fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
+    use crate::vm::upgrade_test::{self, Outcome, UpgradeTestConfig};
+    let logs = ctx.stage_logs("upgrade-test");
+    let previous = ctx.previous_image();
+    let commit = ctx.value("commit")?.to_string();
+    let previous_commit = manifest_commit(&ctx.out.join("previous/manifest.json"));
+    if !previous.exists() || previous_commit.as_deref() == Some(commit.as_str()) {
+        ctx.reporter.info(
+            "upgrade-test",
+            "no earlier image with another commit: nothing to upgrade from (the next build with a new commit upgrades this one)",
+        );
+        return Ok(StageOutput::default());
+    }
+    let accel = match probed_accel(ctx)? {
+        crate::vm::accel::Accel::Kvm => crate::vm::accel::AccelChoice::Kvm,
+        crate::vm::accel::Accel::Tcg => crate::vm::accel::AccelChoice::Tcg,
+    };
+    let section = &ctx.def.upgrade_test;
+    let report_path = logs.join("report.xml");
+    let cfg = UpgradeTestConfig {
+        image: previous,
+        repo: ctx.repo(),
+        ostree_ref: ctx.value("ref")?.to_string(),
+        to: Some(commit.clone()),
+        from: previous_commit.clone(),
+        allow_downgrade: false,
+        tests_dir: section.tests.as_ref().map(|d| ctx.def.resolve(d)),
+        tests_after_upgrade: section.tests_after_upgrade,
+        junit: Some(report_path.clone()),
+        timeout: std::time::Duration::from_secs(section.timeout),
+        inactivity: std::time::Duration::from_secs(section.inactivity_timeout),
+        memory_mib: ctx.def.vm.memory.into(),
+        cpus: ctx.def.vm.cpus,
+        accel,
+        qemu: "qemu-system-x86_64".into(),
+        log_dir: logs,
+    };
+    let report = upgrade_test::run(&cfg)?;
+    if let Some(step) = report.first_failure() {
+        let why = match &step.outcome {
+            Outcome::Failed(why) => why.as_str(),
+            _ => "",
+        };
+        bail!(
+            "step {why}\n{}",
+            step.console
+                .iter()
+                .rev()
+                .take(20)
+                .rev()
+                .map(|l| format!("  | {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    ctx.reporter.info(
+        "upgrade-test",
+        &format!(
+            "{} upgraded to {commit}, rebooted, rolled back ({:.1} s)",
+            report.from_commit.as_deref().unwrap_or("?"),
+            report.elapsed.as_secs_f64()
+        ),
+    );
+    let mut values = std::collections::BTreeMap::new();
+    if let Some(from) = report.from_commit {
+        values.insert("upgraded-from".to_string(), from);
+    }
+    Ok(StageOutput {
+        files: vec![report_path],
+        values,
+    })
+}
+
+/// `ostree_commit` of a manifest.json that postprocess wrote.
+fn manifest_commit(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("ostree_commit")?.as_str().map(String::from)
+}
+
+/// Before the new image replaces it: the image in place, when it passed its boot-test and
+/// holds another commit, moves to `previous/` with its manifest, for upgrade-test.
+fn keep_previous_image(ctx: &BuildContext) -> Result<()> {
+    let image = ctx.image();
+    let manifest = ctx.out.join("manifest.json");
+    let current = ctx.values.get("commit");
+    let Some(old) = manifest_commit(&manifest) else {
+        return Ok(());
+    };
+    if !ctx.image_shipped || !image.exists() || Some(&old) == current {
+        return Ok(());
+    }
+    let dir = ctx.out.join("previous");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let text = std::fs::read(&manifest)?;
+    crate::fsutil::write_atomic(&dir.join("manifest.json"), &text)?;
+    std::fs::rename(&image, ctx.previous_image()).with_context(|| {
+        format!(
+            "moving {} to {}",
+            image.display(),
+            ctx.previous_image().display()
+        )
+    })?;
+    Ok(())
 }
 
 fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
@@ -393,6 +527,7 @@ fn parse_size(text: &str) -> Result<u64> {
 fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
     use crate::image::{Compression, OutputFormat, PostprocessConfig};
     use crate::pipeline::definition::{Compression as DefCompression, ImageFormat};
+    keep_previous_image(ctx)?;
     let mut files = Vec::new();
     for (index, format) in ctx.def.postprocess.formats.iter().enumerate() {
         let (output, out_format) = match format {

@@ -89,6 +89,8 @@ pub struct UpgradeReport {
     pub first_output: Vec<Duration>,
     /// Guest command round trips (marker to marker), for the overhead figures.
     pub round_trips: Vec<Duration>,
+    /// Round trips of an empty command (`:`), one per boot: the channel's own cost.
+    pub noop_round_trips: Vec<Duration>,
 }
 
 impl UpgradeReport {
@@ -379,6 +381,8 @@ struct Runner<'a> {
     url: String,
     token: String,
     boots: usize,
+    /// When the current boot (or reboot) step began, so its time covers the boot.
+    step_started: Option<Instant>,
     report: UpgradeReport,
     tests: Vec<ExternalTest>,
 }
@@ -422,6 +426,7 @@ pub async fn run_async(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
         url: format!("http://10.0.2.2:{port}/repo"),
         token: random_token()?,
         boots: 0,
+        step_started: None,
         report: UpgradeReport {
             steps: Vec::new(),
             from_commit: plan.known_from.map(|c| c.to_hex()),
@@ -429,6 +434,7 @@ pub async fn run_async(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
             elapsed: Duration::ZERO,
             first_output: Vec::new(),
             round_trips: Vec::new(),
+            noop_round_trips: Vec::new(),
         },
         tests,
     };
@@ -594,17 +600,27 @@ impl Runner<'_> {
 
     /// Starts QEMU on the overlay and waits for the guest's shell. `None`: the step failed.
     async fn boot_step(&mut self, name: &str) -> Result<Option<Vm>> {
-        let started = Instant::now();
+        let started = *self.step_started.get_or_insert_with(Instant::now);
         let mut vm = self.start_vm().await?;
         match vm
             .console
             .wait_for_shell(self.cfg.timeout, self.cfg.inactivity)
             .await
         {
-            Ok(_) => Ok(Some(vm)),
+            Ok(_) => {
+                if let Ok(r) = vm
+                    .console
+                    .run(":", self.cfg.timeout, self.cfg.inactivity)
+                    .await
+                {
+                    self.report.noop_round_trips.push(r.round_trip);
+                }
+                Ok(Some(vm))
+            }
             Err(failure) => {
                 let why = self.describe_boot_failure(&vm, &failure);
                 let shot = self.screendump(&vm, name).await;
+                self.step_started = None;
                 self.record(name, Err(why), started.elapsed(), &vm, 0, shot);
                 vm.qemu.kill().await;
                 Ok(None)
@@ -683,7 +699,7 @@ impl Runner<'_> {
         name: &str,
         expect: Option<&str>,
     ) -> Option<GuestStatus> {
-        let started = Instant::now();
+        let started = self.step_started.take().unwrap_or_else(Instant::now);
         let cursor = vm.console.line_count();
         let reply = vm
             .console
@@ -776,6 +792,7 @@ impl Runner<'_> {
     /// Asks the guest to reboot, waits for QEMU to exit (-no-reboot), and boots again.
     async fn reboot(&mut self, mut vm: Vm, name: &str) -> Result<Option<Vm>> {
         let started = Instant::now();
+        self.step_started = Some(started);
         let cursor = vm.console.line_count();
         let _ = vm.console.type_line(REBOOT_COMMAND).await;
         let went = vm
@@ -788,6 +805,7 @@ impl Runner<'_> {
                 went.err().map(|f| f.to_string()).unwrap_or_default()
             );
             let shot = self.screendump(&vm, name).await;
+            self.step_started = None;
             self.record(name, Err(why), started.elapsed(), &vm, cursor, shot);
             vm.qemu.kill().await;
             return Ok(None);
