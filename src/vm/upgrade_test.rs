@@ -493,19 +493,19 @@ impl Runner<'_> {
         ];
         let mut vm = match self.boot_step(names[0]).await? {
             Some(vm) => vm,
-            None => return Ok(self.skip_rest(&names[1..])),
+            None => return self.skip_rest(&names[1..]),
         };
         // Step 1: the booted commit.
         let before = match self.status_step(&mut vm, names[0], None).await {
             Some(s) => s,
-            None => return Ok(self.finish(vm, &names[1..]).await),
+            None => return self.finish(vm, &names[1..]).await,
         };
         let booted_before = before.booted().cloned().expect("status_step checked it");
         self.report.from_commit = Some(booted_before.checksum.clone());
         if !self.base_checks(&mut vm, "base checks after boot").await
             || !self.external_tests(&mut vm, false).await
         {
-            return Ok(self.finish(vm, &names[1..]).await);
+            return self.finish(vm, &names[1..]).await;
         }
 
         // Step 2: upgrade, refused when it would not move forward.
@@ -522,7 +522,7 @@ impl Runner<'_> {
                 0,
                 None,
             );
-            return Ok(self.finish(vm, &names[2..]).await);
+            return self.finish(vm, &names[2..]).await;
         }
         let target = plan.target.to_hex();
         let to = self.cfg.to.as_ref().map(|_| target.as_str());
@@ -542,22 +542,24 @@ impl Runner<'_> {
             })
             .await;
         if !upgraded {
-            return Ok(self.finish(vm, &names[2..]).await);
+            return self.finish(vm, &names[2..]).await;
         }
 
         // Step 3: reboot into the new commit.
         let Some(mut vm) = self.reboot(vm, names[2]).await? else {
-            return Ok(self.skip_rest(&names[3..]));
+            return self.skip_rest(&names[3..]);
         };
-        let after = match self.status_step(&mut vm, names[2], Some(&target)).await {
-            Some(s) => s,
-            None => return Ok(self.finish(vm, &names[3..]).await),
-        };
-        let _ = after;
+        if self
+            .status_step(&mut vm, names[2], Some(&target))
+            .await
+            .is_none()
+        {
+            return self.finish(vm, &names[3..]).await;
+        }
         if !self.base_checks(&mut vm, "base checks after upgrade").await
             || !self.external_tests(&mut vm, true).await
         {
-            return Ok(self.finish(vm, &names[3..]).await);
+            return self.finish(vm, &names[3..]).await;
         }
 
         // Step 4: roll back.
@@ -579,7 +581,7 @@ impl Runner<'_> {
             )
             .await;
         if !rolled {
-            return Ok(self.finish(vm, &names[4..]).await);
+            return self.finish(vm, &names[4..]).await;
         }
 
         // Step 5: reboot into the old commit.
@@ -594,8 +596,7 @@ impl Runner<'_> {
             self.base_checks(&mut vm, "base checks after rollback")
                 .await;
         }
-        self.finish(vm, &[]).await;
-        Ok(())
+        self.finish(vm, &[]).await
     }
 
     /// Starts QEMU on the overlay and waits for the guest's shell. `None`: the step failed.
@@ -972,7 +973,7 @@ impl Runner<'_> {
         self.report.steps.push(step);
     }
 
-    fn skip_rest(&mut self, names: &[&str]) {
+    fn skip_rest(&mut self, names: &[&str]) -> Result<()> {
         for name in names {
             self.report.steps.push(Step {
                 name: name.to_string(),
@@ -982,11 +983,12 @@ impl Runner<'_> {
                 screendump: None,
             });
         }
+        Ok(())
     }
 
-    async fn finish(&mut self, mut vm: Vm, rest: &[&str]) {
+    async fn finish(&mut self, mut vm: Vm, rest: &[&str]) -> Result<()> {
         vm.qemu.kill().await;
-        self.skip_rest(rest);
+        self.skip_rest(rest)
     }
 }
 
