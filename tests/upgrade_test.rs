@@ -336,6 +336,7 @@ fn commit_missing_from_the_served_repo_is_refused_before_boot() {
     // The ref's commit object gone (a half-synced repository): also refused before boot.
     let partial = scratch().join("missing/partial-repo");
     let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
     run(Command::new("cp").arg("-a").arg(repo).arg(&partial));
     let b = rev(&partial, REF);
     std::fs::remove_file(partial.join(format!("objects/{}/{}.commit", &b[..2], &b[2..]))).unwrap();
