@@ -609,6 +609,16 @@ impl Runner<'_> {
             .await
         {
             Ok(_) => {
+                // The terminal's echo of what we type doubles the bytes a slow emulated
+                // UART carries per command (the markers never depended on it).
+                let _ = vm
+                    .console
+                    .run(
+                        "stty -echo 2>/dev/null; :",
+                        self.cfg.timeout,
+                        self.cfg.inactivity,
+                    )
+                    .await;
                 if let Ok(r) = vm
                     .console
                     .run(":", self.cfg.timeout, self.cfg.inactivity)
