@@ -52,7 +52,9 @@ pub struct GenerateArgs {
     /// Do not bsdiff modified files
     #[arg(long)]
     pub disable_bsdiff: bool,
-    /// Do not compress the parts (default: lzma, like ostree)
+    /// Do not compress the parts (default: lzma, like ostree). ostree 2022.7 clients
+    /// fail ("mmap: Invalid argument") on uncompressed part files over 16 KiB; inline
+    /// parts are fine
     #[arg(long)]
     pub no_compression: bool,
     /// Only generate if the delta does not exist yet

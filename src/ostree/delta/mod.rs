@@ -475,7 +475,7 @@ pub fn read_superblock_file(path: &Path) -> Result<Superblock> {
     })
 }
 
-/// GLib's `g_format_size`: SI units, one decimal.
+/// GLib's `g_format_size`: SI units, one decimal, a no-break space before the unit.
 fn format_size(n: u64) -> String {
     if n < 1000 {
         return if n == 1 {
@@ -491,7 +491,7 @@ fn format_size(n: u64) -> String {
         v /= 1000.0;
         i += 1;
     }
-    format!("{v:.1} {}", units[i])
+    format!("{v:.1}\u{a0}{}", units[i])
 }
 
 /// The text of `ostree static-delta show DELTA`, for a delta in `repo`.
@@ -610,7 +610,7 @@ mod tests {
     fn format_size_like_glib() {
         assert_eq!(format_size(0), "0 bytes");
         assert_eq!(format_size(999), "999 bytes");
-        assert_eq!(format_size(1500), "1.5 kB");
-        assert_eq!(format_size(2_500_000), "2.5 MB");
+        assert_eq!(format_size(1500), "1.5\u{a0}kB");
+        assert_eq!(format_size(2_500_000), "2.5\u{a0}MB");
     }
 }
