@@ -35,6 +35,11 @@ pub enum Command {
     Checkout(ostree::cli::CheckoutArgs),
     /// Write or show the repository summary (like `ostree summary`)
     Summary(ostree::cli::SummaryArgs),
+    /// Generate, list, show and delete static deltas (like `ostree static-delta`)
+    #[command(subcommand)]
+    StaticDelta(ostree::delta::cli::StaticDeltaCommand),
+    /// Delete old commits and unreachable objects, by options or a per-ref policy (like `ostree prune`)
+    Prune(ostree::prune::cli::PruneArgs),
     /// Sign a commit with GPG (like `ostree gpg-sign`)
     GpgSign(ostree::cli::GpgSignArgs),
     /// Check a commit's or the summary's GPG signatures (like `ostree show --gpg-verify`)
@@ -68,6 +73,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Show(args) => ostree::cli::show(args),
         Command::Checkout(args) => ostree::cli::checkout(args),
         Command::Summary(args) => ostree::cli::summary(args),
+        Command::StaticDelta(cmd) => ostree::delta::cli::run(cmd),
+        Command::Prune(args) => ostree::prune::cli::prune(args),
         Command::GpgSign(args) => ostree::cli::gpg_sign(args),
         Command::Verify(args) => ostree::cli::verify(args),
         Command::Compose(cmd) => compose::cli::run(cmd),

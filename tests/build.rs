@@ -588,3 +588,110 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
         "the installed remote accepted an unsigned commit: {said}"
     );
 }
+
+/// Issue 14: successive builds keep the parent chain, generate the configured deltas
+/// (`compose.deltas: [empty, previous, 2]`), apply the prune policy, then write a summary
+/// that lists the deltas; a client at the previous commit upgrades through a delta.
+#[test]
+fn successive_builds_chain_commits_generate_deltas_and_prune() {
+    common::require("ostree");
+    let dir = tempfile::tempdir().unwrap();
+    let definition = demo_copy(dir.path());
+    let demo = definition.parent().unwrap().to_path_buf();
+    let treefile = demo.join("treefile.yaml");
+    let tf = std::fs::read_to_string(&treefile).unwrap();
+    std::fs::write(
+        &treefile,
+        format!("{tf}add-files:\n  - [motd, /usr/share/motd]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        demo.join("prune.yaml"),
+        "refs:\n  standin/x86_64/demo: { keep: depth:1 }\n",
+    )
+    .unwrap();
+    let yaml = std::fs::read_to_string(&definition).unwrap().replace(
+        "compose: { treefile: treefile.yaml }",
+        "compose: { treefile: treefile.yaml, deltas: [empty, previous, 2], prune: prune.yaml }",
+    );
+    std::fs::write(&definition, yaml).unwrap();
+    let out = dir.path().join("out");
+    let repo = out.join("repo");
+    let mut commits = Vec::new();
+    for i in 1..=3 {
+        std::fs::write(demo.join("motd"), format!("release {i}\n")).unwrap();
+        let run = build(&definition, &out, &["--until", "summary"]);
+        assert!(run.ok, "build {i} failed:\n{}", run.stderr);
+        commits.push(common::stdout(
+            common::ostree(&repo).args(["rev-parse", "standin/x86_64/demo"]),
+        ));
+    }
+    let (c1, c2, c3) = (&commits[0], &commits[1], &commits[2]);
+    assert!(c1 != c2 && c2 != c3);
+    // Parent chain, and depth:1 kept c3 and c2 only.
+    assert_eq!(
+        common::stdout(common::ostree(&repo).args(["rev-parse", "standin/x86_64/demo^"])),
+        *c2
+    );
+    assert!(
+        !common::ostree(&repo)
+            .args(["show", c1])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "the policy should have pruned {c1}"
+    );
+    common::fsck(&repo);
+    let deltas = common::stdout(common::ostree(&repo).args(["static-delta", "list"]));
+    for want in [
+        format!("{c2}-{c3}"),
+        format!("{c1}-{c3}"),
+        c3.to_string(),
+        format!("{c1}-{c2}"),
+    ] {
+        assert!(
+            deltas.lines().any(|l| l == want),
+            "missing delta {want} in:\n{deltas}"
+        );
+    }
+    // The from-scratch delta to the pruned c1 went with it.
+    assert!(!deltas.lines().any(|l| l == c1.as_str()), "{deltas}");
+    let view = common::stdout(common::ostree(&repo).args(["summary", "--view"]));
+    assert!(view.contains(&format!("{c2}-{c3}")), "{view}");
+
+    // A bare-user client at c2 upgrades to c3 through the delta.
+    let server = common::HttpServer::serve(&repo);
+    let client = dir.path().join("client");
+    common::run(
+        Command::new("ostree")
+            .arg("init")
+            .arg(format!("--repo={}", client.display()))
+            .arg("--mode=bare-user"),
+    );
+    common::run(common::ostree(&client).args([
+        "remote",
+        "add",
+        "--no-gpg-verify",
+        "origin",
+        &server.url,
+    ]));
+    common::run(common::ostree(&client).args([
+        "pull",
+        "--disable-static-deltas",
+        "origin",
+        &format!("standin/x86_64/demo@{c2}"),
+    ]));
+    let pull = common::stdout(common::ostree(&client).args([
+        "pull",
+        "--require-static-deltas",
+        "origin",
+        "standin/x86_64/demo",
+    ]));
+    assert!(pull.contains("delta parts"), "{pull}");
+    common::fsck(&client);
+    assert_eq!(
+        common::stdout(common::ostree(&client).args(["rev-parse", "origin:standin/x86_64/demo"])),
+        *c3
+    );
+}

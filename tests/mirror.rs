@@ -33,6 +33,22 @@ fn commit(repo: &Path, work: &Path, content: &str) -> String {
         .args(["commit", "-b", REF, "-s", content])
         .arg(format!("--tree=dir={}", tree.display())));
     run(ostree(repo).args(["summary", "-u"]));
+    // From the second commit on, publish a static delta from the parent too (issue 14):
+    // scan, crawl and metalinks must work on a repository with deltas/ and delta-indexes/.
+    if common::ostree(repo)
+        .args(["rev-parse", &format!("{REF}^")])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        run(Command::new(BIN)
+            .args(["static-delta", "generate", "--to", REF])
+            .arg(format!("--repo={}", repo.display())));
+        run(Command::new(BIN)
+            .args(["summary", "-u"])
+            .arg(format!("--repo={}", repo.display())));
+    }
     run(ostree(repo).args(["rev-parse", REF]))
         .trim()
         .to_string()

@@ -37,19 +37,6 @@ fn commit_both(
     assert_eq!(a, b);
 }
 
-/// The last-modified value of a summary, read through the real ostree's `--view`.
-fn ostree_last_modified(repo: &Path) -> u64 {
-    let view = stdout(ostree(repo).args(["summary", "--view"]));
-    let line = view
-        .lines()
-        .find(|l| l.starts_with("Last-Modified"))
-        .expect("Last-Modified line");
-    let date = line.rsplit(": ").next().unwrap().trim_end_matches("+00");
-    let out =
-        stdout(std::process::Command::new("date").args(["-u", "-d", &format!("{date}Z"), "+%s"]));
-    out.parse().unwrap()
-}
-
 #[test]
 fn summary_matches_ostree_bytes_and_both_read_each_other() {
     require("ostree");

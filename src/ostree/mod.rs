@@ -9,6 +9,7 @@
 //! - [`mtree`]: [`MutableTree`] and `Repo::write_mtree`
 //! - [`commit`]: [`commit_directory`], the `ostree commit --tree=dir=` walk
 //! - [`summary`]: the `summary` file
+//! - [`delta`]: static deltas (generate, read, show); [`traverse`]: reachability
 //! - [`inspect`]: `ls`, `show`, `checkout`
 //! - [`gpg`], [`detached`], [`sign`]: OpenPGP signatures of commits and summaries
 
@@ -16,17 +17,21 @@ pub mod checksum;
 pub mod cli;
 pub mod commit;
 pub mod datetime;
+pub mod delta;
 pub mod detached;
 pub mod gpg;
 pub mod gvariant;
+pub mod gvariant_raw;
 pub mod inspect;
 pub mod mtree;
 pub mod objects;
 mod progress;
+pub mod prune;
 pub mod refs;
 pub mod repo;
 pub mod sign;
 pub mod summary;
+pub mod traverse;
 
 pub use checksum::Checksum;
 pub use commit::{CommitOptions, commit_directory};

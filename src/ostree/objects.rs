@@ -109,6 +109,11 @@ fn xattrs_for_disk(xattrs: &[(Vec<u8>, Vec<u8>)]) -> Vec<(ByteBuf, ByteBuf)> {
     v
 }
 
+/// The `a(ayay)` bytes of xattrs as a file header stores them (sorted, names NUL-terminated).
+pub fn xattrs_bytes(xattrs: &Xattrs) -> Result<Vec<u8>> {
+    gvariant::to_bytes(&xattrs_for_disk(xattrs))
+}
+
 fn xattrs_from_disk(v: Vec<(ByteBuf, ByteBuf)>) -> Xattrs {
     v.into_iter()
         .map(|(n, val)| {

@@ -683,6 +683,25 @@ impl Repo {
         &self,
         csum: &Checksum,
     ) -> Result<(FileMeta, Option<String>, Box<dyn Read + Send>)> {
+        let (f, meta, target, _size, off) = self.open_filez(csum)?;
+        if let Some(t) = target {
+            return Ok((meta, Some(t), Box::new(std::io::empty())));
+        }
+        let mut f = f;
+        f.seek(SeekFrom::Start(off as u64))?;
+        let reader = flate2::read::DeflateDecoder::new(BufReader::with_capacity(128 * 1024, f));
+        Ok((meta, None, Box::new(reader)))
+    }
+
+    /// A content object's metadata, symlink target and size (the header's, 0 for symlinks),
+    /// read without inflating its data.
+    pub fn read_file_info(&self, csum: &Checksum) -> Result<(FileMeta, Option<String>, u64)> {
+        let (_, meta, target, size, _) = self.open_filez(csum)?;
+        Ok((meta, target, size))
+    }
+
+    /// Opens a `.filez` and parses its header: (file, meta, symlink target, size, data offset).
+    fn open_filez(&self, csum: &Checksum) -> Result<(File, FileMeta, Option<String>, u64, usize)> {
         let p = self.object_path(csum, ObjectType::File);
         let mut f = File::open(&p)
             .with_context(|| format!("opening content object {csum} ({})", p.display()))?;
@@ -699,13 +718,9 @@ impl Repo {
         head.resize(8 + n, 0);
         f.read_exact(&mut head[8..])
             .with_context(|| format!("reading {}", p.display()))?;
-        let (meta, target, _size, off) = objects::parse_filez_header(&head)
+        let (meta, target, size, off) = objects::parse_filez_header(&head)
             .with_context(|| format!("parsing content object {}", p.display()))?;
-        if meta.mode & objects::S_IFMT == objects::S_IFLNK {
-            return Ok((meta, Some(target), Box::new(std::io::empty())));
-        }
-        f.seek(SeekFrom::Start(off as u64))?;
-        let reader = flate2::read::DeflateDecoder::new(BufReader::with_capacity(128 * 1024, f));
-        Ok((meta, None, Box::new(reader)))
+        let target = (meta.mode & objects::S_IFMT == objects::S_IFLNK).then_some(target);
+        Ok((f, meta, target, size, off))
     }
 }

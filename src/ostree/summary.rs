@@ -191,6 +191,15 @@ impl Repo {
             "ostree.summary.indexed-deltas".into(),
             MetaValue::Bool(true),
         ));
+        if keyfile_get(&config, "core", "no-deltas-in-summary").as_deref() != Some("true") {
+            let deltas = self.static_delta_digests()?;
+            if !deltas.is_empty() {
+                md.push((
+                    "ostree.static-deltas".into(),
+                    MetaValue::Dict(ghash_order(deltas)),
+                ));
+            }
+        }
         if let Some(cid) = self.collection_id() {
             md.push((
                 "ostree.summary.collection-id".into(),
@@ -215,6 +224,7 @@ impl Repo {
             write_file_atomic(&config_path, new.as_bytes(), 0o644)?;
         }
         let summary = self.build_summary(extra_metadata)?;
+        self.reindex_static_deltas()?;
         let bytes = summary_bytes(&summary)?;
         write_file_atomic_via(
             &self.path().join("tmp"),
@@ -227,6 +237,70 @@ impl Repo {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("removing stale {}", sig.display())),
+        }
+        Ok(())
+    }
+
+    /// Every delta's name (`FROM-TO` or `TO`) and the sha256 of its superblock, as the
+    /// summary and the delta indexes list them.
+    fn static_delta_digests(&self) -> Result<Metadata> {
+        self.list_static_deltas()?
+            .into_iter()
+            .map(|n| {
+                let p = self.path().join(n.superblock_rel());
+                let b = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                Ok((n.id(), MetaValue::Bytes(Checksum::of(&b).0.to_vec())))
+            })
+            .collect()
+    }
+
+    /// Rewrites `delta-indexes/` as `ostree summary -u` does (`ostree_repo_static_delta_reindex`):
+    /// one `a{sv}` per target commit, `{'ostree.static-deltas': {NAME: <superblock sha256>}}`,
+    /// and removes the index of any target that no longer has a delta.
+    pub fn reindex_static_deltas(&self) -> Result<()> {
+        use std::collections::BTreeMap;
+        let mut by_to: BTreeMap<Checksum, Metadata> = BTreeMap::new();
+        for (id, digest) in self.static_delta_digests()? {
+            let to = id.rsplit('-').next().unwrap_or(&id).parse::<Checksum>()?;
+            by_to.entry(to).or_default().push((id, digest));
+        }
+        let root = self.path().join("delta-indexes");
+        // Stale indexes: every existing index whose target has no delta now.
+        if let Ok(rd) = fs::read_dir(&root) {
+            for d in rd.flatten() {
+                let prefix = d.file_name().to_string_lossy().into_owned();
+                let Ok(sub) = fs::read_dir(d.path()) else {
+                    continue;
+                };
+                for f in sub.flatten() {
+                    let n = f.file_name().to_string_lossy().into_owned();
+                    let Some(rest) = n.strip_suffix(".index") else {
+                        continue;
+                    };
+                    let keep = super::delta::from_b64(&format!("{prefix}{rest}"))
+                        .is_ok_and(|c| by_to.contains_key(&c));
+                    if !keep {
+                        fs::remove_file(f.path())
+                            .with_context(|| format!("removing {}", f.path().display()))?;
+                    }
+                }
+            }
+        }
+        for (to, mut froms) in by_to {
+            // ostree inserts the from-scratch delta first, then by FROM.
+            froms.sort_by_key(|(id, _)| (id.contains('-'), id.clone()));
+            let index: Metadata = vec![(
+                "ostree.static-deltas".into(),
+                MetaValue::Dict(ghash_order(froms)),
+            )];
+            let bytes = gvariant::to_bytes(&ADict(&index))?;
+            let path = self.path().join(super::delta::index_rel(&to));
+            if fs::read(&path).is_ok_and(|old| old == bytes) {
+                continue;
+            }
+            let dir = path.parent().expect("index paths have a parent");
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            write_file_atomic_via(&self.path().join("tmp"), &path, &bytes, 0o644)?;
         }
         Ok(())
     }

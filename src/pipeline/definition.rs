@@ -46,12 +46,47 @@ pub struct ComposeSection {
     /// rpm-ostree treefile; the ref comes from its `ref:` key.
     #[serde(default = "default_treefile")]
     pub treefile: PathBuf,
+    /// Static deltas to each new commit: `empty` (from scratch), `previous` (from its parent)
+    /// or N (from its Nth ancestor; 1 is the parent), generated unless they exist.
+    #[serde(default)]
+    pub deltas: Vec<DeltaSource>,
+    /// A prune policy file (`refs: {REF: {keep: all | time:90d | depth:5 | delete}}`)
+    /// applied after the deltas, before the summary is written.
+    #[serde(default)]
+    pub prune: Option<PathBuf>,
 }
 
 impl Default for ComposeSection {
     fn default() -> Self {
         Self {
             treefile: default_treefile(),
+            deltas: Vec::new(),
+            prune: None,
+        }
+    }
+}
+
+/// Where a static delta to the new commit starts (`compose.deltas`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum DeltaSource {
+    /// `empty` or `previous`.
+    Named(String),
+    /// The Nth ancestor of the new commit.
+    Ancestor(u32),
+}
+
+impl DeltaSource {
+    /// How many parents back the delta starts: None for a from-scratch delta.
+    pub fn generations(&self) -> Result<Option<u32>> {
+        match self {
+            DeltaSource::Named(n) if n == "empty" => Ok(None),
+            DeltaSource::Named(n) if n == "previous" => Ok(Some(1)),
+            DeltaSource::Ancestor(n) if *n >= 1 => Ok(Some(*n)),
+            other => bail!(
+                "compose.deltas: {other:?} is not `empty`, `previous` or a number of commits \
+                 back (1 or more)"
+            ),
         }
     }
 }
@@ -435,6 +470,9 @@ impl ImageDefinition {
         }
         if let Some(signing) = &self.signing {
             signing.validate()?;
+        }
+        for d in &self.compose.deltas {
+            d.generations()?;
         }
         Ok(())
     }

@@ -21,6 +21,10 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
             if let Some(signer) = &ctx.signer {
                 h.str("signed-by", &signer.signing_fingerprint());
             }
+            h.str("deltas", &serde_json::to_string(&ctx.def.compose.deltas)?);
+            if let Some(policy) = &ctx.def.compose.prune {
+                h.file("prune-policy", &ctx.def.resolve(policy))?;
+            }
         }
         "kickstart" => {
             h.str("kickstart", &render_kickstart(ctx)?);
@@ -385,8 +389,80 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
     })
 }
 
+/// `compose.deltas`: a delta to the new commit from each configured start, unless it exists.
+fn generate_deltas(ctx: &BuildContext, repo: &crate::ostree::Repo) -> Result<()> {
+    let Some(commit) = ctx.values.get("commit") else {
+        return Ok(());
+    };
+    let to: crate::ostree::Checksum = commit.parse()?;
+    for source in &ctx.def.compose.deltas {
+        let from = match source.generations()? {
+            None => None,
+            Some(n) => {
+                let mut c = to;
+                for _ in 0..n {
+                    match repo.read_commit(&c)?.parent {
+                        Some(p) if repo.has_object(&p, crate::ostree::ObjectType::Commit) => c = p,
+                        _ => {
+                            ctx.reporter.info(
+                                "summary",
+                                &format!(
+                                    "no delta from {n} commit(s) back: the history is shorter"
+                                ),
+                            );
+                            c = to;
+                            break;
+                        }
+                    }
+                }
+                if c == to {
+                    continue;
+                }
+                Some(c)
+            }
+        };
+        let mut opts = crate::ostree::delta::GenerateOptions::new(from, to);
+        opts.if_not_exists = true;
+        let r = crate::ostree::delta::generate(repo, &opts)?;
+        let name = crate::ostree::delta::DeltaName { from, to };
+        ctx.reporter.info(
+            "summary",
+            &if r.existed {
+                format!("static delta {} exists", name.id())
+            } else {
+                format!(
+                    "static delta {}: {} parts, {} bytes",
+                    name.id(),
+                    r.parts,
+                    r.part_bytes
+                )
+            },
+        );
+    }
+    Ok(())
+}
+
 fn run_summary(ctx: &mut BuildContext) -> Result<StageOutput> {
     let repo = crate::ostree::Repo::open(&ctx.repo())?;
+    generate_deltas(ctx, &repo)?;
+    if let Some(policy) = &ctx.def.compose.prune {
+        let path = ctx.def.resolve(policy);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let opts = crate::ostree::prune::policy::Policy::load(&path)?.to_options(&repo, now)?;
+        let r = crate::ostree::prune::prune(&repo, &opts)?;
+        ctx.reporter.info(
+            "summary",
+            &format!(
+                "pruned {} objects ({} commits, {} deltas)",
+                r.objects_pruned,
+                r.commits_deleted.len(),
+                r.deltas_deleted.len()
+            ),
+        );
+    }
     repo.update_summary(&[])?;
     let mut files = vec![ctx.repo().join("summary")];
     if let Some(signer) = &ctx.signer {

@@ -1,0 +1,574 @@
+//! `static-delta generate`: the objects of TO that FROM lacks, packed into lzma-compressed
+//! parts of bytecode (open-splice-and-close for new objects, bspatch for modified files where
+//! the patch is smaller), large objects left as fallbacks, and the superblock written last.
+//!
+//! Part boundaries are planned serially (as ostree does, by uncompressed payload size); the
+//! parts are then read, encoded and compressed in parallel, which is where the time goes.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use rayon::prelude::*;
+
+use super::bytecode::{self, put_varint};
+use super::{DeltaName, Fallback, PartHeader, PartPayload, Superblock};
+use crate::ostree::checksum::Checksum;
+use crate::ostree::objects::{self, ObjectType};
+use crate::ostree::repo::{Repo, write_file_atomic, write_file_atomic_via};
+use crate::ostree::traverse;
+
+/// How parts are compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// xz (lzma preset 8, CRC64), like ostree: part byte `'x'`.
+    Lzma,
+    /// Uncompressed: part byte 0.
+    None,
+}
+
+/// Options of one delta, with ostree's defaults from [`GenerateOptions::new`].
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub from: Option<Checksum>,
+    pub to: Checksum,
+    /// Put the parts inside the superblock (one self-contained file).
+    pub inline: bool,
+    /// Regular files larger than this many bytes become fallbacks; 0 disables fallbacks.
+    pub min_fallback_size: u64,
+    /// Start a new part once a part's payload would exceed this many bytes.
+    pub max_chunk_size: u64,
+    pub compression: Compression,
+    pub bsdiff: bool,
+    /// Files whose old + new size exceed this are not bsdiff'ed.
+    pub max_bsdiff_size: u64,
+    /// Write the superblock here (parts beside it) instead of into the repository.
+    pub filename: Option<PathBuf>,
+    /// Do nothing when the delta already exists.
+    pub if_not_exists: bool,
+}
+
+impl GenerateOptions {
+    /// ostree's defaults: fallbacks above 4 MB, 32 MB parts, bsdiff up to 128 MB, lzma.
+    pub fn new(from: Option<Checksum>, to: Checksum) -> GenerateOptions {
+        GenerateOptions {
+            from,
+            to,
+            inline: false,
+            min_fallback_size: 4_000_000,
+            max_chunk_size: 32_000_000,
+            compression: Compression::Lzma,
+            bsdiff: true,
+            max_bsdiff_size: 128_000_000,
+            filename: None,
+            if_not_exists: false,
+        }
+    }
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateReport {
+    pub name: Option<DeltaName>,
+    /// True when `if_not_exists` found the delta already there.
+    pub existed: bool,
+    pub parts: usize,
+    pub objects: usize,
+    pub fallbacks: usize,
+    pub bsdiffs: usize,
+    /// Sum of part sizes.
+    pub part_bytes: u64,
+    /// Sum of the objects' uncompressed sizes in parts.
+    pub part_ubytes: u64,
+    pub superblock_bytes: u64,
+}
+
+/// One object to put in a part.
+#[derive(Clone, Debug)]
+enum Item {
+    Meta(Checksum, ObjectType, u64),
+    /// A regular file or symlink written whole; the size is what goes into the payload.
+    Content(Checksum, u64),
+    /// A regular file patched from an object of FROM.
+    Modified {
+        to: Checksum,
+        from: Checksum,
+        size: u64,
+    },
+}
+
+impl Item {
+    fn size(&self) -> u64 {
+        match self {
+            Item::Meta(_, _, s) | Item::Content(_, s) | Item::Modified { size: s, .. } => *s,
+        }
+    }
+}
+
+/// Regular-file info of a commit's tree: checksum → (size, basenames).
+type SizeNames = HashMap<Checksum, (u64, Vec<String>)>;
+
+fn regfile_sizenames(
+    repo: &Repo,
+    commit: &Checksum,
+    only: Option<&HashSet<Checksum>>,
+) -> Result<SizeNames> {
+    let c = repo.read_commit(commit)?;
+    let mut names: HashMap<Checksum, Vec<String>> = HashMap::new();
+    let mut stack = vec![c.root_dirtree];
+    let mut seen = HashSet::new();
+    while let Some(t) = stack.pop() {
+        if !seen.insert(t) {
+            continue;
+        }
+        let tree = repo.read_dirtree(&t)?;
+        for (name, f) in tree.files {
+            if only.is_none_or(|o| o.contains(&f)) {
+                names.entry(f).or_default().push(name);
+            }
+        }
+        stack.extend(tree.dirs.into_iter().map(|(_, t, _)| t));
+    }
+    let infos: Vec<(Checksum, Option<u64>)> = names
+        .keys()
+        .copied()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|c| -> Result<(Checksum, Option<u64>)> {
+            let (_, target, size) = repo.read_file_info(&c)?;
+            Ok((c, target.is_none().then_some(size)))
+        })
+        .collect::<Result<_>>()?;
+    Ok(infos
+        .into_iter()
+        .filter_map(|(c, s)| s.map(|s| (c, (s, names.remove(&c).unwrap_or_default()))))
+        .collect())
+}
+
+/// Files that cannot shrink by diffing (`sizename_is_delta_candidate`): empty or xz/bz2.
+fn delta_candidate(size: u64, names: &[String]) -> bool {
+    size > 0
+        && !names
+            .iter()
+            .any(|n| n.ends_with(".xz") || n.ends_with(".bz2"))
+}
+
+/// For each new regular file, an old file with the same basename (or, failing that, the
+/// same name before the first '.') within ±30% of its size, like
+/// `_ostree_delta_compute_similar_objects`.
+fn similar_objects(from: &SizeNames, to: &SizeNames) -> HashMap<Checksum, Checksum> {
+    let mut by_name: HashMap<&str, Vec<(u64, Checksum)>> = HashMap::new();
+    let mut by_stem: HashMap<&str, Vec<(u64, Checksum)>> = HashMap::new();
+    for (c, (size, names)) in from {
+        if !delta_candidate(*size, names) {
+            continue;
+        }
+        for n in names {
+            by_name.entry(n).or_default().push((*size, *c));
+            if let Some((stem, _)) = n.split_once('.')
+                && !stem.is_empty()
+            {
+                by_stem.entry(stem).or_default().push((*size, *c));
+            }
+        }
+    }
+    for v in by_name.values_mut().chain(by_stem.values_mut()) {
+        v.sort();
+    }
+    let mut out = HashMap::new();
+    for (c, (size, names)) in to {
+        if !delta_candidate(*size, names) {
+            continue;
+        }
+        let lo = (*size as f64 * 0.7) as u64;
+        let hi = (*size as f64 * 1.3) as u64;
+        let pick = |map: &HashMap<&str, Vec<(u64, Checksum)>>, key: &str| {
+            map.get(key)
+                .and_then(|v| v.iter().find(|(s, _)| *s >= lo && *s <= hi).map(|x| x.1))
+        };
+        let found = names.iter().find_map(|n| pick(&by_name, n)).or_else(|| {
+            names.iter().find_map(|n| {
+                n.split_once('.')
+                    .filter(|(s, _)| !s.is_empty())
+                    .and_then(|(s, _)| pick(&by_stem, s))
+            })
+        });
+        if let Some(f) = found {
+            out.insert(*c, f);
+        }
+    }
+    out
+}
+
+/// Generates a delta into the repository (or `opts.filename`).
+pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateReport> {
+    let name = DeltaName {
+        from: opts.from,
+        to: opts.to,
+    };
+    let sb_path = match &opts.filename {
+        Some(f) => f.clone(),
+        None => repo.path().join(name.superblock_rel()),
+    };
+    if opts.if_not_exists && sb_path.exists() {
+        return Ok(GenerateReport {
+            name: Some(name),
+            existed: true,
+            ..Default::default()
+        });
+    }
+    ensure!(
+        opts.from != Some(opts.to),
+        "cannot make a delta from {} to itself",
+        opts.to
+    );
+    let commit_bytes = fs::read(repo.object_path(&opts.to, ObjectType::Commit))
+        .with_context(|| format!("reading target commit {}", opts.to))?;
+    objects::parse_commit(&commit_bytes)
+        .with_context(|| format!("parsing target commit {}", opts.to))?;
+
+    // What TO has that FROM lacks (the TO commit itself travels in the superblock).
+    let mut new_objects = traverse::reachable(repo, &opts.to)?;
+    if let Some(from) = &opts.from {
+        ensure!(
+            repo.has_object(from, ObjectType::Commit),
+            "source commit {from} is not in {}",
+            repo.path().display()
+        );
+        let old = traverse::reachable(repo, from)?;
+        new_objects.retain(|o| !old.contains(o));
+    }
+    new_objects.remove(&(opts.to, ObjectType::Commit));
+
+    let mut meta: Vec<(Checksum, ObjectType)> = Vec::new();
+    let mut content: Vec<Checksum> = Vec::new();
+    for (c, t) in new_objects {
+        if t == ObjectType::File {
+            content.push(c);
+        } else {
+            meta.push((c, t));
+        }
+    }
+    // Dirmetas, then dirtrees children-first with the root last (see `write order` below).
+    let rank: HashMap<Checksum, usize> = dirtrees_post_order(repo, &opts.to)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (c, i))
+        .collect();
+    meta.sort_by_key(|(c, t)| (*t == ObjectType::DirTree, rank.get(c).copied(), *c));
+    content.sort();
+
+    // Content sizes and kinds, read from the headers in parallel.
+    let infos: Vec<(Checksum, bool, u64, u64)> = content
+        .par_iter()
+        .map(|c| -> Result<(Checksum, bool, u64, u64)> {
+            let (_, target, size) = repo.read_file_info(c)?;
+            let disk = fs::metadata(repo.object_path(c, ObjectType::File))?.len();
+            Ok(match target {
+                Some(t) => (*c, true, t.len() as u64, disk),
+                None => (*c, false, size, disk),
+            })
+        })
+        .collect::<Result<_>>()?;
+
+    let modified = match (&opts.from, opts.bsdiff) {
+        (Some(from), true) => {
+            let new_reg: HashSet<Checksum> = infos
+                .iter()
+                .filter(|(_, link, _, _)| !link)
+                .map(|x| x.0)
+                .collect();
+            let from_sn = regfile_sizenames(repo, from, None)?;
+            let to_sn = regfile_sizenames(repo, &opts.to, Some(&new_reg))?;
+            let mut m = similar_objects(&from_sn, &to_sn);
+            m.retain(|to, from| from_sn[from].0 + to_sn[to].0 <= opts.max_bsdiff_size);
+            m
+        }
+        _ => HashMap::new(),
+    };
+
+    // Write order: modified files, new files, symlinks, then metadata with the root dirtree
+    // last. ostree puts metadata first, but the pulling client scans the new commit while
+    // the part is still being applied: once a dirtree exists it fetches any file it lists
+    // that is not there yet as a loose object. With content first, every dirtree the client
+    // can see already has its files.
+    let mut items: Vec<Item> = Vec::new();
+    let mut fallbacks = Vec::new();
+    let mut regular = Vec::new();
+    let mut links = Vec::new();
+    for (c, link, size, disk) in &infos {
+        if *link {
+            links.push(Item::Content(*c, *size));
+        } else if let Some(from) = modified.get(c) {
+            items.push(Item::Modified {
+                to: *c,
+                from: *from,
+                size: *size,
+            });
+        } else if opts.min_fallback_size > 0 && *size > opts.min_fallback_size {
+            fallbacks.push(Fallback {
+                object: (*c, ObjectType::File),
+                size: *disk,
+                usize: *size,
+            });
+        } else {
+            regular.push(Item::Content(*c, *size));
+        }
+    }
+    items.extend(regular);
+    items.extend(links);
+    for (c, t) in &meta {
+        let size = fs::metadata(repo.object_path(c, *t))
+            .with_context(|| format!("reading {} object {c}", t.extension()))?
+            .len();
+        items.push(Item::Meta(*c, *t, size));
+    }
+
+    // Plan part boundaries by uncompressed size.
+    let mut plan: Vec<Vec<Item>> = vec![Vec::new()];
+    let mut cur = 0u64;
+    for it in items {
+        let last = plan.last_mut().expect("one part");
+        if !last.is_empty() && cur + it.size() > opts.max_chunk_size {
+            plan.push(Vec::new());
+            cur = 0;
+        }
+        cur += it.size();
+        plan.last_mut().expect("one part").push(it);
+    }
+
+    let built: Vec<(Vec<u8>, PartHeader, usize)> = plan
+        .par_iter()
+        .map(|items| build_part(repo, items, opts.compression))
+        .collect::<Result<_>>()?;
+
+    // Write the parts, then the superblock: a reader never sees a superblock whose parts
+    // are missing.
+    let dir = sb_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let in_repo = opts.filename.is_none();
+    let write = |dest: &Path, data: &[u8]| -> Result<()> {
+        if in_repo {
+            write_file_atomic_via(&repo.path().join("tmp"), dest, data, 0o644)
+        } else {
+            write_file_atomic(dest, data, 0o644)
+        }
+    };
+    let mut metadata: Vec<(String, Vec<u8>, String)> =
+        vec![("ostree.endianness".into(), vec![b'l'], "y".into())];
+    let mut report = GenerateReport {
+        name: Some(name),
+        parts: built.len(),
+        fallbacks: fallbacks.len(),
+        ..Default::default()
+    };
+    let mut headers = Vec::with_capacity(built.len());
+    for (i, (bytes, header, nbsdiff)) in built.into_iter().enumerate() {
+        report.objects += header.objects.len();
+        report.bsdiffs += nbsdiff;
+        report.part_bytes += header.size;
+        report.part_ubytes += header.usize;
+        if opts.inline {
+            metadata.push((name.part_rel(i), bytes, "(yay)".into()));
+        } else {
+            write(&dir.join(i.to_string()), &bytes)?;
+        }
+        headers.push(header);
+    }
+    let detached = repo.object_path(&opts.to, ObjectType::CommitMeta);
+    if detached.exists() {
+        let d = fs::read(&detached).with_context(|| format!("reading {}", detached.display()))?;
+        metadata.push((format!("{}/commitmeta", name.rel_dir()), d, "a{sv}".into()));
+    }
+    let sb = Superblock {
+        metadata,
+        timestamp: crate::ostree::commit::default_timestamp(),
+        from: opts.from,
+        to: opts.to,
+        commit: commit_bytes,
+        parts: headers,
+        fallbacks,
+        big_endian: false,
+        signed: false,
+    };
+    let sb_bytes = super::superblock_bytes(&sb);
+    report.superblock_bytes = sb_bytes.len() as u64;
+    write(&sb_path, &sb_bytes)?;
+    if in_repo {
+        // Parts of an earlier, larger delta of the same name are stale now.
+        let keep = if opts.inline { 0 } else { report.parts };
+        for e in fs::read_dir(&dir)?.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.parse::<usize>().is_ok_and(|i| i >= keep) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The commit's dirtrees, each once, children before parents (the root last).
+fn dirtrees_post_order(repo: &Repo, commit: &Checksum) -> Result<Vec<Checksum>> {
+    let root = repo.read_commit(commit)?.root_dirtree;
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    // (tree, children pushed?) — an explicit stack, trees can be deep.
+    let mut stack = vec![(root, false)];
+    while let Some((t, expanded)) = stack.pop() {
+        if expanded {
+            out.push(t);
+            continue;
+        }
+        if !seen.insert(t) {
+            continue;
+        }
+        stack.push((t, true));
+        for (_, sub, _) in repo.read_dirtree(&t)?.dirs {
+            if !seen.contains(&sub) {
+                stack.push((sub, false));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Interns a value, returning its index (ostree's `write_unique_variant_chunk`).
+fn intern<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, usize>,
+    list: &mut Vec<K>,
+    k: K,
+) -> usize {
+    *map.entry(k.clone()).or_insert_with(|| {
+        list.push(k);
+        list.len() - 1
+    })
+}
+
+/// Reads a regular file's data into memory.
+fn read_content(repo: &Repo, c: &Checksum) -> Result<(objects::FileMeta, Option<String>, Vec<u8>)> {
+    let (meta, target, mut r) = repo.read_file(c)?;
+    let mut data = Vec::new();
+    r.read_to_end(&mut data)
+        .with_context(|| format!("inflating content object {c}"))?;
+    Ok((meta, target, data))
+}
+
+/// Encodes and compresses one part: (part file bytes, its header, number of bspatches).
+fn build_part(
+    repo: &Repo,
+    items: &[Item],
+    compression: Compression,
+) -> Result<(Vec<u8>, PartHeader, usize)> {
+    let mut p = PartPayload::default();
+    let mut modes: HashMap<(u32, u32, u32), usize> = HashMap::new();
+    let mut xattrs: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut objects_list = Vec::with_capacity(items.len());
+    let mut usize_total = 0u64;
+    let mut nbsdiff = 0;
+    for it in items {
+        match it {
+            Item::Meta(c, t, _) => {
+                let b = fs::read(repo.object_path(c, *t))
+                    .with_context(|| format!("reading {} object {c}", t.extension()))?;
+                p.ops.push(bytecode::OPEN_SPLICE_AND_CLOSE);
+                put_varint(&mut p.ops, b.len() as u64);
+                put_varint(&mut p.ops, p.payload.len() as u64);
+                usize_total += b.len() as u64;
+                p.payload.extend_from_slice(&b);
+                objects_list.push((*c, *t));
+            }
+            Item::Content(c, _) | Item::Modified { to: c, .. } => {
+                let (meta, target, data) = read_content(repo, c)?;
+                let m = intern(&mut modes, &mut p.modes, (meta.uid, meta.gid, meta.mode));
+                let x = intern(
+                    &mut xattrs,
+                    &mut p.xattrs,
+                    objects::xattrs_bytes(&meta.xattrs)?,
+                );
+                let patch = match (it, &target) {
+                    (Item::Modified { from, .. }, None) => {
+                        let (_, _, old) = read_content(repo, from)?;
+                        let mut patch = Vec::new();
+                        bsdiff::diff(&old, &data, &mut patch)
+                            .with_context(|| format!("bsdiff {from} -> {c}"))?;
+                        // Only where it saves bytes: the patch's zero bytes (unchanged
+                        // stretches) compress to nearly nothing, the others do not.
+                        let literal = patch.iter().filter(|&&b| b != 0).count();
+                        (literal < data.len()).then_some((*from, patch))
+                    }
+                    _ => None,
+                };
+                let bytes: &[u8] = match &target {
+                    Some(t) => t.as_bytes(),
+                    None => &data,
+                };
+                usize_total += bytes.len() as u64;
+                match patch {
+                    Some((from, patch)) => {
+                        // set-read-source FROM; open; bspatch; close; unset-read-source.
+                        p.ops.push(bytecode::SET_READ_SOURCE);
+                        put_varint(&mut p.ops, p.payload.len() as u64);
+                        p.payload.extend_from_slice(from.as_bytes());
+                        p.ops.push(bytecode::OPEN);
+                        put_varint(&mut p.ops, m as u64);
+                        put_varint(&mut p.ops, x as u64);
+                        put_varint(&mut p.ops, bytes.len() as u64);
+                        p.ops.push(bytecode::BSPATCH);
+                        put_varint(&mut p.ops, p.payload.len() as u64);
+                        put_varint(&mut p.ops, patch.len() as u64);
+                        p.payload.extend_from_slice(&patch);
+                        p.ops.push(bytecode::CLOSE);
+                        p.ops.push(bytecode::UNSET_READ_SOURCE);
+                        nbsdiff += 1;
+                    }
+                    None => {
+                        p.ops.push(bytecode::OPEN_SPLICE_AND_CLOSE);
+                        put_varint(&mut p.ops, m as u64);
+                        put_varint(&mut p.ops, x as u64);
+                        put_varint(&mut p.ops, bytes.len() as u64);
+                        put_varint(&mut p.ops, p.payload.len() as u64);
+                        p.payload.extend_from_slice(bytes);
+                    }
+                }
+                objects_list.push((*c, ObjectType::File));
+            }
+        }
+    }
+    let body = super::part_payload_bytes(&p);
+    drop(p);
+    let bytes = match compression {
+        Compression::None => {
+            let mut out = Vec::with_capacity(body.len() + 1);
+            out.push(0);
+            out.extend_from_slice(&body);
+            out
+        }
+        Compression::Lzma => {
+            let mut out = vec![b'x'];
+            let stream =
+                liblzma::stream::Stream::new_easy_encoder(8, liblzma::stream::Check::Crc64)
+                    .context("setting up the lzma encoder")?;
+            let mut enc = liblzma::write::XzEncoder::new_stream(&mut out, stream);
+            enc.write_all(&body).context("compressing a delta part")?;
+            enc.finish().context("compressing a delta part")?;
+            out
+        }
+    };
+    if bytes.is_empty() {
+        bail!("internal error: empty delta part");
+    }
+    let header = PartHeader {
+        version: super::PART_VERSION,
+        checksum: Checksum::of(&bytes),
+        size: bytes.len() as u64,
+        usize: usize_total,
+        objects: objects_list,
+    };
+    Ok((bytes, header, nbsdiff))
+}
