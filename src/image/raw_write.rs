@@ -28,6 +28,17 @@ impl Sink for RawSink {
 }
 
 impl RawSink {
+    /// Ends the file at `len` bytes (zeros past the disk, as a hole), appends `trailer`
+    /// (a VHD footer), syncs; returns the file and its size.
+    pub fn finish_padded(self, len: u64, trailer: &[u8]) -> Result<(File, u64)> {
+        self.file.set_len(len).context("setting the image size")?;
+        self.file
+            .write_all_at(trailer, len)
+            .context("writing the image trailer")?;
+        self.file.sync_all().context("syncing the image")?;
+        Ok((self.file, len + trailer.len() as u64))
+    }
+
     pub fn finish(self) -> Result<(File, u64)> {
         self.file
             .set_len(self.size)
@@ -42,6 +53,8 @@ pub struct XzSink {
     enc: liblzma::write::XzEncoder<std::io::BufWriter<File>>,
     size: u64,
     zeros: Vec<u8>,
+    /// Uncompressed bytes fed to the encoder so far.
+    written: u64,
 }
 
 impl XzSink {
@@ -58,7 +71,24 @@ impl XzSink {
             enc,
             size,
             zeros: vec![0; CLUSTER],
+            written: 0,
         })
+    }
+
+    /// Pads the stream with zeros up to `len` uncompressed bytes, then appends `trailer`
+    /// (a VHD footer) and finishes like [`XzSink::finish`].
+    pub fn finish_padded(mut self, len: u64, trailer: &[u8]) -> Result<(File, u64)> {
+        while self.written < len {
+            let n = (len - self.written).min(CLUSTER as u64) as usize;
+            self.enc
+                .write_all(&self.zeros[..n])
+                .context("compressing the image padding")?;
+            self.written += n as u64;
+        }
+        self.enc
+            .write_all(trailer)
+            .context("compressing the image trailer")?;
+        self.finish()
     }
 
     pub fn finish(self) -> Result<(File, u64)> {
@@ -81,6 +111,7 @@ impl Sink for XzSink {
             Cluster::Plain(d) => &d[..n],
             _ => &self.zeros[..n],
         };
+        self.written += n as u64;
         self.enc
             .write_all(bytes)
             .context("compressing the raw.xz image")
