@@ -8,6 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
 /// Fails (never skips) when a tool the test needs is missing.
@@ -905,33 +907,8 @@ fn vagrant_libvirt_box_unpacks_to_a_qcow2_metadata_and_vagrantfile() {
     );
 }
 
-/// The venv vm/prepare makes, with productmd in it.
-fn productmd_python() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    let ok = Command::new(&p)
-        .args(["-c", "import productmd.images"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "productmd is not in {}: run vm/prepare", p.display());
-    p
-}
-
-/// Loads an images.json with productmd (which validates every field) and prints
-/// `type format path size sha256` per image.
-const LOAD_IMAGES: &str = r#"
-import sys
-from productmd.images import Images
-im = Images()
-im.load(sys.argv[1])
-for variant in im.images:
-    for arch in im.images[variant]:
-        for i in sorted(im.images[variant][arch], key=lambda i: i.path):
-            print(variant, arch, i.type, i.format, i.path, i.size, i.checksums["sha256"], i.subvariant)
-"#;
-
 #[test]
 fn images_json_and_checksum_list_every_format_and_productmd_loads_it() {
-    let python = productmd_python();
     let t = tempfile::tempdir().unwrap();
     let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &[]);
     let pub_dir = t.path().join("pub");
@@ -962,13 +939,7 @@ fn images_json_and_checksum_list_every_format_and_productmd_loads_it() {
         ));
     }
     let json = pub_dir.join("images.json");
-    let load = |path: &Path| {
-        Command::new(&python)
-            .args(["-c", LOAD_IMAGES])
-            .arg(path)
-            .output()
-            .unwrap()
-    };
+    let load = common::productmd_load;
     let loaded = load(&json);
     assert!(
         loaded.status.success(),
@@ -1056,6 +1027,9 @@ fn a_full_disk_leaves_no_partial_output_in_any_format() {
         ("vhdfixed.xz", "x.vhdfixed.xz"),
         ("gce", "x.tar.gz"),
         ("vagrant-libvirt", "x.vagrant-libvirt.box"),
+        ("vmdk", "x.vmdk"),
+        ("vagrant-virtualbox", "x.vagrant-virtualbox.box"),
+        ("ova", "x.vsphere.ova"),
     ] {
         let out = out_dir.join(name);
         // bash's ulimit -f counts 1 KiB blocks: 2 MiB for an 8 MiB incompressible disk.
@@ -1084,5 +1058,179 @@ fn a_full_disk_leaves_no_partial_output_in_any_format() {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert!(left.is_empty(), "{format}: left {left:?}");
+    }
+}
+
+/// Checks a VMDK file as QEMU sees it: streamOptimized, consistent, the same disk as `img`.
+fn assert_stream_optimized_vmdk(img: &Path, vmdk: &Path) {
+    let info = qemu_info(vmdk);
+    assert_eq!(info["format"], "vmdk");
+    let data = &info["format-specific"]["data"];
+    assert_eq!(data["create-type"], "streamOptimized", "{info}");
+    assert_eq!(data["extents"][0]["compressed"], true, "{info}");
+    let check = sh(&mut cmd("qemu-img", &["check", s(vmdk)]));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("No errors were found"),
+        "{check:?}"
+    );
+    assert_identical(img, "qcow2", vmdk, "vmdk");
+}
+
+#[test]
+fn vmdk_is_stream_optimized_qemu_reads_as_the_input_and_about_qemu_img_size() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, raw) in [
+        ("mixed", mixed_raw(ODD_SIZE)),
+        ("scattered", scattered_raw()),
+    ] {
+        let img = qcow2_from_raw(t.path(), &raw, name, &[]);
+        let vmdk = t.path().join(format!("{name}.vmdk"));
+        ok(postprocess_at(&img, &vmdk, &["-O", "vmdk"], 1_700_000_000));
+        assert_stream_optimized_vmdk(&img, &vmdk);
+        // qemu-img's own streamOptimized VMDK of the same disk: ours is no bigger than 1.02x.
+        let theirs = t.path().join(format!("{name}-qemu.vmdk"));
+        sh(&mut cmd(
+            "qemu-img",
+            &[
+                "convert",
+                "-O",
+                "vmdk",
+                "-o",
+                "subformat=streamOptimized",
+                s(&img),
+                s(&theirs),
+            ],
+        ));
+        let (ours, qemu) = (
+            fs::metadata(&vmdk).unwrap().len(),
+            fs::metadata(&theirs).unwrap().len(),
+        );
+        assert!(
+            ours as f64 <= qemu as f64 * 1.02,
+            "{name}: ours {ours} bytes, qemu-img's {qemu}"
+        );
+        // Same name elsewhere (the descriptor names the file): the same bytes.
+        let again_dir = t.path().join(format!("{name}-again"));
+        fs::create_dir(&again_dir).unwrap();
+        let again = again_dir.join(format!("{name}.vmdk"));
+        ok(postprocess_at(&img, &again, &["-O", "vmdk"], 1_700_000_000));
+        assert!(
+            fs::read(&again).unwrap() == fs::read(&vmdk).unwrap(),
+            "not reproducible"
+        );
+    }
+}
+
+/// The disk reference an OVF importer follows: (File href, File size, Disk capacity), read
+/// with an XML parser, so a malformed descriptor fails here.
+fn ovf_disk_reference(ovf: &str) -> (String, u64, u64) {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(ovf);
+    let (mut href, mut size, mut capacity) = (None, None, None);
+    loop {
+        match reader.read_event().expect("well-formed OVF") {
+            Event::Eof => break,
+            Event::Start(e) | Event::Empty(e) => {
+                for a in e.attributes() {
+                    let a = a.unwrap();
+                    let value = a.value.into_owned();
+                    match (e.name().0, a.key.0) {
+                        ("File", "ovf:href") => href = Some(value),
+                        ("File", "ovf:size") => size = value.parse().ok(),
+                        ("Disk", "ovf:capacity") => capacity = value.parse().ok(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (
+        href.expect("File ovf:href"),
+        size.expect("File ovf:size"),
+        capacity.expect("Disk ovf:capacity"),
+    )
+}
+
+#[test]
+fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
+    need("tar");
+    let t = tempfile::tempdir().unwrap();
+    let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &[]);
+
+    let boxfile = t.path().join("demo-1.x86_64.vagrant-virtualbox.box");
+    ok(postprocess_at(
+        &img,
+        &boxfile,
+        &["-O", "vagrant-virtualbox"],
+        1_700_000_000,
+    ));
+    let list = sh(&mut cmd("tar", &["-tf", s(&boxfile)]));
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "box.ovf",
+            "box-disk001.vmdk",
+            "metadata.json",
+            "Vagrantfile"
+        ]
+    );
+    let x = t.path().join("vbox");
+    fs::create_dir(&x).unwrap();
+    sh(&mut cmd("tar", &["-xf", s(&boxfile), "-C", s(&x)]));
+    let ovf = fs::read_to_string(x.join("box.ovf")).unwrap();
+    let (href, file_size, capacity) = ovf_disk_reference(&ovf);
+    assert_eq!(href, "box-disk001.vmdk");
+    assert_eq!(file_size, fs::metadata(x.join(&href)).unwrap().len());
+    assert_eq!(capacity, ODD_SIZE as u64);
+    assert!(ovf.contains("virtualbox-2.2"));
+    assert_stream_optimized_vmdk(&img, &x.join(&href));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(x.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["provider"], "virtualbox");
+    let vagrantfile = fs::read_to_string(x.join("Vagrantfile")).unwrap();
+    let mac = vagrantfile
+        .split("base_mac = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("base_mac in the Vagrantfile");
+    assert!(
+        ovf.contains(&format!("<rasd:Address>{mac}</rasd:Address>")),
+        "the OVF's NIC does not have base_mac {mac}"
+    );
+
+    let ova = t.path().join("demo-1.x86_64.vsphere.ova");
+    ok(postprocess_at(&img, &ova, &["-O", "ova"], 1_700_000_000));
+    let list = sh(&mut cmd("tar", &["-tf", s(&ova)]));
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        names,
+        ["demo-1.ovf", "demo-1.mf", "demo-1-disk1.vmdk"],
+        "the OVF must come first"
+    );
+    let y = t.path().join("ova");
+    fs::create_dir(&y).unwrap();
+    sh(&mut cmd("tar", &["-xf", s(&ova), "-C", s(&y)]));
+    let (href, file_size, _) =
+        ovf_disk_reference(&fs::read_to_string(y.join("demo-1.ovf")).unwrap());
+    assert_eq!(href, "demo-1-disk1.vmdk");
+    assert_eq!(file_size, fs::metadata(y.join(&href)).unwrap().len());
+    assert_stream_optimized_vmdk(&img, &y.join(&href));
+    // The manifest's sums are what sha256sum says (ovftool verifies them on import).
+    let mf = fs::read_to_string(y.join("demo-1.mf")).unwrap();
+    for name in ["demo-1.ovf", "demo-1-disk1.vmdk"] {
+        let sum = String::from_utf8_lossy(&sh(&mut cmd("sha256sum", &[s(&y.join(name))])).stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(mf.contains(&format!("SHA256({name})= {sum}\n")), "{mf}");
     }
 }

@@ -10,7 +10,7 @@ use super::{Compression, OutputFormat, PostprocessConfig};
 /// `qemu-img convert -c` plus virt-sparsify, in parallel on every core.
 ///
 /// Writes the image in one of the formats Fedora's Cloud WG ships (qcow2, raw.xz, Azure's
-/// fixed VHD, GCE's tar.gz, Vagrant boxes), then adds it to CHECKSUM and productmd's
+/// fixed VHD, GCE's tar.gz, Vagrant boxes, streamOptimized VMDK, OVA), then adds it to CHECKSUM and productmd's
 /// images.json in the output directory (one line/entry per image) and writes manifest.json.
 /// With SOURCE_DATE_EPOCH set, tar mtimes, the VHD timestamp and the file's mtime use it,
 /// so the same disk gives the same bytes.
@@ -36,7 +36,8 @@ pub struct PostprocessArgs {
     #[arg(short = 'f', long, value_parser = ["qcow2", "raw"])]
     pub input_format: Option<String>,
     /// Output format: qcow2, raw, raw.xz, vhd (fixed, MiB-aligned), vhdfixed.xz, gce
-    /// (disk.raw in a sparse GNU tar.gz), vagrant-libvirt (box with a qcow2)
+    /// (disk.raw in a sparse GNU tar.gz), vagrant-libvirt (box with a qcow2), vmdk
+    /// (streamOptimized), vagrant-virtualbox (box: OVF + VMDK), ova (vSphere)
     #[arg(short = 'O', long, value_enum, default_value = "qcow2")]
     pub format: OutputFormat,
     /// Cluster compression for qcow2 output (and the qcow2 in a vagrant-libvirt box)

@@ -15,6 +15,7 @@ pub mod discard;
 pub mod gce;
 pub mod images_json;
 pub mod manifest;
+pub mod ovf;
 mod progress;
 pub mod qcow2_read;
 pub mod qcow2_write;
@@ -23,6 +24,7 @@ pub mod raw_write;
 pub mod source;
 pub mod vagrant;
 pub mod vhd;
+pub mod vmdk;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -64,6 +66,18 @@ pub enum OutputFormat {
     #[value(name = "vagrant-libvirt")]
     #[serde(rename = "vagrant-libvirt")]
     VagrantLibvirt,
+    /// A streamOptimized VMDK (VMware, VirtualBox, OVF).
+    #[value(name = "vmdk")]
+    #[serde(rename = "vmdk")]
+    Vmdk,
+    /// A Vagrant box for the VirtualBox provider (OVF + streamOptimized VMDK).
+    #[value(name = "vagrant-virtualbox")]
+    #[serde(rename = "vagrant-virtualbox")]
+    VagrantVirtualbox,
+    /// An OVA for vSphere: OVF descriptor, manifest and streamOptimized VMDK in a tar.
+    #[value(name = "ova")]
+    #[serde(rename = "ova")]
+    Ova,
 }
 
 impl OutputFormat {
@@ -76,6 +90,9 @@ impl OutputFormat {
             OutputFormat::VhdfixedXz => "vhdfixed.xz",
             OutputFormat::Gce => "gce",
             OutputFormat::VagrantLibvirt => "vagrant-libvirt",
+            OutputFormat::Vmdk => "vmdk",
+            OutputFormat::VagrantVirtualbox => "vagrant-virtualbox",
+            OutputFormat::Ova => "ova",
         }
     }
 
@@ -85,6 +102,8 @@ impl OutputFormat {
         match self {
             OutputFormat::Gce => "tar.gz",
             OutputFormat::VagrantLibvirt => "vagrant-libvirt.box",
+            OutputFormat::VagrantVirtualbox => "vagrant-virtualbox.box",
+            OutputFormat::Ova => "vsphere.ova",
             other => other.name(),
         }
     }
@@ -99,6 +118,9 @@ impl OutputFormat {
             OutputFormat::VhdfixedXz => "vhd-compressed",
             OutputFormat::Gce => "tar-gz",
             OutputFormat::VagrantLibvirt => "vagrant-libvirt",
+            OutputFormat::Vmdk => "vmdk",
+            OutputFormat::VagrantVirtualbox => "vagrant-virtualbox",
+            OutputFormat::Ova => "vsphere-ova",
         }
     }
 
@@ -353,6 +375,36 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         OutputFormat::Gce => {
             let (stats, _, len) =
                 gce::write(&*src, &free, file, mtime, &mut progress).with_context(what)?;
+            (stats, len)
+        }
+        OutputFormat::Vmdk => {
+            let mut w = vmdk::VmdkWriter::new(file, size, &name, mtime).with_context(what)?;
+            let stats = convert::run(&*src, &free, Some(Codec::ZlibStream), &mut w, &mut progress)
+                .with_context(what)?;
+            (stats, w.finish().with_context(what)?.1)
+        }
+        OutputFormat::VagrantVirtualbox => {
+            let subvariant = cfg
+                .subvariant
+                .clone()
+                .unwrap_or_else(|| default_subvariant(&name, cfg.format));
+            let (stats, _, len) = vagrant::write_virtualbox(
+                &*src,
+                &free,
+                file,
+                &dir,
+                &subvariant,
+                mtime,
+                &mut progress,
+            )
+            .with_context(what)?;
+            (stats, len)
+        }
+        OutputFormat::Ova => {
+            let stem = default_subvariant(&name, cfg.format);
+            let (stats, _, len) =
+                ovf::write_ova(&*src, &free, file, &dir, &stem, mtime, &mut progress)
+                    .with_context(what)?;
             (stats, len)
         }
         OutputFormat::VagrantLibvirt => {

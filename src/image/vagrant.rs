@@ -1,5 +1,6 @@
 //! Vagrant boxes: a tar of the disk, `metadata.json` and a `Vagrantfile`, the layout
-//! `vagrant box add` unpacks (vagrant-libvirt's box format v1: `box.img` is qcow2).
+//! `vagrant box add` unpacks: for libvirt `box.img` (qcow2, vagrant-libvirt's box format v1),
+//! for VirtualBox `box.ovf` plus a streamOptimized VMDK, as `VBoxManage export` makes them.
 //!
 //! The tar is not compressed: the qcow2 inside already is, cluster by cluster, and Vagrant
 //! takes plain tar. Every entry gets mode 0644, uid/gid 0 and the same mtime
@@ -105,15 +106,83 @@ pub fn write_libvirt(
         LIBVIRT_VAGRANTFILE.as_bytes(),
         mtime,
     )?;
+    let (file, len) = finish_tar(tar)?;
+    Ok((stats, file, len))
+}
+
+/// A MAC address in VirtualBox's range (08:00:27), derived from `seed` so boxes are
+/// reproducible; Vagrant sets the box's first NIC to it (`base_mac`).
+pub fn base_mac(seed: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(seed.as_bytes());
+    format!("080027{:02X}{:02X}{:02X}", d[0], d[1], d[2])
+}
+
+/// Writes a vagrant-virtualbox box into `out`: `box.ovf`, `box-disk001.vmdk`
+/// (streamOptimized), `metadata.json` and a `Vagrantfile` with the OVF's MAC as `base_mac`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_virtualbox(
+    src: &dyn BlockSource,
+    free: &[(u64, u64)],
+    out: File,
+    dir: &Path,
+    name: &str,
+    mtime: u64,
+    progress: &mut Progress,
+) -> Result<(Stats, File, u64)> {
+    const DISK: &str = "box-disk001.vmdk";
+    let size = src.virtual_size();
+    let (stats, disk, disk_len) = super::vmdk::write_temp(src, free, dir, DISK, mtime, progress)?;
+    let mac = base_mac(&format!("{name} {size} {mtime}"));
+    let ovf = super::ovf::descriptor(
+        &super::ovf::Machine {
+            name,
+            disk_file: DISK,
+            disk_file_size: disk_len,
+            capacity: size,
+            memory_mib: 1024,
+            cpus: 1,
+            mac: &mac,
+        },
+        super::ovf::Flavor::VirtualBox,
+    );
+    let meta = "{\"provider\": \"virtualbox\"}\n";
+    let vagrantfile = format!(
+        "# Defaults for this box; a project's own Vagrantfile overrides them.\n\
+         Vagrant.configure(\"2\") do |config|\n  config.vm.base_mac = \"{mac}\"\nend\n"
+    );
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, out));
+    append(&mut tar, "box.ovf", ovf.len() as u64, ovf.as_bytes(), mtime)?;
+    append(&mut tar, DISK, disk_len, disk.as_file(), mtime)?;
+    append(
+        &mut tar,
+        "metadata.json",
+        meta.len() as u64,
+        meta.as_bytes(),
+        mtime,
+    )?;
+    append(
+        &mut tar,
+        "Vagrantfile",
+        vagrantfile.len() as u64,
+        vagrantfile.as_bytes(),
+        mtime,
+    )?;
+    let (file, len) = finish_tar(tar)?;
+    Ok((stats, file, len))
+}
+
+/// Ends a tar written into a file, syncs it, returns the file and its length.
+pub fn finish_tar(tar: tar::Builder<BufWriter<File>>) -> Result<(File, u64)> {
     let file = tar
         .into_inner()
-        .context("ending the box archive")?
+        .context("ending the archive")?
         .into_inner()
         .map_err(|e| e.into_error())
-        .context("writing the box")?;
-    file.sync_all().context("syncing the box")?;
-    let len = file.metadata().context("reading the box size")?.len();
-    Ok((stats, file, len))
+        .context("writing the archive")?;
+    file.sync_all().context("syncing the archive")?;
+    let len = file.metadata().context("reading the archive size")?.len();
+    Ok((file, len))
 }
 
 #[cfg(test)]
