@@ -8,6 +8,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 
 /// Fails (never skips) when a tool the test needs is missing.
@@ -633,4 +635,602 @@ fn checksum_verifies_with_sha256sum_and_manifest_describes_the_image() {
             .unwrap()
     );
     assert_eq!(m["tool_version"], env!("CARGO_PKG_VERSION"));
+}
+
+// ---- Cloud WG formats: VHD, GCE tar.gz, Vagrant box, productmd images.json ----
+
+/// The VHD footer's big-endian fields, read straight from the file (spec offsets).
+fn footer_of(vhd: &[u8]) -> &[u8] {
+    &vhd[vhd.len() - 512..]
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes(b[..4].try_into().unwrap())
+}
+
+fn be64(b: &[u8]) -> u64 {
+    u64::from_be_bytes(b[..8].try_into().unwrap())
+}
+
+fn ok(r: Output) -> Output {
+    assert!(
+        r.status.success(),
+        "postprocess failed: {}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    r
+}
+
+/// Runs postprocess with SOURCE_DATE_EPOCH set.
+fn postprocess_at(input: &Path, output: &Path, extra: &[&str], epoch: u64) -> Output {
+    let mut c = Command::new(BIN);
+    c.arg("postprocess")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .arg("-q")
+        .args(extra)
+        .env("SOURCE_DATE_EPOCH", epoch.to_string());
+    c.output().expect("running atomic-factory")
+}
+
+/// `qemu-img info`, with the format forced when given (QEMU's probe looks only at the start
+/// of a file, where a fixed VHD has the disk's first sector, so it probes as raw).
+fn qemu_info_as(path: &Path, format: Option<&str>) -> serde_json::Value {
+    let mut args = vec!["info", "--output=json"];
+    if let Some(f) = format {
+        args.extend(["-f", f]);
+    }
+    args.push(s(path));
+    let out = sh(&mut cmd("qemu-img", &args));
+    assert!(
+        out.stderr.is_empty(),
+        "qemu-img info complained: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn qemu_info(path: &Path) -> serde_json::Value {
+    qemu_info_as(path, None)
+}
+
+fn assert_identical(a: &Path, a_fmt: &str, b: &Path, b_fmt: &str) {
+    let cmp = sh(&mut cmd(
+        "qemu-img",
+        &["compare", "-f", a_fmt, "-F", b_fmt, s(a), s(b)],
+    ));
+    assert!(
+        String::from_utf8_lossy(&cmp.stdout).contains("Images are identical"),
+        "{cmp:?}"
+    );
+}
+
+/// 16 MiB + 200 KiB: the VHD rounds it up to 17 MiB, a size whose CHS geometry is exact,
+/// so QEMU's own fixed VHD of that size has the same geometry.
+const ODD_SIZE: usize = (16 << 20) + 200 * 1024;
+
+#[test]
+fn vhd_and_vhdfixed_xz_are_fixed_vpc_disks_qemu_reads_as_the_input() {
+    let t = tempfile::tempdir().unwrap();
+    let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &["-c"]);
+    let vhd = t.path().join("out.vhd");
+    ok(postprocess_at(&img, &vhd, &["-O", "vhd"], 1_700_000_000));
+
+    // Opening it as vpc makes QEMU check the footer cookie and checksum.
+    let info = qemu_info_as(&vhd, Some("vpc"));
+    assert_eq!(info["format"], "vpc");
+    assert_eq!(info["virtual-size"], 17 << 20, "rounded up to a whole MiB");
+    assert_identical(&img, "qcow2", &vhd, "vpc");
+    let bytes = fs::read(&vhd).unwrap();
+    assert_eq!(bytes.len(), (17 << 20) + 512, "fixed: data then one footer");
+    let f = footer_of(&bytes);
+    assert_eq!(&f[..8], b"conectix");
+    assert_eq!(be32(&f[60..]), 2, "disk type fixed");
+    assert_eq!(be64(&f[16..]), u64::MAX, "no dynamic header");
+    assert_eq!(be64(&f[48..]), 17 << 20, "current size");
+    assert_eq!(be32(&f[24..]), 1_700_000_000 - 946_684_800, "timestamp");
+
+    // QEMU's own fixed VHD of the same data: same geometry and size fields.
+    let data = t.path().join("data.raw");
+    fs::write(&data, &bytes[..bytes.len() - 512]).unwrap();
+    let reference = t.path().join("qemu.vhd");
+    sh(&mut cmd(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vpc",
+            "-o",
+            "subformat=fixed",
+            s(&data),
+            s(&reference),
+        ],
+    ));
+    let theirs = fs::read(&reference).unwrap();
+    let g = footer_of(&theirs);
+    assert_eq!(f[56..60], g[56..60], "CHS geometry differs from qemu-img's");
+    assert_eq!(f[40..56], g[40..56], "sizes differ from qemu-img's");
+    assert!(bytes[..bytes.len() - 512] == theirs[..theirs.len() - 512]);
+    // And QEMU's own fixed VHD probes as raw too: that is the format, not our footer.
+    assert_eq!(qemu_info(&reference)["format"], "raw");
+    assert_eq!(qemu_info(&vhd)["format"], "raw");
+
+    // A size whose CHS geometry rounds down (3 MiB: 6241 x 16 x 63 would be less): QEMU
+    // must still see every byte, from current_size.
+    let three = qcow2_from_raw(t.path(), &random_bytes(3 << 20, 5), "three", &[]);
+    let three_vhd = t.path().join("three.vhd");
+    ok(postprocess(&three, &three_vhd, &["-O", "vhd"]));
+    assert_eq!(
+        qemu_info_as(&three_vhd, Some("vpc"))["virtual-size"],
+        3 << 20
+    );
+    assert_identical(&three, "qcow2", &three_vhd, "vpc");
+
+    // vhdfixed.xz: the same VHD, xz-compressed; reproducible under SOURCE_DATE_EPOCH.
+    let xz = t.path().join("out.vhdfixed.xz");
+    ok(postprocess_at(
+        &img,
+        &xz,
+        &["-O", "vhdfixed.xz"],
+        1_700_000_000,
+    ));
+    let unpacked = t.path().join("unpacked.vhd");
+    fs::write(&unpacked, sh(&mut cmd("xz", &["-dc", s(&xz)])).stdout).unwrap();
+    assert_eq!(qemu_info_as(&unpacked, Some("vpc"))["format"], "vpc");
+    assert_identical(&img, "qcow2", &unpacked, "vpc");
+    assert!(
+        fs::read(&unpacked).unwrap() == bytes,
+        "vhd and vhdfixed.xz hold different VHDs"
+    );
+    let again = t.path().join("again.vhdfixed.xz");
+    ok(postprocess_at(
+        &img,
+        &again,
+        &["-O", "vhdfixed.xz"],
+        1_700_000_000,
+    ));
+    assert!(
+        fs::read(&again).unwrap() == fs::read(&xz).unwrap(),
+        "not reproducible"
+    );
+}
+
+/// A disk with 40 separate data clusters (more than fit in the tar header and its first
+/// extension block) and a hole at the end.
+fn scattered_raw() -> Vec<u8> {
+    let mut raw = vec![0u8; 8 << 20];
+    for i in 0..40 {
+        let at = i * 2 * 65536 + 100;
+        raw[at..at + 3000].copy_from_slice(&text_bytes(3000));
+    }
+    raw
+}
+
+#[test]
+fn gce_tar_gz_holds_one_sparse_disk_raw_equal_to_the_disk() {
+    need("tar");
+    need("gzip");
+    let t = tempfile::tempdir().unwrap();
+    for (name, raw) in [
+        ("mixed", mixed_raw(ODD_SIZE)),
+        ("scattered", scattered_raw()),
+    ] {
+        let img = qcow2_from_raw(t.path(), &raw, name, &["-c"]);
+        let gz = t.path().join(format!("{name}.tar.gz"));
+        ok(postprocess_at(&img, &gz, &["-O", "gce"], 1_700_000_000));
+
+        let list = sh(&mut cmd("tar", &["--full-time", "-tvzf", s(&gz)]));
+        let list = String::from_utf8_lossy(&list.stdout).into_owned();
+        let lines: Vec<&str> = list.lines().collect();
+        assert_eq!(lines.len(), 1, "{list}");
+        assert!(lines[0].ends_with(" disk.raw"), "{list}");
+        assert!(
+            lines[0].contains(&format!(" {} ", raw.len())),
+            "size: {list}"
+        );
+        assert!(lines[0].contains("0/0"), "owner: {list}");
+        assert!(lines[0].contains("2023-11-14 22:13:20"), "mtime: {list}");
+        // The entry is a GNU sparse one (type flag 'S' in the first header).
+        let head = sh(&mut cmd("gzip", &["-dc", s(&gz)])).stdout;
+        assert_eq!(head[156], b'S', "not a sparse entry");
+        assert!(
+            fs::metadata(&gz).unwrap().len() < raw.len() as u64 / 4,
+            "the holes were stored"
+        );
+
+        let x = t.path().join(format!("x-{name}"));
+        fs::create_dir(&x).unwrap();
+        sh(&mut cmd("tar", &["-xzf", s(&gz), "-C", s(&x)]));
+        let disk = x.join("disk.raw");
+        assert!(
+            fs::read(&disk).unwrap() == raw,
+            "{name}: extracted disk.raw differs"
+        );
+        assert_identical(&img, "qcow2", &disk, "raw");
+    }
+}
+
+#[test]
+fn vagrant_libvirt_box_unpacks_to_a_qcow2_metadata_and_vagrantfile() {
+    need("tar");
+    let t = tempfile::tempdir().unwrap();
+    let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &[]);
+    let boxfile = t.path().join("demo-1.x86_64.vagrant-libvirt.box");
+    ok(postprocess_at(
+        &img,
+        &boxfile,
+        &["-O", "vagrant-libvirt"],
+        1_700_000_000,
+    ));
+
+    let list = sh(&mut cmd("tar", &["--full-time", "-tvf", s(&boxfile)]));
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let names: Vec<&str> = list.lines().filter_map(|l| l.rsplit(' ').next()).collect();
+    assert_eq!(names, ["box.img", "metadata.json", "Vagrantfile"], "{list}");
+    for line in list.lines() {
+        assert!(line.starts_with("-rw-r--r-- 0/0"), "{line}");
+        assert!(line.contains("2023-11-14 22:13:20"), "{line}");
+    }
+    let x = t.path().join("x");
+    fs::create_dir(&x).unwrap();
+    sh(&mut cmd("tar", &["-xf", s(&boxfile), "-C", s(&x)]));
+    let disk = x.join("box.img");
+    assert_eq!(qemu_info(&disk)["format"], "qcow2");
+    let check = sh(&mut cmd("qemu-img", &["check", s(&disk)]));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("No errors were found"));
+    assert_identical(&img, "qcow2", &disk, "qcow2");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(x.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["provider"], "libvirt");
+    assert_eq!(meta["format"], "qcow2");
+    assert_eq!(meta["virtual_size"], 1, "GiB, rounded up");
+    let vagrantfile = fs::read_to_string(x.join("Vagrantfile")).unwrap();
+    assert!(
+        vagrantfile.contains("Vagrant.configure(\"2\")"),
+        "{vagrantfile}"
+    );
+    assert!(vagrantfile.contains(":libvirt"), "{vagrantfile}");
+
+    let again = t.path().join("again.box");
+    ok(postprocess_at(
+        &img,
+        &again,
+        &["-O", "vagrant-libvirt"],
+        1_700_000_000,
+    ));
+    assert!(
+        fs::read(&again).unwrap() == fs::read(&boxfile).unwrap(),
+        "not reproducible"
+    );
+}
+
+#[test]
+fn images_json_and_checksum_list_every_format_and_productmd_loads_it() {
+    let t = tempfile::tempdir().unwrap();
+    let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &[]);
+    let pub_dir = t.path().join("pub");
+    fs::create_dir(&pub_dir).unwrap();
+    let formats = [
+        ("qcow2", "qcow2", "qcow2", "qcow2"),
+        ("raw.xz", "raw.xz", "raw-xz", "raw.xz"),
+        (
+            "vhdfixed.xz",
+            "vhdfixed.xz",
+            "vhd-compressed",
+            "vhdfixed.xz",
+        ),
+        ("gce", "tar.gz", "tar-gz", "tar.gz"),
+        (
+            "vagrant-libvirt",
+            "vagrant-libvirt.box",
+            "vagrant-libvirt",
+            "vagrant-libvirt.box",
+        ),
+    ];
+    for (format, suffix, _, _) in formats {
+        let out = pub_dir.join(format!("demo-1.x86_64.{suffix}"));
+        ok(postprocess(
+            &img,
+            &out,
+            &["-O", format, "--os-version", "1"],
+        ));
+    }
+    let json = pub_dir.join("images.json");
+    let load = common::productmd_load;
+    let loaded = load(&json);
+    assert!(
+        loaded.status.success(),
+        "productmd refused images.json: {}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let text = String::from_utf8_lossy(&loaded.stdout).into_owned();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), formats.len(), "{text}");
+    let checksum = fs::read_to_string(pub_dir.join("CHECKSUM")).unwrap();
+    let mut sums = String::new();
+    for (format, suffix, ty, pm_format) in formats {
+        let name = format!("demo-1.x86_64.{suffix}");
+        let line = lines
+            .iter()
+            .find(|l| l[4] == name)
+            .unwrap_or_else(|| panic!("{name} ({format}) not in images.json: {text}"));
+        assert_eq!(&line[..4], ["Cloud", "x86_64", ty, pm_format], "{name}");
+        let path = pub_dir.join(&name);
+        assert_eq!(line[5], fs::metadata(&path).unwrap().len().to_string());
+        let sum = String::from_utf8_lossy(&sh(&mut cmd("sha256sum", &[s(&path)])).stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(line[6], sum, "{name}");
+        assert_eq!(line[7], "demo-1", "{name}: subvariant");
+        assert!(
+            checksum.contains(&format!("SHA256 ({name}) = {sum}\n")),
+            "{name} not in CHECKSUM:\n{checksum}"
+        );
+        sums.push_str(&format!("{sum}  {name}\n"));
+    }
+    assert_eq!(checksum.lines().count(), 2 * formats.len(), "{checksum}");
+    fs::write(pub_dir.join("sums"), sums).unwrap();
+    sh(cmd("sha256sum", &["-c", "sums"]).current_dir(&pub_dir));
+
+    // productmd does check the names: a type it does not know is refused.
+    let bad = t.path().join("bad.json");
+    let original = fs::read_to_string(&json).unwrap();
+    fs::write(&bad, original.replace("\"vhd-compressed\"", "\"vhdfixed\"")).unwrap();
+    let refused = load(&bad);
+    assert!(!refused.status.success(), "productmd took an unknown type");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("vhdfixed"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+#[test]
+fn an_unknown_format_lists_the_known_ones() {
+    let t = tempfile::tempdir().unwrap();
+    let img = qcow2_from_raw(t.path(), &mixed_raw(16 << 20), "small", &[]);
+    let r = postprocess(&img, &t.path().join("x.vhdx"), &["-O", "vhdx"]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    for known in [
+        "qcow2",
+        "raw.xz",
+        "vhd",
+        "vhdfixed.xz",
+        "gce",
+        "vagrant-libvirt",
+    ] {
+        assert!(err.contains(known), "{known} missing: {err}");
+    }
+    assert!(!t.path().join("x.vhdx").exists());
+}
+
+/// A file size limit (RLIMIT_FSIZE, SIGXFSZ ignored so writes fail with EFBIG) stands in
+/// for a full disk: every format must fail with an error and leave neither the output nor
+/// a temporary file behind.
+#[test]
+fn a_full_disk_leaves_no_partial_output_in_any_format() {
+    need("bash");
+    let t = tempfile::tempdir().unwrap();
+    let img = qcow2_from_raw(t.path(), &random_bytes(8 << 20, 3), "big", &[]);
+    let out_dir = t.path().join("pub");
+    fs::create_dir(&out_dir).unwrap();
+    for (format, name) in [
+        ("qcow2", "x.qcow2"),
+        ("raw.xz", "x.raw.xz"),
+        ("vhd", "x.vhd"),
+        ("vhdfixed.xz", "x.vhdfixed.xz"),
+        ("gce", "x.tar.gz"),
+        ("vagrant-libvirt", "x.vagrant-libvirt.box"),
+        ("vmdk", "x.vmdk"),
+        ("vagrant-virtualbox", "x.vagrant-virtualbox.box"),
+        ("ova", "x.vsphere.ova"),
+    ] {
+        let out = out_dir.join(name);
+        // bash's ulimit -f counts 1 KiB blocks: 2 MiB for an 8 MiB incompressible disk.
+        let r = Command::new("bash")
+            .arg("-c")
+            .arg(r#"trap '' XFSZ; ulimit -f 2048; exec "$@""#)
+            .arg("bash")
+            .arg(BIN)
+            .args(["postprocess", "-q", "-O", format, "-o"])
+            .arg(&out)
+            .arg(&img)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{format}: succeeded past the limit");
+        assert!(
+            r.status.code().is_some(),
+            "{format}: killed, not an error: {err}"
+        );
+        assert!(
+            err.contains(name),
+            "{format}: the error does not name the output: {err}"
+        );
+        let left: Vec<_> = fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{format}: left {left:?}");
+    }
+}
+
+/// Checks a VMDK file as QEMU sees it: streamOptimized, consistent, the same disk as `img`.
+fn assert_stream_optimized_vmdk(img: &Path, vmdk: &Path) {
+    let info = qemu_info(vmdk);
+    assert_eq!(info["format"], "vmdk");
+    let data = &info["format-specific"]["data"];
+    assert_eq!(data["create-type"], "streamOptimized", "{info}");
+    assert_eq!(data["extents"][0]["compressed"], true, "{info}");
+    let check = sh(&mut cmd("qemu-img", &["check", s(vmdk)]));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("No errors were found"),
+        "{check:?}"
+    );
+    assert_identical(img, "qcow2", vmdk, "vmdk");
+}
+
+#[test]
+fn vmdk_is_stream_optimized_qemu_reads_as_the_input_and_about_qemu_img_size() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, raw) in [
+        ("mixed", mixed_raw(ODD_SIZE)),
+        ("scattered", scattered_raw()),
+    ] {
+        let img = qcow2_from_raw(t.path(), &raw, name, &[]);
+        let vmdk = t.path().join(format!("{name}.vmdk"));
+        ok(postprocess_at(&img, &vmdk, &["-O", "vmdk"], 1_700_000_000));
+        assert_stream_optimized_vmdk(&img, &vmdk);
+        // qemu-img's own streamOptimized VMDK of the same disk: ours is no bigger than 1.02x.
+        let theirs = t.path().join(format!("{name}-qemu.vmdk"));
+        sh(&mut cmd(
+            "qemu-img",
+            &[
+                "convert",
+                "-O",
+                "vmdk",
+                "-o",
+                "subformat=streamOptimized",
+                s(&img),
+                s(&theirs),
+            ],
+        ));
+        let (ours, qemu) = (
+            fs::metadata(&vmdk).unwrap().len(),
+            fs::metadata(&theirs).unwrap().len(),
+        );
+        assert!(
+            ours as f64 <= qemu as f64 * 1.02,
+            "{name}: ours {ours} bytes, qemu-img's {qemu}"
+        );
+        // Same name elsewhere (the descriptor names the file): the same bytes.
+        let again_dir = t.path().join(format!("{name}-again"));
+        fs::create_dir(&again_dir).unwrap();
+        let again = again_dir.join(format!("{name}.vmdk"));
+        ok(postprocess_at(&img, &again, &["-O", "vmdk"], 1_700_000_000));
+        assert!(
+            fs::read(&again).unwrap() == fs::read(&vmdk).unwrap(),
+            "not reproducible"
+        );
+    }
+}
+
+/// The disk reference an OVF importer follows: (File href, File size, Disk capacity), read
+/// with an XML parser, so a malformed descriptor fails here.
+fn ovf_disk_reference(ovf: &str) -> (String, u64, u64) {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(ovf);
+    let (mut href, mut size, mut capacity) = (None, None, None);
+    loop {
+        match reader.read_event().expect("well-formed OVF") {
+            Event::Eof => break,
+            Event::Start(e) | Event::Empty(e) => {
+                for a in e.attributes() {
+                    let a = a.unwrap();
+                    let value = a.value.into_owned();
+                    match (e.name().0, a.key.0) {
+                        ("File", "ovf:href") => href = Some(value),
+                        ("File", "ovf:size") => size = value.parse().ok(),
+                        ("Disk", "ovf:capacity") => capacity = value.parse().ok(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (
+        href.expect("File ovf:href"),
+        size.expect("File ovf:size"),
+        capacity.expect("Disk ovf:capacity"),
+    )
+}
+
+#[test]
+fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
+    need("tar");
+    let t = tempfile::tempdir().unwrap();
+    let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &[]);
+
+    let boxfile = t.path().join("demo-1.x86_64.vagrant-virtualbox.box");
+    ok(postprocess_at(
+        &img,
+        &boxfile,
+        &["-O", "vagrant-virtualbox"],
+        1_700_000_000,
+    ));
+    let list = sh(&mut cmd("tar", &["-tf", s(&boxfile)]));
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "box.ovf",
+            "box-disk001.vmdk",
+            "metadata.json",
+            "Vagrantfile"
+        ]
+    );
+    let x = t.path().join("vbox");
+    fs::create_dir(&x).unwrap();
+    sh(&mut cmd("tar", &["-xf", s(&boxfile), "-C", s(&x)]));
+    let ovf = fs::read_to_string(x.join("box.ovf")).unwrap();
+    let (href, file_size, capacity) = ovf_disk_reference(&ovf);
+    assert_eq!(href, "box-disk001.vmdk");
+    assert_eq!(file_size, fs::metadata(x.join(&href)).unwrap().len());
+    assert_eq!(capacity, ODD_SIZE as u64);
+    assert!(ovf.contains("virtualbox-2.2"));
+    assert_stream_optimized_vmdk(&img, &x.join(&href));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(x.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(meta["provider"], "virtualbox");
+    let vagrantfile = fs::read_to_string(x.join("Vagrantfile")).unwrap();
+    let mac = vagrantfile
+        .split("base_mac = \"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("base_mac in the Vagrantfile");
+    assert!(
+        ovf.contains(&format!("<rasd:Address>{mac}</rasd:Address>")),
+        "the OVF's NIC does not have base_mac {mac}"
+    );
+
+    let ova = t.path().join("demo-1.x86_64.vsphere.ova");
+    ok(postprocess_at(&img, &ova, &["-O", "ova"], 1_700_000_000));
+    let list = sh(&mut cmd("tar", &["-tf", s(&ova)]));
+    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        names,
+        ["demo-1.ovf", "demo-1.mf", "demo-1-disk1.vmdk"],
+        "the OVF must come first"
+    );
+    let y = t.path().join("ova");
+    fs::create_dir(&y).unwrap();
+    sh(&mut cmd("tar", &["-xf", s(&ova), "-C", s(&y)]));
+    let (href, file_size, _) =
+        ovf_disk_reference(&fs::read_to_string(y.join("demo-1.ovf")).unwrap());
+    assert_eq!(href, "demo-1-disk1.vmdk");
+    assert_eq!(file_size, fs::metadata(y.join(&href)).unwrap().len());
+    assert_stream_optimized_vmdk(&img, &y.join(&href));
+    // The manifest's sums are what sha256sum says (ovftool verifies them on import).
+    let mf = fs::read_to_string(y.join("demo-1.mf")).unwrap();
+    for name in ["demo-1.ovf", "demo-1-disk1.vmdk"] {
+        let sum = String::from_utf8_lossy(&sh(&mut cmd("sha256sum", &[s(&y.join(name))])).stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        assert!(mf.contains(&format!("SHA256({name})= {sum}\n")), "{mf}");
+    }
 }

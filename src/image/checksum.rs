@@ -8,8 +8,33 @@ pub fn checksum_text(name: &str, size: u64, sha256: &str) -> String {
     format!("# {name}: {size} bytes\nSHA256 ({name}) = {sha256}\n")
 }
 
+/// `existing` CHECKSUM text with the entry for `name` replaced by (or extended with) the
+/// one given, so one CHECKSUM lists every image of a directory, as Fedora's does.
+pub fn merge_checksum_text(existing: &str, name: &str, size: u64, sha256: &str) -> String {
+    let size_line = format!("# {name}: ");
+    let sum_line = format!("SHA256 ({name}) = ");
+    let mut out: String = existing
+        .lines()
+        .filter(|l| !l.starts_with(&size_line) && !l.starts_with(&sum_line))
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    out.push_str(&checksum_text(name, size, sha256));
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn merging_replaces_this_image_and_keeps_the_others() {
+        let one = super::checksum_text("a.qcow2", 1, "aa");
+        let two = super::merge_checksum_text(&one, "b.raw.xz", 2, "bb");
+        let three = super::merge_checksum_text(&two, "a.qcow2", 3, "cc");
+        assert_eq!(
+            three,
+            "# b.raw.xz: 2 bytes\nSHA256 (b.raw.xz) = bb\n# a.qcow2: 3 bytes\nSHA256 (a.qcow2) = cc\n"
+        );
+    }
+
     #[test]
     fn checksum_text_matches_fedora_layout() {
         assert_eq!(

@@ -8,11 +8,21 @@ use super::{Compression, OutputFormat, PostprocessConfig};
 
 /// Sparsify, compress, checksum and describe an installed disk, like
 /// `qemu-img convert -c` plus virt-sparsify, in parallel on every core.
+///
+/// Writes the image in one of the formats Fedora's Cloud WG ships (qcow2, raw.xz, Azure's
+/// fixed VHD, GCE's tar.gz, Vagrant boxes, streamOptimized VMDK, OVA), then adds it to CHECKSUM and productmd's
+/// images.json in the output directory (one line/entry per image) and writes manifest.json.
+/// With SOURCE_DATE_EPOCH set, tar mtimes, the VHD timestamp and the file's mtime use it,
+/// so the same disk gives the same bytes.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   atomic-factory postprocess disk.qcow2 -o image.qcow2
   atomic-factory postprocess disk.qcow2 -o image.qcow2 --compression zstd --discard-unused
   atomic-factory postprocess disk.raw -o image.raw.xz --format raw.xz
+  atomic-factory postprocess disk.qcow2 -O vhdfixed.xz -o out/demo-1.x86_64.vhdfixed.xz
+  atomic-factory postprocess disk.qcow2 -O gce -o out/demo-1.x86_64.tar.gz
+  SOURCE_DATE_EPOCH=1700000000 atomic-factory postprocess disk.qcow2 \\
+      -O vagrant-libvirt -o out/demo-1.x86_64.vagrant-libvirt.box
   atomic-factory postprocess disk.qcow2 -o out/Fedora-Atomic.qcow2 \\
       --ostree-ref fedora/x86_64/atomic --ostree-commit 3f2a... --os-version 41.1 \\
       --kickstart atomic.ks")]
@@ -25,10 +35,12 @@ pub struct PostprocessArgs {
     /// Input format; by default probed (a .qcow2 name must be qcow2)
     #[arg(short = 'f', long, value_parser = ["qcow2", "raw"])]
     pub input_format: Option<String>,
-    /// Output format
+    /// Output format: qcow2, raw, raw.xz, vhd (fixed, MiB-aligned), vhdfixed.xz, gce
+    /// (disk.raw in a sparse GNU tar.gz), vagrant-libvirt (box with a qcow2), vmdk
+    /// (streamOptimized), vagrant-virtualbox (box: OVF + VMDK), ova (vSphere)
     #[arg(short = 'O', long, value_enum, default_value = "qcow2")]
     pub format: OutputFormat,
-    /// Cluster compression for qcow2 output
+    /// Cluster compression for qcow2 output (and the qcow2 in a vagrant-libvirt box)
     #[arg(short, long, value_enum, default_value = "zlib")]
     pub compression: Compression,
     /// Drop blocks the filesystem marks free (ext2/3/4 on MBR, GPT or a bare disk)
@@ -40,6 +52,12 @@ pub struct PostprocessArgs {
     /// manifest.json to write [default: manifest.json next to the output]
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// productmd images.json to add the image to [default: images.json next to the output]
+    #[arg(long)]
+    pub images_json: Option<PathBuf>,
+    /// productmd subvariant of the image [default: the output name without format and arch]
+    #[arg(long)]
+    pub subvariant: Option<String>,
     /// The ostree ref the image was installed from (recorded in the manifest)
     #[arg(long)]
     pub ostree_ref: Option<String>,
@@ -68,6 +86,8 @@ impl From<PostprocessArgs> for PostprocessConfig {
             discard_unused: a.discard_unused,
             checksum: a.checksum,
             manifest: a.manifest,
+            images_json: a.images_json,
+            subvariant: a.subvariant,
             ostree_ref: a.ostree_ref,
             ostree_commit: a.ostree_commit,
             version: a.os_version,

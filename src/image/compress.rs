@@ -15,6 +15,10 @@ use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 pub enum Codec {
     Zlib,
     Zstd,
+    /// A zlib (RFC 1950) stream with a 32 KiB window, for every non-zero grain, even one that
+    /// does not shrink: a streamOptimized VMDK stores only compressed grains.
+    #[serde(rename = "zlib-stream")]
+    ZlibStream,
 }
 
 /// QEMU's window for qcow2 zlib clusters.
@@ -30,6 +34,8 @@ thread_local! {
     static DEFLATE: RefCell<Compress> =
         RefCell::new(Compress::new_with_window_bits(flate2::Compression::new(ZLIB_LEVEL), false, WINDOW_BITS));
     static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static ZLIB_STREAM: RefCell<Compress> =
+        RefCell::new(Compress::new(flate2::Compression::new(ZLIB_LEVEL), true));
 }
 
 /// Compresses one cluster; `None` when the result would not be smaller than the cluster
@@ -46,6 +52,20 @@ pub fn compress_cluster(codec: Codec, data: &[u8]) -> Result<Option<Vec<u8>>> {
                 Status::StreamEnd if c.total_in() == data.len() as u64 => Ok(Some(out)),
                 // The output buffer filled up before the end: it does not compress.
                 _ => Ok(None),
+            }
+        }),
+        Codec::ZlibStream => ZLIB_STREAM.with(|c| {
+            let mut c = c.borrow_mut();
+            c.reset();
+            // deflate's worst case is a few bytes per 16 KiB stored block over the input.
+            let mut out = Vec::with_capacity(data.len() + data.len() / 1000 + 64);
+            loop {
+                let done = c.total_in() as usize;
+                let status = c.compress_vec(&data[done..], &mut out, FlushCompress::Finish)?;
+                if status == Status::StreamEnd {
+                    return Ok(Some(out));
+                }
+                out.reserve(4096);
             }
         }),
         Codec::Zstd => ZSTD.with(|z| {
@@ -71,8 +91,12 @@ pub fn compress_cluster(codec: Codec, data: &[u8]) -> Result<Option<Vec<u8>>> {
 /// bytes of the next compressed cluster, as qcow2 packs them back to back.
 pub fn decompress_cluster(codec: Codec, input: &[u8], out: &mut [u8]) -> Result<()> {
     match codec {
-        Codec::Zlib => {
-            let mut d = Decompress::new_with_window_bits(false, WINDOW_BITS);
+        Codec::Zlib | Codec::ZlibStream => {
+            let mut d = if codec == Codec::Zlib {
+                Decompress::new_with_window_bits(false, WINDOW_BITS)
+            } else {
+                Decompress::new(true)
+            };
             let status = d.decompress(input, out, FlushDecompress::Finish);
             match status {
                 Ok(_) if d.total_out() == out.len() as u64 => Ok(()),
@@ -133,7 +157,7 @@ mod tests {
     #[test]
     fn both_codecs_round_trip_with_trailing_slop() {
         let data = sample();
-        for codec in [Codec::Zlib, Codec::Zstd] {
+        for codec in [Codec::Zlib, Codec::Zstd, Codec::ZlibStream] {
             let mut packed = compress_cluster(codec, &data)
                 .unwrap()
                 .expect("text compresses");
@@ -159,6 +183,12 @@ mod tests {
         for codec in [Codec::Zlib, Codec::Zstd] {
             assert!(compress_cluster(codec, &data).unwrap().is_none());
         }
+        // VMDK grains are always compressed, even when that grows them.
+        let grown = compress_cluster(Codec::ZlibStream, &data).unwrap().unwrap();
+        assert!(grown.len() > data.len());
+        let mut out = vec![0u8; 65536];
+        decompress_cluster(Codec::ZlibStream, &grown, &mut out).unwrap();
+        assert!(out == data);
     }
 
     #[test]

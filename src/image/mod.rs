@@ -3,7 +3,8 @@
 //! The entry point is [`postprocess`]: installed disk in, published image plus `CHECKSUM`
 //! and `manifest.json` out. Files: `qcow2_read`/`raw_read`/`backing` (input),
 //! `discard` (filesystem free space), `convert` (the sparsify + compress loop),
-//! `compress`, `qcow2_write`/`raw_write` (output), `checksum`, `manifest`.
+//! `compress`, `qcow2_write`/`raw_write`/`vhd`/`gce`/`vagrant` (output), `checksum`,
+//! `manifest`, `images_json` (productmd).
 
 pub mod backing;
 pub mod checksum;
@@ -11,13 +12,19 @@ pub mod cli;
 pub mod compress;
 pub mod convert;
 pub mod discard;
+pub mod gce;
+pub mod images_json;
 pub mod manifest;
+pub mod ovf;
 mod progress;
 pub mod qcow2_read;
 pub mod qcow2_write;
 pub mod raw_read;
 pub mod raw_write;
 pub mod source;
+pub mod vagrant;
+pub mod vhd;
+pub mod vmdk;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -27,15 +34,50 @@ use anyhow::{Context, Result, bail};
 pub use compress::Codec;
 pub use convert::Stats;
 
-/// The published file's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+/// The published file's format. The value names are the ones `--format` and
+/// `postprocess.formats` take.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum OutputFormat {
     #[value(name = "qcow2")]
+    #[serde(rename = "qcow2")]
     Qcow2,
     #[value(name = "raw")]
+    #[serde(rename = "raw")]
     Raw,
+    /// A raw image compressed with xz, as cloud providers that take raw disks want it.
     #[value(name = "raw.xz")]
+    #[serde(rename = "raw.xz")]
     RawXz,
+    /// A fixed VHD, sized to whole MiB (Azure).
+    #[value(name = "vhd")]
+    #[serde(rename = "vhd")]
+    Vhd,
+    /// A fixed VHD compressed with xz: Fedora's Azure image.
+    #[value(name = "vhdfixed.xz")]
+    #[serde(rename = "vhdfixed.xz")]
+    VhdfixedXz,
+    /// `disk.raw` as a sparse entry in a gzip-compressed GNU tar (Google Compute Engine).
+    #[value(name = "gce")]
+    #[serde(rename = "gce")]
+    Gce,
+    /// A Vagrant box for the libvirt provider (qcow2 inside).
+    #[value(name = "vagrant-libvirt")]
+    #[serde(rename = "vagrant-libvirt")]
+    VagrantLibvirt,
+    /// A streamOptimized VMDK (VMware, VirtualBox, OVF).
+    #[value(name = "vmdk")]
+    #[serde(rename = "vmdk")]
+    Vmdk,
+    /// A Vagrant box for the VirtualBox provider (OVF + streamOptimized VMDK).
+    #[value(name = "vagrant-virtualbox")]
+    #[serde(rename = "vagrant-virtualbox")]
+    VagrantVirtualbox,
+    /// An OVA for vSphere: OVF descriptor, manifest and streamOptimized VMDK in a tar.
+    #[value(name = "ova")]
+    #[serde(rename = "ova")]
+    Ova,
 }
 
 impl OutputFormat {
@@ -44,7 +86,58 @@ impl OutputFormat {
             OutputFormat::Qcow2 => "qcow2",
             OutputFormat::Raw => "raw",
             OutputFormat::RawXz => "raw.xz",
+            OutputFormat::Vhd => "vhd",
+            OutputFormat::VhdfixedXz => "vhdfixed.xz",
+            OutputFormat::Gce => "gce",
+            OutputFormat::VagrantLibvirt => "vagrant-libvirt",
+            OutputFormat::Vmdk => "vmdk",
+            OutputFormat::VagrantVirtualbox => "vagrant-virtualbox",
+            OutputFormat::Ova => "ova",
         }
+    }
+
+    /// The file name suffix Fedora uses (`<name>-<version>.<arch>.<suffix>`); it is also
+    /// productmd's `format`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            OutputFormat::Gce => "tar.gz",
+            OutputFormat::VagrantLibvirt => "vagrant-libvirt.box",
+            OutputFormat::VagrantVirtualbox => "vagrant-virtualbox.box",
+            OutputFormat::Ova => "vsphere.ova",
+            other => other.name(),
+        }
+    }
+
+    /// productmd's image `type` for this format (`IMAGE_TYPE_FORMAT_MAPPING`).
+    pub fn productmd_type(self) -> &'static str {
+        match self {
+            OutputFormat::Qcow2 => "qcow2",
+            OutputFormat::Raw => "raw",
+            OutputFormat::RawXz => "raw-xz",
+            OutputFormat::Vhd => "vpc",
+            OutputFormat::VhdfixedXz => "vhd-compressed",
+            OutputFormat::Gce => "tar-gz",
+            OutputFormat::VagrantLibvirt => "vagrant-libvirt",
+            OutputFormat::Vmdk => "vmdk",
+            OutputFormat::VagrantVirtualbox => "vagrant-virtualbox",
+            OutputFormat::Ova => "vsphere-ova",
+        }
+    }
+
+    /// Whether the output holds qcow2 clusters that `--compression` applies to.
+    pub fn has_qcow2(self) -> bool {
+        matches!(self, OutputFormat::Qcow2 | OutputFormat::VagrantLibvirt)
+    }
+}
+
+/// The time recorded in outputs (tar mtimes, the VHD timestamp, images.json's compose date):
+/// `SOURCE_DATE_EPOCH` when set (reproducible-builds.org), else `None`.
+pub fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse().map(Some).with_context(|| {
+            format!("SOURCE_DATE_EPOCH={v:?}: expected whole seconds since 1970 (e.g. 1700000000)")
+        }),
+        Err(_) => Ok(None),
     }
 }
 
@@ -80,6 +173,12 @@ pub struct PostprocessConfig {
     pub checksum: Option<PathBuf>,
     /// Defaults to `manifest.json` next to the output.
     pub manifest: Option<PathBuf>,
+    /// productmd `images.json` to add the image to; defaults to `images.json` next to the
+    /// output.
+    pub images_json: Option<PathBuf>,
+    /// productmd subvariant (and compose name); defaults to the output's file name without
+    /// its format suffix and arch.
+    pub subvariant: Option<String>,
     pub ostree_ref: Option<String>,
     pub ostree_commit: Option<String>,
     pub version: Option<String>,
@@ -101,6 +200,8 @@ impl PostprocessConfig {
             discard_unused: false,
             checksum: None,
             manifest: None,
+            images_json: None,
+            subvariant: None,
             ostree_ref: None,
             ostree_commit: None,
             version: None,
@@ -116,12 +217,42 @@ pub struct PostprocessOutcome {
     pub image: PathBuf,
     pub checksum: PathBuf,
     pub manifest: PathBuf,
+    pub images_json: PathBuf,
     pub virtual_size: u64,
     pub file_size: u64,
     pub sha256: String,
     pub stats: Stats,
     /// Bytes marked free by the filesystems (with `discard_unused`).
     pub discarded_bytes: u64,
+}
+
+/// The architecture images are built for (the installer and QEMU runner are x86_64 only).
+pub const ARCH: &str = "x86_64";
+/// The productmd variant images are listed under, as Fedora lists its cloud images.
+pub const VARIANT: &str = "Cloud";
+
+/// The file name without the format suffix and a trailing `.<arch>`:
+/// `demo-1.x86_64.vhdfixed.xz` gives `demo-1`.
+fn default_subvariant(name: &str, format: OutputFormat) -> String {
+    let stem = name
+        .strip_suffix(format.suffix())
+        .and_then(|s| s.strip_suffix('.'))
+        .unwrap_or(name);
+    stem.strip_suffix(&format!(".{ARCH}"))
+        .unwrap_or(stem)
+        .to_owned()
+}
+
+/// `path` relative to the directory holding `index` when it is inside it, else absolute.
+fn relative_to(path: &std::path::Path, index: &std::path::Path) -> String {
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    let file = abs(path);
+    let base = abs(index);
+    let base = base.parent().unwrap_or(std::path::Path::new("/"));
+    file.strip_prefix(base)
+        .unwrap_or(&file)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Turns an installed disk into the published image, then writes CHECKSUM and manifest.json.
@@ -147,15 +278,16 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     if !dir.is_dir() {
         bail!("output directory {} does not exist", dir.display());
     }
-    if cfg.format != OutputFormat::Qcow2
+    if !cfg.format.has_qcow2()
         && cfg.compression != Compression::Zlib
         && cfg.compression != Compression::None
     {
         bail!(
-            "--compression applies to qcow2 only; {} output is not cluster-compressed",
+            "--compression applies to qcow2 and vagrant-libvirt only; {} output is not cluster-compressed",
             cfg.format.name()
         );
     }
+    let epoch = source_date_epoch()?;
     let kickstart_sha256 = match &cfg.kickstart {
         Some(k) => Some(
             checksum::sha256_file(k)
@@ -184,9 +316,16 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         .as_file()
         .try_clone()
         .context("opening the temporary output")?;
-    let mut progress = progress::Progress::new(size, cfg.quiet);
+    // GCE reads the disk twice (map, then data).
+    let passes = if cfg.format == OutputFormat::Gce {
+        2
+    } else {
+        1
+    };
+    let mut progress = progress::Progress::new(size * passes, cfg.quiet);
     let started = std::time::Instant::now();
     let what = || format!("writing {}", cfg.output.display());
+    let mtime = epoch.unwrap_or(0);
     let (stats, file_size) = match cfg.format {
         OutputFormat::Qcow2 => {
             let codec = cfg.compression.codec();
@@ -207,6 +346,74 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
                 convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
+        OutputFormat::Vhd | OutputFormat::VhdfixedXz => {
+            if size > vhd::MAX_SIZE {
+                bail!(
+                    "{} is {size} bytes; a VHD holds at most {} bytes",
+                    cfg.input.display(),
+                    vhd::MAX_SIZE
+                );
+            }
+            let len = vhd::vhd_size(size);
+            if cfg.format == OutputFormat::Vhd {
+                let mut w = vhd::Digesting::new(raw_write::RawSink { file, size });
+                let stats =
+                    convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+                let (w, id) = w.into_parts();
+                let footer = vhd::footer(len, mtime, &id);
+                (stats, w.finish_padded(len, &footer).with_context(what)?.1)
+            } else {
+                let mut w =
+                    vhd::Digesting::new(raw_write::XzSink::new(file, size).with_context(what)?);
+                let stats =
+                    convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+                let (w, id) = w.into_parts();
+                let footer = vhd::footer(len, mtime, &id);
+                (stats, w.finish_padded(len, &footer).with_context(what)?.1)
+            }
+        }
+        OutputFormat::Gce => {
+            let (stats, _, len) =
+                gce::write(&*src, &free, file, mtime, &mut progress).with_context(what)?;
+            (stats, len)
+        }
+        OutputFormat::Vmdk => {
+            let mut w = vmdk::VmdkWriter::new(file, size, &name, mtime).with_context(what)?;
+            let stats = convert::run(&*src, &free, Some(Codec::ZlibStream), &mut w, &mut progress)
+                .with_context(what)?;
+            (stats, w.finish().with_context(what)?.1)
+        }
+        OutputFormat::VagrantVirtualbox => {
+            let subvariant = cfg
+                .subvariant
+                .clone()
+                .unwrap_or_else(|| default_subvariant(&name, cfg.format));
+            let (stats, _, len) = vagrant::write_virtualbox(
+                &*src,
+                &free,
+                file,
+                &dir,
+                &subvariant,
+                mtime,
+                &mut progress,
+            )
+            .with_context(what)?;
+            (stats, len)
+        }
+        OutputFormat::Ova => {
+            let stem = default_subvariant(&name, cfg.format);
+            let (stats, _, len) =
+                ovf::write_ova(&*src, &free, file, &dir, &stem, mtime, &mut progress)
+                    .with_context(what)?;
+            (stats, len)
+        }
+        OutputFormat::VagrantLibvirt => {
+            let codec = cfg.compression.codec();
+            let (stats, _, len) =
+                vagrant::write_libvirt(&*src, &free, codec, file, &dir, mtime, &mut progress)
+                    .with_context(what)?;
+            (stats, len)
+        }
     };
     drop(progress);
     tracing::info!(
@@ -215,6 +422,13 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     );
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("setting permissions on {}", tmp.path().display()))?;
+    if let Some(epoch) = epoch {
+        // The file's mtime is what images.json records: pin it too.
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+        tmp.as_file()
+            .set_modified(when)
+            .with_context(|| format!("setting the mtime of {}", tmp.path().display()))?;
+    }
     tmp.persist(&cfg.output)
         .with_context(|| format!("renaming the finished image to {}", cfg.output.display()))?;
     crate::fsutil::sync_dir(&dir)?;
@@ -223,14 +437,21 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     let sha256 = checksum::sha256_file(&cfg.output)?;
     tracing::info!("sha256 in {:.2} s", hashing.elapsed().as_secs_f64());
     let checksum_path = cfg.checksum.clone().unwrap_or_else(|| dir.join("CHECKSUM"));
+    let existing = match std::fs::read_to_string(&checksum_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", checksum_path.display())),
+    };
     crate::fsutil::write_atomic(
         &checksum_path,
-        checksum::checksum_text(&name, file_size, &sha256).as_bytes(),
+        checksum::merge_checksum_text(&existing, &name, file_size, &sha256).as_bytes(),
     )?;
     let manifest = manifest::Manifest {
         name: name.clone(),
         format: cfg.format.name().to_owned(),
-        compression: (cfg.format == OutputFormat::Qcow2)
+        compression: cfg
+            .format
+            .has_qcow2()
             .then(|| format!("{:?}", cfg.compression).to_lowercase()),
         virtual_size: size,
         file_size,
@@ -250,10 +471,43 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     json.push(b'\n');
     crate::fsutil::write_atomic(&manifest_path, &json)?;
 
+    let images_json_path = cfg
+        .images_json
+        .clone()
+        .unwrap_or_else(|| dir.join("images.json"));
+    let meta = std::fs::metadata(&cfg.output)
+        .with_context(|| format!("reading the mtime of {}", cfg.output.display()))?;
+    let file_mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let subvariant = cfg
+        .subvariant
+        .clone()
+        .unwrap_or_else(|| default_subvariant(&name, cfg.format));
+    let version = cfg.version.clone().unwrap_or_else(|| "0".to_owned());
+    let compose = images_json::ComposeInfo::new(&subvariant, &version, epoch.unwrap_or(file_mtime));
+    let entry = images_json::ImageEntry {
+        path: relative_to(&cfg.output, &images_json_path),
+        mtime: file_mtime,
+        size: file_size,
+        sha256: sha256.clone(),
+        image_type: cfg.format.productmd_type(),
+        format: cfg.format.suffix(),
+        arch: ARCH.to_owned(),
+        subvariant,
+        // Disk images boot from their own bootloader; productmd's `bootable` is about
+        // installer media (El Torito), and pungi leaves it false for disk images.
+        bootable: false,
+    };
+    images_json::update(&images_json_path, VARIANT, &compose, &entry)?;
+
     Ok(PostprocessOutcome {
         image: cfg.output.clone(),
         checksum: checksum_path,
         manifest: manifest_path,
+        images_json: images_json_path,
         virtual_size: size,
         file_size,
         sha256,

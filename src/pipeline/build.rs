@@ -70,6 +70,27 @@ impl BuildContext {
             .join("previous")
             .join(format!("{}.qcow2", self.def.name))
     }
+    /// The version in published file names: the ostree commit's `version` metadata when the
+    /// treefile sets one (rpm-ostree's `automatic-version-prefix`), else the first 10 hex
+    /// digits of the commit, which also name the content exactly.
+    pub fn image_version(&self) -> String {
+        match (self.values.get("version"), self.values.get("commit")) {
+            (Some(v), _) => v.clone(),
+            (None, Some(c)) => c.chars().take(10).collect(),
+            (None, None) => "0".to_owned(),
+        }
+    }
+    /// Where a format other than qcow2/raw is published, named as Fedora names its images:
+    /// `<name>-<version>.x86_64.<suffix>`.
+    pub fn published(&self, format: crate::image::OutputFormat) -> PathBuf {
+        self.out.join(format!(
+            "{}-{}.{}.{}",
+            self.def.name,
+            self.image_version(),
+            crate::image::ARCH,
+            format.suffix()
+        ))
+    }
     pub fn stage_logs(&self, stage: &str) -> PathBuf {
         self.logs.join(stage)
     }

@@ -247,15 +247,8 @@ pub enum Compression {
     Zlib,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ImageFormat {
-    Qcow2,
-    Raw,
-    /// A raw image compressed with xz, as cloud providers that take raw disks want it.
-    #[serde(rename = "raw.xz")]
-    RawXz,
-}
+/// `postprocess.formats` takes the names `postprocess --format` takes.
+pub use crate::image::OutputFormat as ImageFormat;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -519,6 +512,25 @@ boot_test: { expect: [\"STANDIN-OSTREE-BOOT-OK\"], timeout: 300 }
             def.installer.unwrap().media().unwrap(),
             InstallerMedia::KernelInitrd { .. }
         ));
+    }
+
+    #[test]
+    fn an_unknown_format_lists_the_known_ones() {
+        let text = VALID.replace("formats: [qcow2]", "formats: [qcow2, vhdx]");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("vhdx"), "{err}");
+        for known in ["qcow2", "raw.xz", "vhdfixed.xz", "gce", "vagrant-libvirt"] {
+            assert!(err.contains(known), "{known} missing from: {err}");
+        }
+        let text = VALID.replace("formats: [qcow2]", "formats: [qcow2, vhdfixed.xz, gce]");
+        assert_eq!(
+            parse(&text).unwrap().postprocess.formats,
+            [
+                ImageFormat::Qcow2,
+                ImageFormat::VhdfixedXz,
+                ImageFormat::Gce
+            ]
+        );
     }
 
     #[test]

@@ -602,36 +602,48 @@ fn parse_size(text: &str) -> Result<u64> {
 
 fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
     use crate::image::{Compression, OutputFormat, PostprocessConfig};
-    use crate::pipeline::definition::{Compression as DefCompression, ImageFormat};
+    use crate::pipeline::definition::Compression as DefCompression;
     keep_previous_image(ctx)?;
+    // One CHECKSUM and one images.json list every format of this run: start them afresh so
+    // a format dropped from the definition is not listed any more.
+    let checksum = ctx.out.join("CHECKSUM");
+    let images_json = ctx.out.join("images.json");
+    for stale in [&checksum, &images_json] {
+        match std::fs::remove_file(stale) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", stale.display())),
+        }
+    }
     let mut files = Vec::new();
-    for (index, format) in ctx.def.postprocess.formats.iter().enumerate() {
-        let (output, out_format) = match format {
-            ImageFormat::Qcow2 => (ctx.image(), OutputFormat::Qcow2),
-            ImageFormat::Raw => (
-                ctx.out.join(format!("{}.raw", ctx.def.name)),
-                OutputFormat::Raw,
-            ),
-            ImageFormat::RawXz => (
-                ctx.out.join(format!("{}.raw.xz", ctx.def.name)),
-                OutputFormat::RawXz,
-            ),
+    for (index, &format) in ctx.def.postprocess.formats.iter().enumerate() {
+        let output = match format {
+            // The qcow2 and raw names stay `<name>.<format>`: boot-test and later stages
+            // (and their caches) find the image there.
+            OutputFormat::Qcow2 => ctx.image(),
+            OutputFormat::Raw | OutputFormat::RawXz => {
+                ctx.out
+                    .join(format!("{}.{}", ctx.def.name, format.suffix()))
+            }
+            _ => ctx.published(format),
         };
         let mut cfg = PostprocessConfig::new(ctx.installed_disk(), &output);
-        cfg.format = out_format;
+        cfg.format = format;
+        cfg.checksum = Some(checksum.clone());
+        cfg.images_json = Some(images_json.clone());
+        cfg.subvariant = Some(ctx.def.name.clone());
         if index > 0 {
-            // CHECKSUM and manifest.json describe the first (main) format; the others get their own.
-            cfg.checksum = Some(PathBuf::from(format!("{}.CHECKSUM", output.display())));
+            // manifest.json describes the first (main) format; the others get their own.
             cfg.manifest = Some(PathBuf::from(format!("{}.manifest.json", output.display())));
         }
-        cfg.compression = match (out_format, ctx.def.postprocess.compression) {
-            (OutputFormat::Qcow2, DefCompression::Zstd) => Compression::Zstd,
-            (OutputFormat::Qcow2, DefCompression::Zlib) => Compression::Zlib,
+        cfg.compression = match (format.has_qcow2(), ctx.def.postprocess.compression) {
+            (true, DefCompression::Zstd) => Compression::Zstd,
+            (true, DefCompression::Zlib) => Compression::Zlib,
             _ => Compression::None,
         };
         cfg.ostree_ref = ctx.values.get("ref").cloned();
         cfg.ostree_commit = ctx.values.get("commit").cloned();
-        cfg.version = ctx.values.get("version").cloned();
+        cfg.version = Some(ctx.image_version());
         cfg.kickstart = Some(ctx.kickstart());
         cfg.quiet = ctx.reporter.is_json();
         let outcome = crate::image::postprocess(&cfg)?;
@@ -645,8 +657,9 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
                 outcome.sha256
             ),
         );
-        files.extend([outcome.image, outcome.checksum, outcome.manifest]);
+        files.extend([outcome.image, outcome.manifest]);
     }
+    files.extend([checksum, images_json]);
     Ok(StageOutput {
         files,
         ..Default::default()

@@ -397,9 +397,10 @@ fn tail(text: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// "qcow2" or "raw", from the file's magic, so the overlay names its backing format
-/// (QEMU refuses to probe raw backing files).
+/// "qcow2", "vpc" (a fixed VHD: its footer is the last 512 bytes) or "raw", from the file's
+/// magic, so the overlay names its backing format (QEMU refuses to probe raw backing files).
 pub(crate) fn detect_format(image: &Path) -> Result<&'static str> {
+    use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 4];
     let mut file =
         fs::File::open(image).with_context(|| format!("opening image {}", image.display()))?;
@@ -409,7 +410,18 @@ pub(crate) fn detect_format(image: &Path) -> Result<&'static str> {
     if n == 0 {
         bail!("image {} is empty", image.display());
     }
-    Ok(if magic == *b"QFI\xfb" { "qcow2" } else { "raw" })
+    if magic == *b"QFI\xfb" {
+        return Ok("qcow2");
+    }
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading image {}", image.display()))?
+        .len();
+    let mut cookie = [0u8; 8];
+    if len >= 1024 && file.read_exact_at(&mut cookie, len - 512).is_ok() && cookie == *b"conectix" {
+        return Ok("vpc");
+    }
+    Ok("raw")
 }
 
 /// JUnit XML as Jenkins, GitLab and GitHub test reporters read it: one testsuite, one

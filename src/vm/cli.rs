@@ -153,7 +153,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     after_help = "Examples:\n  atomic-factory boot-test build/demo/demo.qcow2\n  atomic-factory boot-test a.qcow2 b.qcow2 -j 2 --junit report.xml\n  atomic-factory boot-test image.qcow2 --expect 'login:' --expect 'Reached target' --timeout 600"
 )]
 pub struct BootTestArgs {
-    /// Images to boot (qcow2 or raw)
+    /// Images to boot (qcow2, raw or fixed VHD)
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
     /// A regex the console must print for a pass; repeat for several (all must match)
