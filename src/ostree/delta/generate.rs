@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use rayon::prelude::*;
 
 use super::bytecode::{self, put_varint};
@@ -18,7 +18,7 @@ use super::{DeltaName, Fallback, PartHeader, PartPayload, Superblock};
 use crate::ostree::checksum::Checksum;
 use crate::ostree::objects::{self, ObjectType};
 use crate::ostree::repo::{Repo, write_file_atomic, write_file_atomic_via};
-use crate::ostree::traverse;
+use crate::ostree::traverse::{self, ObjectName};
 
 /// How parts are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -459,55 +459,93 @@ fn read_content(repo: &Repo, c: &Checksum) -> Result<(objects::FileMeta, Option<
     Ok((meta, target, data))
 }
 
+/// One object, read (and diffed) ready to be appended to a part.
+enum Encoded {
+    Meta(ObjectName, Vec<u8>),
+    Content {
+        csum: Checksum,
+        mode: (u32, u32, u32),
+        xattrs: Vec<u8>,
+        /// The file data or symlink target.
+        bytes: Vec<u8>,
+        /// bsdiff source and patch, when the patch is worth it.
+        patch: Option<(Checksum, Vec<u8>)>,
+    },
+}
+
+/// Reads an item and, for a modified file, computes its bsdiff patch; the slow part of a
+/// delta, so it runs in parallel over all items of a part.
+fn encode_item(repo: &Repo, it: &Item) -> Result<Encoded> {
+    match it {
+        Item::Meta(c, t, _) => {
+            let b = fs::read(repo.object_path(c, *t))
+                .with_context(|| format!("reading {} object {c}", t.extension()))?;
+            Ok(Encoded::Meta((*c, *t), b))
+        }
+        Item::Content(c, _) | Item::Modified { to: c, .. } => {
+            let (meta, target, data) = read_content(repo, c)?;
+            let patch = match (it, &target) {
+                (Item::Modified { from, .. }, None) => {
+                    let (_, _, old) = read_content(repo, from)?;
+                    let mut patch = Vec::new();
+                    bsdiff::diff(&old, &data, &mut patch)
+                        .with_context(|| format!("bsdiff {from} -> {c}"))?;
+                    // Only where it saves bytes: the patch's zero bytes (unchanged
+                    // stretches) compress to nearly nothing, the others do not.
+                    let literal = patch.iter().filter(|&&b| b != 0).count();
+                    (literal < data.len()).then_some((*from, patch))
+                }
+                _ => None,
+            };
+            Ok(Encoded::Content {
+                csum: *c,
+                mode: (meta.uid, meta.gid, meta.mode),
+                xattrs: objects::xattrs_bytes(&meta.xattrs)?,
+                bytes: match target {
+                    Some(t) => t.into_bytes(),
+                    None => data,
+                },
+                patch,
+            })
+        }
+    }
+}
+
 /// Encodes and compresses one part: (part file bytes, its header, number of bspatches).
 fn build_part(
     repo: &Repo,
     items: &[Item],
     compression: Compression,
 ) -> Result<(Vec<u8>, PartHeader, usize)> {
+    let encoded: Vec<Encoded> = items
+        .par_iter()
+        .map(|it| encode_item(repo, it))
+        .collect::<Result<_>>()?;
     let mut p = PartPayload::default();
     let mut modes: HashMap<(u32, u32, u32), usize> = HashMap::new();
     let mut xattrs: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut objects_list = Vec::with_capacity(items.len());
     let mut usize_total = 0u64;
     let mut nbsdiff = 0;
-    for it in items {
-        match it {
-            Item::Meta(c, t, _) => {
-                let b = fs::read(repo.object_path(c, *t))
-                    .with_context(|| format!("reading {} object {c}", t.extension()))?;
+    for e in encoded {
+        match e {
+            Encoded::Meta(name, b) => {
                 p.ops.push(bytecode::OPEN_SPLICE_AND_CLOSE);
                 put_varint(&mut p.ops, b.len() as u64);
                 put_varint(&mut p.ops, p.payload.len() as u64);
                 usize_total += b.len() as u64;
                 p.payload.extend_from_slice(&b);
-                objects_list.push((*c, *t));
+                objects_list.push(name);
             }
-            Item::Content(c, _) | Item::Modified { to: c, .. } => {
-                let (meta, target, data) = read_content(repo, c)?;
-                let m = intern(&mut modes, &mut p.modes, (meta.uid, meta.gid, meta.mode));
-                let x = intern(
-                    &mut xattrs,
-                    &mut p.xattrs,
-                    objects::xattrs_bytes(&meta.xattrs)?,
-                );
-                let patch = match (it, &target) {
-                    (Item::Modified { from, .. }, None) => {
-                        let (_, _, old) = read_content(repo, from)?;
-                        let mut patch = Vec::new();
-                        bsdiff::diff(&old, &data, &mut patch)
-                            .with_context(|| format!("bsdiff {from} -> {c}"))?;
-                        // Only where it saves bytes: the patch's zero bytes (unchanged
-                        // stretches) compress to nearly nothing, the others do not.
-                        let literal = patch.iter().filter(|&&b| b != 0).count();
-                        (literal < data.len()).then_some((*from, patch))
-                    }
-                    _ => None,
-                };
-                let bytes: &[u8] = match &target {
-                    Some(t) => t.as_bytes(),
-                    None => &data,
-                };
+            Encoded::Content {
+                csum,
+                mode,
+                xattrs: x,
+                bytes,
+                patch,
+            } => {
+                let m = intern(&mut modes, &mut p.modes, mode);
+                let x = intern(&mut xattrs, &mut p.xattrs, x);
                 usize_total += bytes.len() as u64;
                 match patch {
                     Some((from, patch)) => {
@@ -533,10 +571,10 @@ fn build_part(
                         put_varint(&mut p.ops, x as u64);
                         put_varint(&mut p.ops, bytes.len() as u64);
                         put_varint(&mut p.ops, p.payload.len() as u64);
-                        p.payload.extend_from_slice(bytes);
+                        p.payload.extend_from_slice(&bytes);
                     }
                 }
-                objects_list.push((*c, ObjectType::File));
+                objects_list.push((csum, ObjectType::File));
             }
         }
     }
@@ -551,18 +589,10 @@ fn build_part(
         }
         Compression::Lzma => {
             let mut out = vec![b'x'];
-            let stream =
-                liblzma::stream::Stream::new_easy_encoder(8, liblzma::stream::Check::Crc64)
-                    .context("setting up the lzma encoder")?;
-            let mut enc = liblzma::write::XzEncoder::new_stream(&mut out, stream);
-            enc.write_all(&body).context("compressing a delta part")?;
-            enc.finish().context("compressing a delta part")?;
+            out.extend_from_slice(&xz(&body)?);
             out
         }
     };
-    if bytes.is_empty() {
-        bail!("internal error: empty delta part");
-    }
     let header = PartHeader {
         version: super::PART_VERSION,
         checksum: Checksum::of(&bytes),
@@ -571,4 +601,28 @@ fn build_part(
         objects: objects_list,
     };
     Ok((bytes, header, nbsdiff))
+}
+
+/// xz like ostree's compressor (preset 8, CRC64). Parts over 8 MiB are cut into 8 MiB
+/// blocks compressed on all cores (liblzma's multi-threaded encoder); ostree's
+/// `lzma_stream_decoder` reads multi-block streams, and the ratio loss is small.
+fn xz(body: &[u8]) -> Result<Vec<u8>> {
+    const BLOCK: u64 = 8 << 20;
+    let stream = if body.len() as u64 > BLOCK {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        liblzma::stream::MtStreamBuilder::new()
+            .preset(8)
+            .check(liblzma::stream::Check::Crc64)
+            .threads(threads)
+            .block_size(BLOCK)
+            .encoder()
+    } else {
+        liblzma::stream::Stream::new_easy_encoder(8, liblzma::stream::Check::Crc64)
+    }
+    .context("setting up the lzma encoder")?;
+    let mut out = Vec::with_capacity(body.len() / 2);
+    let mut enc = liblzma::write::XzEncoder::new_stream(&mut out, stream);
+    enc.write_all(body).context("compressing a delta part")?;
+    enc.finish().context("compressing a delta part")?;
+    Ok(out)
 }

@@ -254,17 +254,17 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
             repo.path().display()
         );
     }
-    if let Some(dc) = &opts.delete_commit {
-        if !opts.static_deltas_only {
-            if let Some((r, _)) = refs.iter().find(|(_, c)| c == dc) {
-                bail!("Commit '{dc}' is referenced by '{r}'");
-            }
-            ensure!(
-                repo.has_object(dc, ObjectType::Commit),
-                "commit {dc} is not in {}",
-                repo.path().display()
-            );
+    if let Some(dc) = &opts.delete_commit
+        && !opts.static_deltas_only
+    {
+        if let Some((r, _)) = refs.iter().find(|(_, c)| c == dc) {
+            bail!("Commit '{dc}' is referenced by '{r}'");
         }
+        ensure!(
+            repo.has_object(dc, ObjectType::Commit),
+            "commit {dc} is not in {}",
+            repo.path().display()
+        );
     }
     let mut report = PruneReport::default();
 
