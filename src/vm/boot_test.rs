@@ -231,26 +231,16 @@ fn boot_one(
     result
 }
 
-/// Starts QEMU on an overlay of `image` and reads its console until a verdict.
-fn boot_and_watch(
-    config: &BootTestConfig,
-    image: &Path,
-    console_log: &Path,
-    expect: &[(String, Regex)],
-    fatal: &[(&'static str, Regex)],
-) -> Result<(Verdict, String)> {
+/// A qcow2 overlay backed by `image`, so a VM can write without touching the image (used by
+/// boot-test and upgrade-test).
+pub(crate) fn create_overlay(image: &Path, overlay: &Path) -> Result<()> {
     let image =
         fs::canonicalize(image).with_context(|| format!("opening image {}", image.display()))?;
     let format = detect_format(&image)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("boot-test-")
-        .tempdir()
-        .context("creating a scratch directory for the overlay")?;
-    let overlay = scratch.path().join("overlay.qcow2");
     let out = Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
         .arg(&image)
-        .arg(&overlay)
+        .arg(overlay)
         .output()
         .context("running qemu-img (install it with vm/prepare)")?;
     if !out.status.success() {
@@ -260,6 +250,23 @@ fn boot_and_watch(
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
+    Ok(())
+}
+
+/// Starts QEMU on an overlay of `image` and reads its console until a verdict.
+fn boot_and_watch(
+    config: &BootTestConfig,
+    image: &Path,
+    console_log: &Path,
+    expect: &[(String, Regex)],
+    fatal: &[(&'static str, Regex)],
+) -> Result<(Verdict, String)> {
+    let scratch = tempfile::Builder::new()
+        .prefix("boot-test-")
+        .tempdir()
+        .context("creating a scratch directory for the overlay")?;
+    let overlay = scratch.path().join("overlay.qcow2");
+    create_overlay(image, &overlay)?;
     // QEMU appends to an existing file; start each run with an empty log.
     fs::write(console_log, b"").with_context(|| format!("creating {}", console_log.display()))?;
 
@@ -399,7 +406,7 @@ fn tail(text: &str, n: usize) -> Vec<String> {
 
 /// "qcow2", "vpc" (a fixed VHD: its footer is the last 512 bytes) or "raw", from the file's
 /// magic, so the overlay names its backing format (QEMU refuses to probe raw backing files).
-pub(crate) fn detect_format(image: &Path) -> Result<&'static str> {
+fn detect_format(image: &Path) -> Result<&'static str> {
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 4];
     let mut file =

@@ -317,44 +317,39 @@ impl Console {
         use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
         let staging = format!("{path}.b64");
-        let mut first = true;
+        self.run_ok(&format!(": > {staging}"), limit, path).await?;
         for chunk in encoded.as_bytes().chunks(2000) {
             let text = std::str::from_utf8(chunk).expect("base64 is ASCII");
-            let redirect = if first { ">" } else { ">>" };
-            first = false;
-            let reply = self
-                .run(
-                    &format!("printf '%s\\n' '{text}' {redirect} {staging}"),
-                    limit,
-                    limit,
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("copying {path} into the guest: {e}"))?;
-            anyhow::ensure!(
-                reply.status == 0,
-                "copying {path} into the guest: {}",
-                reply.output
-            );
-        }
-        if first {
-            self.run(&format!(": > {staging}"), limit, limit)
-                .await
-                .map_err(|e| anyhow::anyhow!("copying {path} into the guest: {e}"))?;
+            self.run_ok(
+                &format!("printf '%s\\n' '{text}' >> {staging}"),
+                limit,
+                path,
+            )
+            .await?;
         }
         let mode = if executable { "755" } else { "644" };
+        self.run_ok(
+            &format!("base64 -d {staging} > {path} && rm -f {staging} && chmod {mode} {path}"),
+            limit,
+            path,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `run` for a step of copying `path`: an error unless the guest answers with status 0.
+    async fn run_ok(&mut self, command: &str, limit: Duration, path: &str) -> Result<Reply> {
         let reply = self
-            .run(
-                &format!("base64 -d {staging} > {path} && rm -f {staging} && chmod {mode} {path}"),
-                limit,
-                limit,
-            )
+            .run(command, limit, limit)
             .await
             .map_err(|e| anyhow::anyhow!("copying {path} into the guest: {e}"))?;
         anyhow::ensure!(
             reply.status == 0,
-            "copying {path} into the guest: base64 -d failed: {}",
+            "copying {path} into the guest: `{}` failed (exit {}): {}",
+            command.split_whitespace().next().unwrap_or(""),
+            reply.status,
             reply.output
         );
-        Ok(())
+        Ok(reply)
     }
 }

@@ -10,7 +10,6 @@
 //! QEMU again on the same overlay, through whatever bootloader entries ostree wrote.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -18,7 +17,7 @@ use regex::Regex;
 use tokio::net::UnixListener;
 
 use super::accel::{self, Accel, AccelChoice};
-use super::boot_test::{detect_format, escape_xml};
+use super::boot_test::{create_overlay, escape_xml};
 use super::console::{Console, ConsoleFailure};
 use super::install::random_token;
 use super::qemu::{Boot, QemuConfig, QemuProcess};
@@ -411,7 +410,7 @@ pub async fn run_async(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
         .tempdir()
         .context("creating a scratch directory for the overlay")?;
     let overlay = scratch.path().join("overlay.qcow2");
-    make_overlay(&cfg.image, &overlay)?;
+    create_overlay(&cfg.image, &overlay)?;
     let decision = accel::choose(cfg.accel, &cfg.qemu, scratch.path()).await?;
     if let Some(n) = &decision.notice {
         eprintln!("note: {n}");
@@ -457,26 +456,6 @@ pub async fn run_async(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
         write_junit(junit, &report)?;
     }
     Ok(report)
-}
-
-fn make_overlay(image: &Path, overlay: &Path) -> Result<()> {
-    let image = std::fs::canonicalize(image)
-        .with_context(|| format!("opening image {}", image.display()))?;
-    let format = detect_format(&image)?;
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
-        .arg(&image)
-        .arg(overlay)
-        .output()
-        .context("running qemu-img (install it with vm/prepare)")?;
-    if !out.status.success() {
-        bail!(
-            "creating an overlay of {}: {}",
-            image.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 /// How a step ended, before it is written into the report.
