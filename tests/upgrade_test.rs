@@ -476,3 +476,31 @@ fn upgrade_cycle_benchmark() {
         noop.len()
     );
 }
+
+/// `--tests-after-upgrade`: a test without `needs=upgrade` runs after boot and again after
+/// the upgrade, and sees the commit booted each time.
+#[test]
+fn tests_run_again_after_the_upgrade_when_asked() {
+    let _l = vm_lock();
+    let (repo, _) = repo_b();
+    let tests = scratch().join("again-tests");
+    write_test(
+        &tests,
+        "os-name",
+        "#!/bin/sh\ntest -e /run/ostree-booted || exit 1\n. /usr/lib/os-release && echo \"running on $PRETTY_NAME\"\n",
+    );
+    let mut cfg = config("again", repo);
+    cfg.tests_dir = Some(tests);
+    cfg.tests_after_upgrade = true;
+    let report = upgrade_test::run(&cfg).expect("upgrade-test runs");
+    assert!(report.passed(), "{:?}", report.first_failure());
+    for when in ["after boot", "after upgrade"] {
+        let name = format!("test os-name ({when})");
+        let step = report.steps.iter().find(|s| s.name == name);
+        assert_eq!(step.map(|s| &s.outcome), Some(&Outcome::Passed), "{name}");
+    }
+    let boot = std::fs::read_to_string(cfg.log_dir.join("test-os-name-boot.log")).unwrap();
+    let upgrade = std::fs::read_to_string(cfg.log_dir.join("test-os-name-upgrade.log")).unwrap();
+    assert!(boot.contains("running on StandinOS-1"), "{boot}");
+    assert!(upgrade.contains("running on StandinOS-2"), "{upgrade}");
+}
