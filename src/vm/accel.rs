@@ -163,71 +163,31 @@ pub async fn probe_kernel(
     timeout: Duration,
 ) -> std::result::Result<(), String> {
     let log = scratch.join("accel-probe-kernel.log");
-    let err_log = scratch.join("accel-probe-kernel.stderr");
-    let _ = std::fs::remove_file(&log);
-    let stderr =
-        std::fs::File::create(&err_log).map_err(|e| format!("{}: {e}", err_log.display()))?;
-    let mut child = tokio::process::Command::new(qemu)
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(["-m", "256", "-machine", "pc,accel=kvm", "-cpu", "host"])
-        .arg("-kernel")
-        .arg(kernel)
-        .args(["-append", "console=ttyS0 panic=-1 root=/dev/nonexistent"])
-        .arg("-serial")
-        .arg(format!("file:{}", log.display()))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
-    let start = Instant::now();
-    let booted = |out: &[u8]| contains(out, b"Linux version");
-    let result = loop {
-        let out = std::fs::read(&log).unwrap_or_default();
-        if booted(&out) {
-            break Ok(());
-        }
-        // QEMU pauses the VM (and stays alive) after "KVM internal error": do not wait.
-        let err = std::fs::read_to_string(&err_log).unwrap_or_default();
-        if let Some(line) = err.lines().find(|l| l.contains("KVM internal error")) {
-            break Err(format!(
-                "a probe kernel ({}) under KVM stopped: {}",
-                kernel.display(),
-                line.trim()
-            ));
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            let out = std::fs::read(&log).unwrap_or_default();
-            if booted(&out) {
-                break Ok(());
-            }
-            break Err(format!(
-                "a probe kernel ({}) under KVM exited before its banner: {}",
-                kernel.display(),
-                err.lines().next().unwrap_or("no message")
-            ));
-        }
-        if start.elapsed() > timeout {
-            break Err(format!(
-                "a probe kernel ({}) under KVM did not boot within {} s (QEMU hangs)",
-                kernel.display(),
-                timeout.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let _ = std::fs::remove_file(&log);
-    let _ = std::fs::remove_file(&err_log);
-    result
+    let mut args: Vec<std::ffi::OsString> =
+        ["-m", "256", "-machine", "pc,accel=kvm", "-cpu", "host"]
+            .iter()
+            .map(Into::into)
+            .collect();
+    args.extend(["-kernel".into(), kernel.into(), "-append".into()]);
+    args.push("console=ttyS0 panic=-1 root=/dev/nonexistent".into());
+    args.extend(["-serial".into(), format!("file:{}", log.display()).into()]);
+    let what = format!("a probe kernel ({}) under KVM", kernel.display());
+    match watch_probe(qemu, &args, &log, timeout, |out| {
+        contains(out, b"Linux version")
+    })
+    .await?
+    {
+        ProbeEnd::Up => Ok(()),
+        ProbeEnd::Stopped(line) => Err(format!("{what} stopped: {line}")),
+        ProbeEnd::Exited { stderr, .. } => Err(format!(
+            "{what} exited before its banner: {}",
+            stderr.lines().next().unwrap_or("no message")
+        )),
+        ProbeEnd::TimedOut => Err(format!(
+            "{what} did not boot within {} s (QEMU hangs)",
+            timeout.as_secs()
+        )),
+    }
 }
 
 /// Boots a disk-less VM with `accel` and waits for SeaBIOS to give up booting (it ran).
@@ -238,57 +198,26 @@ pub async fn probe_vm(
     timeout: Duration,
 ) -> std::result::Result<(), String> {
     let log = scratch.join(format!("accel-probe-{accel}.log"));
-    let _ = std::fs::remove_file(&log);
-    let mut child = tokio::process::Command::new(qemu)
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-m",
-            "32",
-        ])
-        .arg("-machine")
-        .arg(format!("pc,accel={accel}"))
-        .args(if accel == "kvm" {
-            &["-cpu", "host"][..]
-        } else {
-            &[][..]
-        })
-        .arg("-chardev")
-        .arg(format!("file,id=dbg,path={}", log.display()))
-        .args(["-device", "isa-debugcon,iobase=0x402,chardev=dbg"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
-    let start = Instant::now();
-    let result = loop {
-        let out = std::fs::read(&log).unwrap_or_default();
-        if contains(&out, b"No bootable device") || contains(&out, b"Booting from") {
-            break Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use tokio::io::AsyncReadExt;
-                let _ = e.read_to_string(&mut err).await;
-            }
-            let err: Vec<&str> = err
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            break Err(format!(
-                "a probe VM with accel={accel} exited ({status}): {}",
-                err.join("; ")
-            ));
-        }
-        if start.elapsed() > timeout {
-            break Err(format!(
+    let mut args: Vec<std::ffi::OsString> = vec!["-m".into(), "32".into(), "-machine".into()];
+    args.push(format!("pc,accel={accel}").into());
+    if accel == "kvm" {
+        args.extend(["-cpu".into(), "host".into()]);
+    }
+    args.extend([
+        "-chardev".into(),
+        format!("file,id=dbg,path={}", log.display()).into(),
+    ]);
+    args.extend([
+        "-device".into(),
+        "isa-debugcon,iobase=0x402,chardev=dbg".into(),
+    ]);
+    let ran = |out: &[u8]| contains(out, b"No bootable device") || contains(out, b"Booting from");
+    match watch_probe(qemu, &args, &log, timeout, ran).await? {
+        ProbeEnd::Up => Ok(()),
+        // A VM paused on a KVM error never finishes its BIOS: said at once, not at the deadline.
+        ProbeEnd::Stopped(_) | ProbeEnd::TimedOut => {
+            let out = std::fs::read(&log).unwrap_or_default();
+            Err(format!(
                 "a probe VM with accel={accel} did not finish its BIOS within {} s (QEMU hangs{})",
                 timeout.as_secs(),
                 if contains(&out, b"SeaBIOS") {
@@ -296,14 +225,91 @@ pub async fn probe_vm(
                 } else {
                     ""
                 }
-            ));
+            ))
+        }
+        ProbeEnd::Exited { status, stderr } => {
+            let lines: Vec<&str> = stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            Err(format!(
+                "a probe VM with accel={accel} exited ({status}): {}",
+                lines.join("; ")
+            ))
+        }
+    }
+}
+
+/// How a probe VM ended.
+enum ProbeEnd {
+    /// Its log showed that the guest ran.
+    Up,
+    /// QEMU said "KVM internal error" (it then pauses the VM and stays alive): the line.
+    Stopped(String),
+    Exited {
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    TimedOut,
+}
+
+/// Starts QEMU with `args` (after the common head-less options), polls `log` until `up`
+/// accepts it, QEMU exits or stops on a KVM error, or `timeout` passes; then kills QEMU and
+/// removes the probe's files. Err only when QEMU cannot be started.
+async fn watch_probe(
+    qemu: &Path,
+    args: &[std::ffi::OsString],
+    log: &Path,
+    timeout: Duration,
+    up: impl Fn(&[u8]) -> bool,
+) -> std::result::Result<ProbeEnd, String> {
+    let err_log = log.with_extension("stderr");
+    let _ = std::fs::remove_file(log);
+    let stderr =
+        std::fs::File::create(&err_log).map_err(|e| format!("{}: {e}", err_log.display()))?;
+    let mut child = tokio::process::Command::new(qemu)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+    let start = Instant::now();
+    let end = loop {
+        if up(&std::fs::read(log).unwrap_or_default()) {
+            break ProbeEnd::Up;
+        }
+        let err = std::fs::read_to_string(&err_log).unwrap_or_default();
+        if let Some(line) = err.lines().find(|l| l.contains("KVM internal error")) {
+            break ProbeEnd::Stopped(line.trim().to_string());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            // What the guest printed before QEMU went may still count.
+            if up(&std::fs::read(log).unwrap_or_default()) {
+                break ProbeEnd::Up;
+            }
+            let stderr = std::fs::read_to_string(&err_log).unwrap_or_default();
+            break ProbeEnd::Exited { status, stderr };
+        }
+        if start.elapsed() > timeout {
+            break ProbeEnd::TimedOut;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let _ = child.start_kill();
     let _ = child.wait().await;
-    let _ = std::fs::remove_file(&log);
-    result
+    let _ = std::fs::remove_file(log);
+    let _ = std::fs::remove_file(&err_log);
+    Ok(end)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
