@@ -24,3 +24,15 @@ pub struct Manifest {
     pub tool: String,
     pub tool_version: String,
 }
+
+/// The ostree commit that `manifest.json` beside `image` records for it, when that manifest
+/// describes this very file (postprocess writes it for the first format of a build).
+pub fn recorded_commit(image: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(image.parent()?.join("manifest.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let name = image.file_name()?.to_string_lossy();
+    if v.get("name")?.as_str()? != name {
+        return None;
+    }
+    v.get("ostree_commit")?.as_str().map(String::from)
+}

@@ -236,7 +236,7 @@ fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
     let logs = ctx.stage_logs("upgrade-test");
     let previous = ctx.previous_image();
     let commit = ctx.value("commit")?.to_string();
-    let previous_commit = manifest_commit(&ctx.out.join("previous/manifest.json"));
+    let previous_commit = crate::image::manifest::recorded_commit(&previous);
     if !previous.exists() || previous_commit.as_deref() == Some(commit.as_str()) {
         ctx.reporter.info(
             "upgrade-test",
@@ -304,20 +304,13 @@ fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
     })
 }
 
-/// `ostree_commit` of a manifest.json that postprocess wrote.
-fn manifest_commit(manifest: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(manifest).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("ostree_commit")?.as_str().map(String::from)
-}
-
 /// Before the new image replaces it: the image in place, when it passed its boot-test and
 /// holds another commit, moves to `previous/` with its manifest, for upgrade-test.
 fn keep_previous_image(ctx: &BuildContext) -> Result<()> {
     let image = ctx.image();
     let manifest = ctx.out.join("manifest.json");
     let current = ctx.values.get("commit");
-    let Some(old) = manifest_commit(&manifest) else {
+    let Some(old) = crate::image::manifest::recorded_commit(&image) else {
         return Ok(());
     };
     if !ctx.image_shipped || !image.exists() || Some(&old) == current {

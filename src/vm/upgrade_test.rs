@@ -293,16 +293,6 @@ fn descends_from(repo: &Repo, to: &Checksum, from: &Checksum) -> Result<bool> {
     Ok(false)
 }
 
-/// The `ostree_commit` of the manifest.json beside `image`, when that manifest describes it.
-fn commit_from_manifest(image: &Path) -> Option<String> {
-    let manifest = image.parent()?.join("manifest.json");
-    let text = std::fs::read_to_string(manifest).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let name = image.file_name()?.to_string_lossy();
-    (v.get("name")?.as_str()? == name)
-        .then(|| v.get("ostree_commit")?.as_str().map(String::from))?
-}
-
 /// What is known before the first boot.
 struct Plan {
     target: Checksum,
@@ -336,7 +326,7 @@ fn preflight(cfg: &UpgradeTestConfig) -> Result<Plan> {
     let known_from = match cfg
         .from
         .clone()
-        .or_else(|| commit_from_manifest(&cfg.image))
+        .or_else(|| crate::image::manifest::recorded_commit(&cfg.image))
     {
         Some(s) => Some(
             s.parse::<Checksum>()
@@ -507,18 +497,7 @@ impl Runner<'_> {
         let to = self.cfg.to.as_ref().map(|_| target.as_str());
         let command = upgrade_command(&booted_before, &self.url, to, self.cfg.allow_downgrade);
         let upgraded = self
-            .command_step(&mut vm, names[1], &command, |status| {
-                let first = status.deployments.first();
-                match first {
-                    Some(d) if d.checksum == target => Ok(format!(
-                        "{target} is deployed as the default, ready for reboot"
-                    )),
-                    other => Err(format!(
-                        "after the upgrade the default deployment is {}, not {target}",
-                        other.map(|d| d.checksum.as_str()).unwrap_or("missing")
-                    )),
-                }
-            })
+            .command_step(&mut vm, names[1], &command, &target)
             .await;
         if !upgraded {
             return self.finish(vm, &names[2..]).await;
@@ -544,20 +523,7 @@ impl Runner<'_> {
         // Step 4: roll back.
         let old = booted_before.checksum.clone();
         let rolled = self
-            .command_step(
-                &mut vm,
-                names[3],
-                &rollback_command(&booted_before),
-                |status| match status.deployments.first() {
-                    Some(d) if d.checksum == old => {
-                        Ok(format!("{old} is the default deployment again"))
-                    }
-                    other => Err(format!(
-                        "after the rollback the default deployment is {}, not {old}",
-                        other.map(|d| d.checksum.as_str()).unwrap_or("missing")
-                    )),
-                },
-            )
+            .command_step(&mut vm, names[3], &rollback_command(&booted_before), &old)
             .await;
         if !rolled {
             return self.finish(vm, &names[4..]).await;
@@ -741,13 +707,14 @@ impl Runner<'_> {
         }
     }
 
-    /// Runs `command`; passes when it exits 0 and `check` accepts the status afterwards.
+    /// Runs `command`; passes when it exits 0 and `ostree admin status` afterwards lists
+    /// `default` first (the deployment the next boot starts).
     async fn command_step(
         &mut self,
         vm: &mut Vm,
         name: &str,
         command: &str,
-        check: impl Fn(&GuestStatus) -> StepResult,
+        default: &str,
     ) -> bool {
         let started = Instant::now();
         let cursor = vm.console.line_count();
@@ -766,7 +733,15 @@ impl Runner<'_> {
                 .run(STATUS_COMMAND, self.cfg.timeout, self.cfg.inactivity)
                 .await
                 .map_err(|f| format!("`ostree admin status`: {f}"))?;
-            check(&parse_status(&s.output))
+            match parse_status(&s.output).deployments.first() {
+                Some(d) if d.checksum == default => {
+                    Ok(format!("{default} is the default deployment"))
+                }
+                other => Err(format!(
+                    "after the {name} the default deployment is {}, not {default}",
+                    other.map(|d| d.checksum.as_str()).unwrap_or("missing")
+                )),
+            }
         }
         .await;
         let ok = result.is_ok();
