@@ -31,7 +31,8 @@ fn commit(repo: &Path, tree: &Path, ts: u64) -> String {
     )
 }
 
-/// A repo with two commits: B modifies text and binary files (bsdiff material), adds,
+/// A repo with two commits: B edits text and binary files a little (sent as copies from the
+/// old objects), shifts bytes all over a library (bsdiff material), adds,
 /// removes, re-links, adds a subtree and a 5 MB incompressible file (a fallback).
 fn fixture() -> Fixture {
     require("ostree");
@@ -45,6 +46,7 @@ fn fixture() -> Fixture {
     let lines: String = (0..20_000).map(|i| format!("config line {i}\n")).collect();
     fs::write(tree.join("etc/config.txt"), &lines).unwrap();
     write_random(&tree.join("usr/bin/tool"), 300_000, &mut rng);
+    write_random(&tree.join("usr/lib/libreloc.so"), 200_000, &mut rng);
     for i in 0..30 {
         write_random(
             &tree.join(format!("usr/lib/mods/m{i}.ko")),
@@ -64,6 +66,13 @@ fn fixture() -> Fixture {
     tool[1000..1100].fill(7);
     tool.extend_from_slice(b"new tail");
     fs::write(tree.join("usr/bin/tool"), tool).unwrap();
+    // Every 16th byte moves, as relocations do: no long exact match survives, so this one
+    // goes as a bsdiff patch while the small edits above go as copies.
+    let mut lib = fs::read(tree.join("usr/lib/libreloc.so")).unwrap();
+    for b in lib.iter_mut().step_by(16) {
+        *b = b.wrapping_add(1);
+    }
+    fs::write(tree.join("usr/lib/libreloc.so"), lib).unwrap();
     fs::remove_file(tree.join("usr/bin/gone")).unwrap();
     fs::remove_file(tree.join("usr/bin/alias")).unwrap();
     std::os::unix::fs::symlink("../lib/mods/m1.ko", tree.join("usr/bin/alias")).unwrap();
@@ -201,6 +210,17 @@ fn client_at_a_pulls_b_through_our_delta() {
     assert!(
         show.contains("bspatch=") && !show.contains("bspatch=0"),
         "no bsdiff in:\n{show}"
+    );
+    // The small edits: copied from the old objects by `write` ops with a read source.
+    let ops = |name: &str| -> u32 {
+        show.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in:\n{show}"))
+    };
+    assert!(
+        ops("write") >= 4 && ops("setread") >= 3,
+        "the edited files were not sent as copies:\n{show}"
     );
     assert!(show.contains("Number of fallback entries: 1"), "{show}");
 

@@ -159,8 +159,8 @@ fn generate(a: GenerateArgs) -> Result<()> {
             println!("Generated static delta {}", name.id());
         }
         println!(
-            "parts={} objects={} bsdiff={} fallbacks={} size={} uncompressed={}",
-            r.parts, r.objects, r.bsdiffs, r.fallbacks, r.part_bytes, r.part_ubytes
+            "parts={} objects={} copied={} bsdiff={} fallbacks={} size={} uncompressed={}",
+            r.parts, r.objects, r.copied, r.bsdiffs, r.fallbacks, r.part_bytes, r.part_ubytes
         );
     }
     Ok(())

@@ -14,6 +14,7 @@ use anyhow::{Context as _, Result, ensure};
 use rayon::prelude::*;
 
 use super::bytecode::{self, put_varint};
+use super::matcher::{self, Span};
 use super::{DeltaName, Fallback, PartHeader, PartPayload, Superblock};
 use crate::ostree::checksum::Checksum;
 use crate::ostree::objects::{self, ObjectType};
@@ -78,6 +79,8 @@ pub struct GenerateReport {
     pub objects: usize,
     pub fallbacks: usize,
     pub bsdiffs: usize,
+    /// Modified files sent as copies from their old object plus the changed bytes.
+    pub copied: usize,
     /// Sum of part sizes.
     pub part_bytes: u64,
     /// Sum of the objects' uncompressed sizes in parts.
@@ -339,7 +342,7 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateReport> {
         plan.last_mut().expect("one part").push(it);
     }
 
-    let built: Vec<(Vec<u8>, PartHeader, usize)> = plan
+    let built: Vec<(Vec<u8>, PartHeader, PatchCounts)> = plan
         .par_iter()
         .map(|items| build_part(repo, items, opts.compression))
         .collect::<Result<_>>()?;
@@ -369,9 +372,10 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateReport> {
         ..Default::default()
     };
     let mut headers = Vec::with_capacity(built.len());
-    for (i, (bytes, header, nbsdiff)) in built.into_iter().enumerate() {
+    for (i, (bytes, header, counts)) in built.into_iter().enumerate() {
         report.objects += header.objects.len();
-        report.bsdiffs += nbsdiff;
+        report.bsdiffs += counts.bsdiffs;
+        report.copied += counts.copies;
         report.part_bytes += header.size;
         report.part_ubytes += header.usize;
         if opts.inline {
@@ -459,6 +463,13 @@ fn read_content(repo: &Repo, c: &Checksum) -> Result<(objects::FileMeta, Option<
     Ok((meta, target, data))
 }
 
+/// How a modified file travels: as copies from the client's old object plus the changed
+/// bytes (ostree's rollsum form), or as a bsdiff patch against it.
+enum Patch {
+    Copies(Checksum, Vec<Span>),
+    Bsdiff(Checksum, Vec<u8>),
+}
+
 /// One object, read (and diffed) ready to be appended to a part.
 enum Encoded {
     Meta(ObjectName, Vec<u8>),
@@ -468,13 +479,13 @@ enum Encoded {
         xattrs: Vec<u8>,
         /// The file data or symlink target.
         bytes: Vec<u8>,
-        /// bsdiff source and patch, when the patch is worth it.
-        patch: Option<(Checksum, Vec<u8>)>,
+        /// How to build it from an old object, when that is worth it.
+        patch: Option<Patch>,
     },
 }
 
-/// Reads an item and, for a modified file, computes its bsdiff patch; the slow part of a
-/// delta, so it runs in parallel over all items of a part.
+/// Reads an item and, for a modified file, finds how to build it from the old one; the
+/// slow part of a delta, so it runs in parallel over all items of a part.
 fn encode_item(repo: &Repo, it: &Item) -> Result<Encoded> {
     match it {
         Item::Meta(c, t, _) => {
@@ -487,13 +498,7 @@ fn encode_item(repo: &Repo, it: &Item) -> Result<Encoded> {
             let patch = match (it, &target) {
                 (Item::Modified { from, .. }, None) => {
                     let (_, _, old) = read_content(repo, from)?;
-                    let mut patch = Vec::new();
-                    bsdiff::diff(&old, &data, &mut patch)
-                        .with_context(|| format!("bsdiff {from} -> {c}"))?;
-                    // Only where it saves bytes: the patch's zero bytes (unchanged
-                    // stretches) compress to nearly nothing, the others do not.
-                    let literal = patch.iter().filter(|&&b| b != 0).count();
-                    (literal < data.len()).then_some((*from, patch))
+                    diff_against(from, &old, c, &data)?
                 }
                 _ => None,
             };
@@ -511,12 +516,82 @@ fn encode_item(repo: &Repo, it: &Item) -> Result<Encoded> {
     }
 }
 
-/// Encodes and compresses one part: (part file bytes, its header, number of bspatches).
+/// ostree's order of attempts: exact matches when they cover at least half of the new file
+/// (its rollsum threshold), else bsdiff, kept only where it saves bytes.
+fn diff_against(from: &Checksum, old: &[u8], to: &Checksum, new: &[u8]) -> Result<Option<Patch>> {
+    let m = matcher::find_matches(old, new);
+    if m.copied * 2 >= new.len() as u64 {
+        return Ok(Some(Patch::Copies(*from, m.spans)));
+    }
+    let mut patch = Vec::new();
+    bsdiff::diff(old, new, &mut patch).with_context(|| format!("bsdiff {from} -> {to}"))?;
+    // The patch's zero bytes (unchanged stretches) compress to nearly nothing, the others
+    // do not.
+    let literal = patch.iter().filter(|&&b| b != 0).count();
+    Ok((literal < new.len()).then_some(Patch::Bsdiff(*from, patch)))
+}
+
+/// A file rebuilt from spans, as ostree's `process_one_rollsum` writes it: open; then per
+/// span a `write` from the read source (copies) or from the payload (literal bytes), the
+/// read source set and unset as the kind of span changes; close.
+fn push_copies(
+    p: &mut PartPayload,
+    (mode, xattrs): (usize, usize),
+    from: &Checksum,
+    bytes: &[u8],
+    spans: &[Span],
+) {
+    let source = p.payload.len() as u64;
+    p.payload.extend_from_slice(from.as_bytes());
+    p.ops.push(bytecode::OPEN);
+    put_varint(&mut p.ops, mode as u64);
+    put_varint(&mut p.ops, xattrs as u64);
+    put_varint(&mut p.ops, bytes.len() as u64);
+    let mut reading_source = false;
+    for span in spans {
+        match *span {
+            Span::Copy { from, len } => {
+                if !reading_source {
+                    p.ops.push(bytecode::SET_READ_SOURCE);
+                    put_varint(&mut p.ops, source);
+                    reading_source = true;
+                }
+                p.ops.push(bytecode::WRITE);
+                put_varint(&mut p.ops, len);
+                put_varint(&mut p.ops, from);
+            }
+            Span::Literal { start, len } => {
+                if reading_source {
+                    p.ops.push(bytecode::UNSET_READ_SOURCE);
+                    reading_source = false;
+                }
+                p.ops.push(bytecode::WRITE);
+                put_varint(&mut p.ops, len);
+                put_varint(&mut p.ops, p.payload.len() as u64);
+                p.payload
+                    .extend_from_slice(&bytes[start as usize..(start + len) as usize]);
+            }
+        }
+    }
+    if reading_source {
+        p.ops.push(bytecode::UNSET_READ_SOURCE);
+    }
+    p.ops.push(bytecode::CLOSE);
+}
+
+/// Modified files of a part, by how they travel.
+#[derive(Clone, Copy, Debug, Default)]
+struct PatchCounts {
+    bsdiffs: usize,
+    copies: usize,
+}
+
+/// Encodes and compresses one part: (part file bytes, its header, its patch counts).
 fn build_part(
     repo: &Repo,
     items: &[Item],
     compression: Compression,
-) -> Result<(Vec<u8>, PartHeader, usize)> {
+) -> Result<(Vec<u8>, PartHeader, PatchCounts)> {
     let encoded: Vec<Encoded> = items
         .par_iter()
         .map(|it| encode_item(repo, it))
@@ -526,7 +601,7 @@ fn build_part(
     let mut xattrs: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut objects_list = Vec::with_capacity(items.len());
     let mut usize_total = 0u64;
-    let mut nbsdiff = 0;
+    let mut counts = PatchCounts::default();
     for e in encoded {
         match e {
             Encoded::Meta(name, b) => {
@@ -548,7 +623,7 @@ fn build_part(
                 let x = intern(&mut xattrs, &mut p.xattrs, x);
                 usize_total += bytes.len() as u64;
                 match patch {
-                    Some((from, patch)) => {
+                    Some(Patch::Bsdiff(from, patch)) => {
                         // set-read-source FROM; open; bspatch; close; unset-read-source.
                         p.ops.push(bytecode::SET_READ_SOURCE);
                         put_varint(&mut p.ops, p.payload.len() as u64);
@@ -563,7 +638,11 @@ fn build_part(
                         p.payload.extend_from_slice(&patch);
                         p.ops.push(bytecode::CLOSE);
                         p.ops.push(bytecode::UNSET_READ_SOURCE);
-                        nbsdiff += 1;
+                        counts.bsdiffs += 1;
+                    }
+                    Some(Patch::Copies(from, spans)) => {
+                        push_copies(&mut p, (m, x), &from, &bytes, &spans);
+                        counts.copies += 1;
                     }
                     None => {
                         p.ops.push(bytecode::OPEN_SPLICE_AND_CLOSE);
@@ -600,24 +679,32 @@ fn build_part(
         usize: usize_total,
         objects: objects_list,
     };
-    Ok((bytes, header, nbsdiff))
+    Ok((bytes, header, counts))
 }
 
-/// xz like ostree's compressor (preset 8, CRC64). Parts over 8 MiB are cut into 8 MiB
-/// blocks compressed on all cores (liblzma's multi-threaded encoder); ostree's
-/// `lzma_stream_decoder` reads multi-block streams, and the ratio loss is small.
+/// xz like ostree's compressor (lzma2 at preset 8, CRC64), with two changes that cost next
+/// to nothing in size: the dictionary is no larger than the part (preset 8's 32 MiB window
+/// would only be allocated and faulted in), and a part worth splitting is cut into one block
+/// per core and compressed by liblzma's multi-threaded encoder. ostree's
+/// `lzma_stream_decoder` reads multi-block streams.
 fn xz(body: &[u8]) -> Result<Vec<u8>> {
-    const BLOCK: u64 = 8 << 20;
-    let stream = if body.len() as u64 > BLOCK {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    const MIN_BLOCK: usize = 1 << 20;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let block = body.len().div_ceil(threads).max(MIN_BLOCK);
+    let dict = block.next_power_of_two().clamp(1 << 16, 32 << 20) as u32;
+    let mut lzma = liblzma::stream::LzmaOptions::new_preset(8).context("lzma preset 8")?;
+    lzma.dict_size(dict);
+    let mut filters = liblzma::stream::Filters::new();
+    filters.lzma2(&lzma);
+    let stream = if body.len() > block {
         liblzma::stream::MtStreamBuilder::new()
-            .preset(8)
+            .filters(filters)
             .check(liblzma::stream::Check::Crc64)
-            .threads(threads)
-            .block_size(BLOCK)
+            .threads(threads as u32)
+            .block_size(block as u64)
             .encoder()
     } else {
-        liblzma::stream::Stream::new_easy_encoder(8, liblzma::stream::Check::Crc64)
+        liblzma::stream::Stream::new_stream_encoder(&filters, liblzma::stream::Check::Crc64)
     }
     .context("setting up the lzma encoder")?;
     let mut out = Vec::with_capacity(body.len() / 2);

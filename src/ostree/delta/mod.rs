@@ -8,6 +8,7 @@
 pub mod bytecode;
 pub mod cli;
 pub mod generate;
+pub mod matcher;
 
 use std::fmt::Write as _;
 use std::fs;
