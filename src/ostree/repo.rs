@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -91,6 +92,19 @@ pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
     let d = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     d.sync_all()
         .with_context(|| format!("syncing directory {}", path.display()))
+}
+
+/// Flushes the whole filesystem that holds `path` (syncfs(2)): one call where a step only
+/// needs "everything done so far is durable before the next step", instead of an fsync per
+/// directory touched (prune touches up to 256 object directories).
+pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
+    let d = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: syncfs only uses the descriptor, which `d` keeps open for the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("syncing the filesystem of {}", path.display()));
+    }
+    Ok(())
 }
 
 /// Writes `data` to `dest` atomically: a temporary sibling, fsync, rename, fsync of the dir.
@@ -389,7 +403,6 @@ impl Repo {
     }
 
     fn lock_with(&self, op: libc::c_int) -> Result<RepoLock> {
-        use std::os::fd::AsRawFd;
         let p = self.path.join(".lock");
         let file = OpenOptions::new()
             .read(true)

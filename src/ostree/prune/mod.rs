@@ -5,7 +5,7 @@
 //! Crash safety (a SIGKILL anywhere leaves a repository `ostree fsck` accepts): fsck walks
 //! every commit object it finds, so nothing a surviving commit needs may go before that
 //! commit. The order is therefore: refs the policy deletes; deltas to doomed commits; the
-//! doomed commits (their `.commitmeta` first, directories fsynced); only then the other
+//! doomed commits (their `.commitmeta` first), made durable by one syncfs; only then the other
 //! unreachable objects. Every step removes things nothing left behind refers to.
 
 pub mod cli;
@@ -13,7 +13,7 @@ pub mod policy;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, Result, bail, ensure};
 
@@ -21,7 +21,7 @@ use super::checksum::Checksum;
 use super::delta::DeltaName;
 use super::gvariant_raw;
 use super::objects::ObjectType;
-use super::repo::{Repo, fsync_dir, keyfile_get, keyfile_set, write_file_atomic};
+use super::repo::{Repo, fsync_dir, keyfile_get, keyfile_set, sync_filesystem, write_file_atomic};
 use super::traverse::{self, ObjectName};
 
 /// How deep to keep one ref's history.
@@ -364,31 +364,20 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
 
-    // 5. Doomed commits, made durable before any object they point to goes.
+    // 5. Doomed commits, made durable (one syncfs) before any object they point to goes.
     let tombstones = tombstones_enabled(repo)?;
-    let mut dirs: HashSet<PathBuf> = HashSet::new();
     for c in &doomed_commits {
         delete_commit_object(repo, c, tombstones)?;
-        dirs.insert(
-            repo.object_path(c, ObjectType::Commit)
-                .parent()
-                .unwrap()
-                .to_path_buf(),
-        );
         report.commits_deleted.push(*c);
     }
-    for d in dirs.drain() {
-        fsync_dir(&d)?;
+    if !doomed_commits.is_empty() {
+        sync_filesystem(repo.path())?;
     }
 
-    // 6. Everything else unreachable.
+    // 6. Everything else unreachable. No sync after: an unlink lost to a power cut leaves an
+    // unreferenced object, which fsck accepts (ostree's prune syncs nothing at all).
     for o in doomed.iter().filter(|o| o.1 != ObjectType::Commit) {
-        let p = repo.object_path(&o.0, o.1);
-        unlink(&p)?;
-        dirs.insert(p.parent().unwrap().to_path_buf());
-    }
-    for d in dirs {
-        fsync_dir(&d)?;
+        unlink(&repo.object_path(&o.0, o.1))?;
     }
 
     // 7. The client-side summary cache of remotes we do not have (`_ostree_repo_prune_tmp`).
