@@ -3,7 +3,8 @@
 //! The entry point is [`postprocess`]: installed disk in, published image plus `CHECKSUM`
 //! and `manifest.json` out. Files: `qcow2_read`/`raw_read`/`backing` (input),
 //! `discard` (filesystem free space), `convert` (the sparsify + compress loop),
-//! `compress`, `qcow2_write`/`raw_write`/`vhd`/`gce`/`vagrant` (output), `checksum`,
+//! `compress`, `qcow2_write`/`raw_write`/`vhd`/`gce`/`vmdk`/`vagrant`/`ovf` (output;
+//! `package` is the tar of boxes and OVAs), `checksum`,
 //! `manifest`, `images_json` (productmd).
 
 pub mod backing;
@@ -16,6 +17,7 @@ pub mod gce;
 pub mod images_json;
 pub mod manifest;
 pub mod ovf;
+pub mod package;
 mod progress;
 pub mod qcow2_read;
 pub mod qcow2_write;

@@ -214,13 +214,7 @@ impl XzSink {
             Some(XzState::Between(out)) => out,
             None => unreachable!("the writer is always held"),
         };
-        let file = buf
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .context("writing the xz image")?;
-        file.sync_all().context("syncing the xz image")?;
-        let len = file.metadata().context("reading the xz image size")?.len();
-        Ok((file, len))
+        crate::fsutil::finish_buffered(buf, "the xz image")
     }
 }
 
