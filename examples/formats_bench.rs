@@ -15,12 +15,39 @@
 #[path = "bench_util/mod.rs"]
 mod bench_util;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, ensure};
 use atomic_factory::image::{OutputFormat, PostprocessConfig, postprocess};
 use bench_util::{DIR, build_input, run, size, timed};
+
+/// Times our postprocess of `input` to `output` in `format`: (wall, CPU) seconds.
+fn ours(input: &Path, output: &Path, format: OutputFormat) -> Result<(f64, f64)> {
+    let mut cfg = PostprocessConfig::new(input, output);
+    cfg.format = format;
+    cfg.quiet = true;
+    timed(
+        &format!("atomic-factory postprocess {}", format.name()),
+        || postprocess(&cfg).map(|_| ()),
+    )
+}
+
+/// Prints our wall time and size against the reference's, with the targets.
+/// `ours` and `theirs` are ((wall, CPU) seconds, bytes).
+fn compare(what: &str, reference: &str, ours: ((f64, f64), u64), theirs: ((f64, f64), u64)) {
+    let (((wall, cpu), bytes), ((ref_wall, ref_cpu), ref_bytes)) = (ours, theirs);
+    println!(
+        "{what} wall time vs {reference}: {:.2}x (cpu {cpu:.1} s vs {ref_cpu:.1} s), target <= 0.5x",
+        wall / ref_wall
+    );
+    println!(
+        "{what} size vs {reference}: {:.3}x ({} vs {} MiB), target <= 1.02x",
+        bytes as f64 / ref_bytes as f64,
+        bytes >> 20,
+        ref_bytes >> 20
+    );
+}
 
 fn main() -> Result<()> {
     let dir = PathBuf::from(DIR);
@@ -59,12 +86,7 @@ fn main() -> Result<()> {
             .args(["-T2", "-6", "-f", "-k"])
             .arg(out("ref.vhd")))
     })?;
-    let mut cfg = PostprocessConfig::new(&input, out("ours.vhdfixed.xz"));
-    cfg.format = OutputFormat::VhdfixedXz;
-    cfg.quiet = true;
-    let ours = timed("atomic-factory postprocess vhdfixed.xz", || {
-        postprocess(&cfg).map(|_| ())
-    })?;
+    let vhd_ours = ours(&input, &out("ours.vhdfixed.xz"), OutputFormat::VhdfixedXz)?;
 
     // Same disk bytes (the footers differ: creator, timestamp, unique id).
     let mut xz = Command::new("xz")
@@ -88,12 +110,7 @@ fn main() -> Result<()> {
             .arg(&input)
             .arg(out("ref.vmdk")))
     })?;
-    let mut cfg = PostprocessConfig::new(&input, out("ours.vmdk"));
-    cfg.format = OutputFormat::Vmdk;
-    cfg.quiet = true;
-    let vmdk_ours = timed("atomic-factory postprocess vmdk", || {
-        postprocess(&cfg).map(|_| ())
-    })?;
+    let vmdk_ours = ours(&input, &out("ours.vmdk"), OutputFormat::Vmdk)?;
     for n in ["ref.vmdk", "ours.vmdk"] {
         run(Command::new("qemu-img")
             .args(["compare", "-q"])
@@ -101,36 +118,22 @@ fn main() -> Result<()> {
             .arg(out(n)))?;
     }
 
-    let (ref_size, our_size) = (size(&out("ref.vhd.xz"))?, size(&out("ours.vhdfixed.xz"))?);
     println!(
         "input: {} ({} MiB virtual)",
         input.display(),
         virtual_size >> 20
     );
-    println!(
-        "vhdfixed.xz wall time vs qemu-img + xz -T2: {:.2}x (cpu {:.1} s vs {:.1} s), target <= 0.5x",
-        ours.0 / reference.0,
-        ours.1,
-        reference.1
+    compare(
+        "vhdfixed.xz",
+        "qemu-img + xz -T2",
+        (vhd_ours, size(&out("ours.vhdfixed.xz"))?),
+        (reference, size(&out("ref.vhd.xz"))?),
     );
-    println!(
-        "vhdfixed.xz size vs qemu-img + xz: {:.3}x ({} vs {} MiB), target <= 1.02x",
-        our_size as f64 / ref_size as f64,
-        our_size >> 20,
-        ref_size >> 20
-    );
-    let (vref, vours) = (size(&out("ref.vmdk"))?, size(&out("ours.vmdk"))?);
-    println!(
-        "vmdk wall time vs qemu-img streamOptimized: {:.2}x (cpu {:.1} s vs {:.1} s), target <= 0.5x",
-        vmdk_ours.0 / vmdk_ref.0,
-        vmdk_ours.1,
-        vmdk_ref.1
-    );
-    println!(
-        "vmdk size vs qemu-img: {:.3}x ({} vs {} MiB), target <= 1.02x",
-        vours as f64 / vref as f64,
-        vours >> 20,
-        vref >> 20
+    compare(
+        "vmdk",
+        "qemu-img streamOptimized",
+        (vmdk_ours, size(&out("ours.vmdk"))?),
+        (vmdk_ref, size(&out("ref.vmdk"))?),
     );
     println!(
         "load average {}",

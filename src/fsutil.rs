@@ -31,6 +31,21 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Flushes `out`, syncs its file and returns the file with its length: the end of every
+/// streamed output. `what` names the file in errors.
+pub fn finish_buffered(out: std::io::BufWriter<fs::File>, what: &str) -> Result<(fs::File, u64)> {
+    let file = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("writing {what}"))?;
+    file.sync_all().with_context(|| format!("syncing {what}"))?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading the size of {what}"))?
+        .len();
+    Ok((file, len))
+}
+
 /// Makes a rename in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)

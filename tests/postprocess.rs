@@ -563,8 +563,7 @@ fn raw_and_raw_xz_outputs_match_the_input() {
             .success()
     );
     let unpacked = t.path().join("unpacked.raw");
-    let out = sh(&mut cmd("xz", &["-dc", s(&xz)]));
-    fs::write(&unpacked, &out.stdout).unwrap();
+    unxz(&xz, &unpacked);
     sh(&mut cmd(
         "qemu-img",
         &["compare", "-F", "raw", s(&img), s(&unpacked)],
@@ -626,14 +625,7 @@ fn checksum_verifies_with_sha256sum_and_manifest_describes_the_image() {
     assert_eq!(m["ostree_ref"], "fedora/x86_64/atomic");
     assert_eq!(m["ostree_commit"], "abc123");
     assert_eq!(m["version"], "41.1");
-    let ks_sum = sh(&mut cmd("sha256sum", &[s(&ks)]));
-    assert_eq!(
-        m["kickstart_sha256"],
-        String::from_utf8_lossy(&ks_sum.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-    );
+    assert_eq!(m["kickstart_sha256"], sha256sum(&ks));
     assert_eq!(m["tool_version"], env!("CARGO_PKG_VERSION"));
 }
 
@@ -704,6 +696,63 @@ fn assert_identical(a: &Path, a_fmt: &str, b: &Path, b_fmt: &str) {
         String::from_utf8_lossy(&cmp.stdout).contains("Images are identical"),
         "{cmp:?}"
     );
+}
+
+/// Postprocesses `img` again, as `output` did (same name, other directory, same
+/// SOURCE_DATE_EPOCH), and checks the two files are the same bytes.
+fn assert_reproducible(img: &Path, output: &Path, extra: &[&str], epoch: u64) {
+    let again_dir = output.with_extension("again");
+    fs::create_dir(&again_dir).unwrap();
+    let again = again_dir.join(output.file_name().unwrap());
+    ok(postprocess_at(img, &again, extra, epoch));
+    assert!(
+        fs::read(&again).unwrap() == fs::read(output).unwrap(),
+        "{}: not reproducible",
+        output.display()
+    );
+}
+
+/// The SHA-256 of `path` as `sha256sum` prints it.
+fn sha256sum(path: &Path) -> String {
+    let out = sh(&mut cmd("sha256sum", &[s(path)]));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints a sum")
+        .to_owned()
+}
+
+/// `qemu-img check` finds nothing wrong with `path`.
+fn assert_qemu_check(path: &Path) {
+    let check = sh(&mut cmd("qemu-img", &["check", s(path)]));
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("No errors were found"),
+        "{check:?}"
+    );
+}
+
+/// Decompresses `xz` with `xz -dc` into `to`.
+fn unxz(xz: &Path, to: &Path) {
+    fs::write(to, sh(&mut cmd("xz", &["-dc", s(xz)])).stdout).unwrap();
+}
+
+/// Lists a package (box, OVA) with `tar`, checks every entry is a 0644 file of root's with
+/// the mtime of SOURCE_DATE_EPOCH=1700000000, extracts it into `into`; returns the names in
+/// archive order.
+fn unpack_package(archive: &Path, into: &Path) -> Vec<String> {
+    need("tar");
+    let list = sh(&mut cmd("tar", &["--full-time", "-tvf", s(archive)]));
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    for line in list.lines() {
+        assert!(line.starts_with("-rw-r--r-- 0/0"), "{line}");
+        assert!(line.contains("2023-11-14 22:13:20"), "{line}");
+    }
+    fs::create_dir(into).unwrap();
+    sh(&mut cmd("tar", &["-xf", s(archive), "-C", s(into)]));
+    list.lines()
+        .filter_map(|l| l.rsplit(' ').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// 16 MiB + 200 KiB: the VHD rounds it up to 17 MiB, a size whose CHS geometry is exact,
@@ -778,24 +827,14 @@ fn vhd_and_vhdfixed_xz_are_fixed_vpc_disks_qemu_reads_as_the_input() {
         1_700_000_000,
     ));
     let unpacked = t.path().join("unpacked.vhd");
-    fs::write(&unpacked, sh(&mut cmd("xz", &["-dc", s(&xz)])).stdout).unwrap();
+    unxz(&xz, &unpacked);
     assert_eq!(qemu_info_as(&unpacked, Some("vpc"))["format"], "vpc");
     assert_identical(&img, "qcow2", &unpacked, "vpc");
     assert!(
         fs::read(&unpacked).unwrap() == bytes,
         "vhd and vhdfixed.xz hold different VHDs"
     );
-    let again = t.path().join("again.vhdfixed.xz");
-    ok(postprocess_at(
-        &img,
-        &again,
-        &["-O", "vhdfixed.xz"],
-        1_700_000_000,
-    ));
-    assert!(
-        fs::read(&again).unwrap() == fs::read(&xz).unwrap(),
-        "not reproducible"
-    );
+    assert_reproducible(&img, &xz, &["-O", "vhdfixed.xz"], 1_700_000_000);
 }
 
 /// A disk with 40 separate data clusters (more than fit in the tar header and its first
@@ -866,21 +905,12 @@ fn vagrant_libvirt_box_unpacks_to_a_qcow2_metadata_and_vagrantfile() {
         1_700_000_000,
     ));
 
-    let list = sh(&mut cmd("tar", &["--full-time", "-tvf", s(&boxfile)]));
-    let list = String::from_utf8_lossy(&list.stdout).into_owned();
-    let names: Vec<&str> = list.lines().filter_map(|l| l.rsplit(' ').next()).collect();
-    assert_eq!(names, ["box.img", "metadata.json", "Vagrantfile"], "{list}");
-    for line in list.lines() {
-        assert!(line.starts_with("-rw-r--r-- 0/0"), "{line}");
-        assert!(line.contains("2023-11-14 22:13:20"), "{line}");
-    }
     let x = t.path().join("x");
-    fs::create_dir(&x).unwrap();
-    sh(&mut cmd("tar", &["-xf", s(&boxfile), "-C", s(&x)]));
+    let names = unpack_package(&boxfile, &x);
+    assert_eq!(names, ["box.img", "metadata.json", "Vagrantfile"]);
     let disk = x.join("box.img");
     assert_eq!(qemu_info(&disk)["format"], "qcow2");
-    let check = sh(&mut cmd("qemu-img", &["check", s(&disk)]));
-    assert!(String::from_utf8_lossy(&check.stdout).contains("No errors were found"));
+    assert_qemu_check(&disk);
     assert_identical(&img, "qcow2", &disk, "qcow2");
     let meta: serde_json::Value =
         serde_json::from_slice(&fs::read(x.join("metadata.json")).unwrap()).unwrap();
@@ -894,17 +924,7 @@ fn vagrant_libvirt_box_unpacks_to_a_qcow2_metadata_and_vagrantfile() {
     );
     assert!(vagrantfile.contains(":libvirt"), "{vagrantfile}");
 
-    let again = t.path().join("again.box");
-    ok(postprocess_at(
-        &img,
-        &again,
-        &["-O", "vagrant-libvirt"],
-        1_700_000_000,
-    ));
-    assert!(
-        fs::read(&again).unwrap() == fs::read(&boxfile).unwrap(),
-        "not reproducible"
-    );
+    assert_reproducible(&img, &boxfile, &["-O", "vagrant-libvirt"], 1_700_000_000);
 }
 
 #[test]
@@ -960,11 +980,7 @@ fn images_json_and_checksum_list_every_format_and_productmd_loads_it() {
         assert_eq!(&line[..4], ["Cloud", "x86_64", ty, pm_format], "{name}");
         let path = pub_dir.join(&name);
         assert_eq!(line[5], fs::metadata(&path).unwrap().len().to_string());
-        let sum = String::from_utf8_lossy(&sh(&mut cmd("sha256sum", &[s(&path)])).stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned();
+        let sum = sha256sum(&path);
         assert_eq!(line[6], sum, "{name}");
         assert_eq!(line[7], "demo-1", "{name}: subvariant");
         assert!(
@@ -1063,17 +1079,43 @@ fn a_full_disk_leaves_no_partial_output_in_any_format() {
 
 /// Checks a VMDK file as QEMU sees it: streamOptimized, consistent, the same disk as `img`.
 fn assert_stream_optimized_vmdk(img: &Path, vmdk: &Path) {
+    assert_vmdk(img, vmdk, "streamOptimized");
+}
+
+/// Checks a VMDK file as QEMU sees it: of `create_type` (grains compressed only when
+/// streamOptimized), consistent, the same disk as `img`.
+fn assert_vmdk(img: &Path, vmdk: &Path, create_type: &str) {
     let info = qemu_info(vmdk);
     assert_eq!(info["format"], "vmdk");
     let data = &info["format-specific"]["data"];
-    assert_eq!(data["create-type"], "streamOptimized", "{info}");
-    assert_eq!(data["extents"][0]["compressed"], true, "{info}");
-    let check = sh(&mut cmd("qemu-img", &["check", s(vmdk)]));
-    assert!(
-        String::from_utf8_lossy(&check.stdout).contains("No errors were found"),
-        "{check:?}"
+    assert_eq!(data["create-type"], create_type, "{info}");
+    // qemu-img lists `compressed` only for compressed extents.
+    assert_eq!(
+        data["extents"][0]["compressed"].as_bool().unwrap_or(false),
+        create_type == "streamOptimized",
+        "{info}"
     );
+    assert_qemu_check(vmdk);
     assert_identical(img, "qcow2", vmdk, "vmdk");
+}
+
+/// qemu-img's own VMDK of `img` in `subformat`: ours is no bigger than 1.02x.
+fn assert_vmdk_no_bigger_than_qemu_img(img: &Path, vmdk: &Path, subformat: &str) {
+    let theirs = vmdk.with_extension("qemu.vmdk");
+    let option = format!("subformat={subformat}");
+    sh(&mut cmd(
+        "qemu-img",
+        &["convert", "-O", "vmdk", "-o", &option, s(img), s(&theirs)],
+    ));
+    let (ours, qemu) = (
+        fs::metadata(vmdk).unwrap().len(),
+        fs::metadata(&theirs).unwrap().len(),
+    );
+    assert!(
+        ours as f64 <= qemu as f64 * 1.02,
+        "{}: ours {ours} bytes, qemu-img's {qemu}",
+        vmdk.display()
+    );
 }
 
 #[test]
@@ -1087,38 +1129,53 @@ fn vmdk_is_stream_optimized_qemu_reads_as_the_input_and_about_qemu_img_size() {
         let vmdk = t.path().join(format!("{name}.vmdk"));
         ok(postprocess_at(&img, &vmdk, &["-O", "vmdk"], 1_700_000_000));
         assert_stream_optimized_vmdk(&img, &vmdk);
-        // qemu-img's own streamOptimized VMDK of the same disk: ours is no bigger than 1.02x.
-        let theirs = t.path().join(format!("{name}-qemu.vmdk"));
-        sh(&mut cmd(
-            "qemu-img",
-            &[
-                "convert",
-                "-O",
-                "vmdk",
-                "-o",
-                "subformat=streamOptimized",
-                s(&img),
-                s(&theirs),
-            ],
-        ));
-        let (ours, qemu) = (
-            fs::metadata(&vmdk).unwrap().len(),
-            fs::metadata(&theirs).unwrap().len(),
-        );
-        assert!(
-            ours as f64 <= qemu as f64 * 1.02,
-            "{name}: ours {ours} bytes, qemu-img's {qemu}"
-        );
+        assert_vmdk_no_bigger_than_qemu_img(&img, &vmdk, "streamOptimized");
         // Same name elsewhere (the descriptor names the file): the same bytes.
-        let again_dir = t.path().join(format!("{name}-again"));
-        fs::create_dir(&again_dir).unwrap();
-        let again = again_dir.join(format!("{name}.vmdk"));
-        ok(postprocess_at(&img, &again, &["-O", "vmdk"], 1_700_000_000));
-        assert!(
-            fs::read(&again).unwrap() == fs::read(&vmdk).unwrap(),
-            "not reproducible"
-        );
+        assert_reproducible(&img, &vmdk, &["-O", "vmdk"], 1_700_000_000);
     }
+}
+
+#[test]
+fn vmdk_subformat_monolithic_sparse_is_what_qemu_reads_as_the_input() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, raw) in [
+        ("mixed", mixed_raw(ODD_SIZE)),
+        ("scattered", scattered_raw()),
+        ("empty", vec![0u8; 1 << 20]),
+    ] {
+        let img = qcow2_from_raw(t.path(), &raw, name, &[]);
+        let vmdk = t.path().join(format!("{name}.vmdk"));
+        let sparse = ["-O", "vmdk", "--vmdk-subformat", "monolithicSparse"];
+        ok(postprocess_at(&img, &vmdk, &sparse, 1_700_000_000));
+        assert_vmdk(&img, &vmdk, "monolithicSparse");
+        // Sparse: zero grains take no room (qemu-img's own file is the yardstick).
+        assert_vmdk_no_bigger_than_qemu_img(&img, &vmdk, "monolithicSparse");
+        assert_reproducible(&img, &vmdk, &sparse, 1_700_000_000);
+        // The default stays streamOptimized.
+        let default = t.path().join(format!("{name}-default.vmdk"));
+        ok(postprocess_at(
+            &img,
+            &default,
+            &["-O", "vmdk"],
+            1_700_000_000,
+        ));
+        assert_stream_optimized_vmdk(&img, &default);
+    }
+    // Packages always hold streamOptimized: asking for another is an error, and no file.
+    let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "pkg", &[]);
+    let ova = t.path().join("pkg.vsphere.ova");
+    let r = postprocess(
+        &img,
+        &ova,
+        &["-O", "ova", "--vmdk-subformat", "monolithicSparse"],
+    );
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("streamOptimized") && err.contains("ova"),
+        "{err}"
+    );
+    assert!(!ova.exists());
 }
 
 /// The disk reference an OVF importer follows: (File href, File size, Disk capacity), read
@@ -1165,13 +1222,9 @@ fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
         &["-O", "vagrant-virtualbox"],
         1_700_000_000,
     ));
-    let list = sh(&mut cmd("tar", &["-tf", s(&boxfile)]));
-    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let x = t.path().join("vbox");
     assert_eq!(
-        names,
+        unpack_package(&boxfile, &x),
         [
             "box.ovf",
             "box-disk001.vmdk",
@@ -1179,9 +1232,6 @@ fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
             "Vagrantfile"
         ]
     );
-    let x = t.path().join("vbox");
-    fs::create_dir(&x).unwrap();
-    sh(&mut cmd("tar", &["-xf", s(&boxfile), "-C", s(&x)]));
     let ovf = fs::read_to_string(x.join("box.ovf")).unwrap();
     let (href, file_size, capacity) = ovf_disk_reference(&ovf);
     assert_eq!(href, "box-disk001.vmdk");
@@ -1205,19 +1255,12 @@ fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
 
     let ova = t.path().join("demo-1.x86_64.vsphere.ova");
     ok(postprocess_at(&img, &ova, &["-O", "ova"], 1_700_000_000));
-    let list = sh(&mut cmd("tar", &["-tf", s(&ova)]));
-    let names: Vec<String> = String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let y = t.path().join("ova");
     assert_eq!(
-        names,
+        unpack_package(&ova, &y),
         ["demo-1.ovf", "demo-1.mf", "demo-1-disk1.vmdk"],
         "the OVF must come first"
     );
-    let y = t.path().join("ova");
-    fs::create_dir(&y).unwrap();
-    sh(&mut cmd("tar", &["-xf", s(&ova), "-C", s(&y)]));
     let (href, file_size, _) =
         ovf_disk_reference(&fs::read_to_string(y.join("demo-1.ovf")).unwrap());
     assert_eq!(href, "demo-1-disk1.vmdk");
@@ -1226,11 +1269,147 @@ fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
     // The manifest's sums are what sha256sum says (ovftool verifies them on import).
     let mf = fs::read_to_string(y.join("demo-1.mf")).unwrap();
     for name in ["demo-1.ovf", "demo-1-disk1.vmdk"] {
-        let sum = String::from_utf8_lossy(&sh(&mut cmd("sha256sum", &[s(&y.join(name))])).stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned();
+        let sum = sha256sum(&y.join(name));
         assert!(mf.contains(&format!("SHA256({name})= {sum}\n")), "{mf}");
     }
+}
+
+/// Peak RSS in MiB of `atomic-factory postprocess INPUT -o OUTPUT -O FORMAT`, measured by
+/// `/usr/bin/time`, which forks the command itself (so the test process is not counted).
+fn postprocess_peak_rss_mib(input: &Path, output: &Path, format: &str) -> u64 {
+    need("time");
+    let report = output.with_extension("rss");
+    let out = Command::new("/usr/bin/time")
+        .args([
+            "-f",
+            "%M",
+            "-o",
+            s(&report),
+            BIN,
+            "postprocess",
+            s(input),
+            "-o",
+        ])
+        .arg(output)
+        .args(["-q", "-O", format])
+        .output()
+        .expect("running /usr/bin/time atomic-factory");
+    ok(out);
+    let kib: u64 = fs::read_to_string(&report)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("/usr/bin/time -f %M prints KiB");
+    kib >> 10
+}
+
+#[test]
+fn every_format_streams_a_few_hundred_mib_disk_in_under_200_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("disk.raw");
+    // 320 MiB, written a MiB at a time: every MiB holds 32 KiB of random data (which touches
+    // every page of the match finder's hash table), 480 KiB of text and 512 KiB of zeros
+    // (too short to skip), so the xz encoder fills its dictionary and blocks as on a real
+    // disk, at a speed a loaded test machine can afford.
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&input).unwrap();
+        let mut mib = vec![0u8; 1 << 20];
+        mib[..512 << 10].copy_from_slice(&text_bytes(512 << 10));
+        for i in 0..320u64 {
+            mib[..32 << 10].copy_from_slice(&random_bytes(32 << 10, i + 1));
+            f.write_all(&mib).unwrap();
+        }
+    }
+    for format in [
+        "qcow2",
+        "raw",
+        "raw.xz",
+        "vhd",
+        "vhdfixed.xz",
+        "gce",
+        "vagrant-libvirt",
+        "vmdk",
+        "vagrant-virtualbox",
+        "ova",
+    ] {
+        let output = dir.path().join(format!("out.{format}"));
+        let mib = postprocess_peak_rss_mib(&input, &output, format);
+        eprintln!("{format}: peak RSS {mib} MiB");
+        assert!(mib < 200, "{format}: peak RSS {mib} MiB, bound 200 MiB");
+        fs::remove_file(&output).unwrap();
+    }
+}
+
+#[test]
+fn gpg_sign_writes_a_detached_checksum_signature_gpg_verifies() {
+    need("gpg");
+    let dir = tempfile::tempdir().unwrap();
+    let home = common::GpgHome::new(dir.path(), "gnupg");
+    let fpr = home.gen_key("builder@example.org", "ed25519");
+    let input = dir.path().join("disk.raw");
+    fs::write(&input, mixed_raw(16 << 20)).unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let sign = ["--gpg-sign", &fpr, "--gpg-homedir", s(&home.dir)];
+    ok(postprocess(&input, &out.join("a.qcow2"), &sign));
+    // A second image rewrites CHECKSUM: the signature must follow it.
+    let mut args = vec!["-O", "raw.xz"];
+    args.extend(sign);
+    ok(postprocess(&input, &out.join("a.raw.xz"), &args));
+    let checksum = out.join("CHECKSUM");
+    let asc = out.join("CHECKSUM.asc");
+    assert!(fs::read_to_string(&checksum).unwrap().contains("a.raw.xz"));
+    assert!(
+        fs::read_to_string(&asc)
+            .unwrap()
+            .starts_with("-----BEGIN PGP SIGNATURE-----")
+    );
+    let verify = || {
+        home.gpg()
+            .args(["--verify", s(&asc), s(&checksum)])
+            .output()
+            .unwrap()
+    };
+    let good = verify();
+    assert!(
+        good.status.success(),
+        "gpg --verify failed: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stderr).contains("Good signature"));
+
+    // One byte of CHECKSUM changed: gpg must refuse it.
+    let mut text = fs::read(&checksum).unwrap();
+    text[2] ^= 1;
+    fs::write(&checksum, &text).unwrap();
+    let bad = verify();
+    assert!(!bad.status.success(), "gpg accepted a changed CHECKSUM");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("BAD signature"));
+
+    // Rewritten without a key: the stale signature goes, none that does not match stays.
+    ok(postprocess(&input, &out.join("a.qcow2"), &[]));
+    assert!(
+        !asc.exists(),
+        "a stale CHECKSUM.asc was left next to a new CHECKSUM"
+    );
+
+    // A key that is not there: a clear error, and no image written.
+    let r = postprocess(
+        &input,
+        &out.join("b.qcow2"),
+        &[
+            "--gpg-sign",
+            "nobody@example.org",
+            "--gpg-homedir",
+            s(&home.dir),
+        ],
+    );
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("nobody@example.org"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert!(!out.join("b.qcow2").exists());
 }

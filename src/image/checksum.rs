@@ -1,6 +1,11 @@
 //! SHA-256 of the output and Fedora's `CHECKSUM` file format.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
 pub use crate::fsutil::sha256_file;
+use crate::ostree::gpg::Signer;
 
 /// The text of a Fedora-style CHECKSUM file for one image:
 /// `# NAME: SIZE bytes` then `SHA256 (NAME) = HEX`.
@@ -20,6 +25,33 @@ pub fn merge_checksum_text(existing: &str, name: &str, size: u64, sha256: &str) 
         .collect();
     out.push_str(&checksum_text(name, size, sha256));
     out
+}
+
+/// The detached signature of `checksum`: `CHECKSUM.asc` next to `CHECKSUM`.
+pub fn signature_path(checksum: &Path) -> PathBuf {
+    let mut name = checksum.as_os_str().to_owned();
+    name.push(".asc");
+    PathBuf::from(name)
+}
+
+/// Writes `text` to the CHECKSUM file `path` and, with a `signer`, its armored detached
+/// signature to `path.asc`. A signature already there is removed first: it signs the old
+/// text, and a crash between the two writes must leave no signature rather than a wrong one.
+pub fn write_checksum(path: &Path, text: &str, signer: Option<&Signer>) -> Result<()> {
+    let asc = signature_path(path);
+    match std::fs::remove_file(&asc) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", asc.display())),
+    }
+    crate::fsutil::write_atomic(path, text.as_bytes())?;
+    if let Some(signer) = signer {
+        let sig = signer
+            .sign_detached_armored(text.as_bytes())
+            .with_context(|| format!("signing {}", path.display()))?;
+        crate::fsutil::write_atomic(&asc, sig.as_bytes())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

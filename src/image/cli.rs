@@ -12,7 +12,9 @@ use super::{Compression, OutputFormat, PostprocessConfig};
 /// Writes the image in one of the formats Fedora's Cloud WG ships (qcow2, raw.xz, Azure's
 /// fixed VHD, GCE's tar.gz, Vagrant boxes, streamOptimized VMDK, OVA), then adds it to CHECKSUM and productmd's
 /// images.json in the output directory (one line/entry per image) and writes manifest.json.
-/// With SOURCE_DATE_EPOCH set, tar mtimes, the VHD timestamp and the file's mtime use it,
+/// With --gpg-sign, CHECKSUM.asc is its armored detached signature (`gpg --verify
+/// CHECKSUM.asc CHECKSUM`); without it, a CHECKSUM.asc left from an earlier run is removed,
+/// as it no longer matches. With SOURCE_DATE_EPOCH set, tar mtimes, the VHD timestamp and the file's mtime use it,
 /// so the same disk gives the same bytes.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -21,8 +23,12 @@ use super::{Compression, OutputFormat, PostprocessConfig};
   atomic-factory postprocess disk.raw -o image.raw.xz --format raw.xz
   atomic-factory postprocess disk.qcow2 -O vhdfixed.xz -o out/demo-1.x86_64.vhdfixed.xz
   atomic-factory postprocess disk.qcow2 -O gce -o out/demo-1.x86_64.tar.gz
+  atomic-factory postprocess disk.qcow2 -O vmdk --vmdk-subformat monolithicSparse \\
+      -o out/demo-1.x86_64.vmdk
   SOURCE_DATE_EPOCH=1700000000 atomic-factory postprocess disk.qcow2 \\
       -O vagrant-libvirt -o out/demo-1.x86_64.vagrant-libvirt.box
+  atomic-factory postprocess disk.qcow2 -O raw.xz -o out/demo.raw.xz \\
+      --gpg-sign builder@example.org --gpg-homedir keys   # also CHECKSUM.asc
   atomic-factory postprocess disk.qcow2 -o out/Fedora-Atomic.qcow2 \\
       --ostree-ref fedora/x86_64/atomic --ostree-commit 3f2a... --os-version 41.1 \\
       --kickstart atomic.ks")]
@@ -40,6 +46,10 @@ pub struct PostprocessArgs {
     /// (streamOptimized), vagrant-virtualbox (box: OVF + VMDK), ova (vSphere)
     #[arg(short = 'O', long, value_enum, default_value = "qcow2")]
     pub format: OutputFormat,
+    /// VMDK subformat of vmdk output; vagrant-virtualbox and ova always hold
+    /// streamOptimized
+    #[arg(long, value_enum, default_value = "streamOptimized")]
+    pub vmdk_subformat: super::vmdk::Subformat,
     /// Cluster compression for qcow2 output (and the qcow2 in a vagrant-libvirt box)
     #[arg(short, long, value_enum, default_value = "zlib")]
     pub compression: Compression,
@@ -73,6 +83,9 @@ pub struct PostprocessArgs {
     /// No progress output
     #[arg(short, long)]
     pub quiet: bool,
+    // `--gpg-sign KEYID` writes CHECKSUM.asc, an armored detached signature of CHECKSUM.
+    #[command(flatten)]
+    pub sign: crate::ostree::cli::GpgSignOpts,
 }
 
 impl From<PostprocessArgs> for PostprocessConfig {
@@ -83,6 +96,7 @@ impl From<PostprocessArgs> for PostprocessConfig {
             output: a.output,
             format: a.format,
             compression: a.compression,
+            vmdk_subformat: a.vmdk_subformat,
             discard_unused: a.discard_unused,
             checksum: a.checksum,
             manifest: a.manifest,
@@ -93,13 +107,22 @@ impl From<PostprocessArgs> for PostprocessConfig {
             version: a.os_version,
             kickstart: a.kickstart,
             quiet: a.quiet,
+            // Loaded by `postprocess` below, where a wrong key can be reported.
+            signer: None,
         }
     }
 }
 
 pub fn postprocess(args: PostprocessArgs) -> anyhow::Result<()> {
     let quiet = args.quiet;
-    let out = super::postprocess(&args.into())?;
+    let mut signers = args.sign.signers()?;
+    if signers.len() > 1 {
+        anyhow::bail!("postprocess signs CHECKSUM with one key; give --gpg-sign once");
+    }
+    let signer = signers.pop();
+    let mut cfg: PostprocessConfig = args.into();
+    cfg.signer = signer;
+    let out = super::postprocess(&cfg)?;
     if !quiet {
         eprintln!(
             "wrote {} ({} MiB of {} MiB virtual; {} clusters compressed, {} plain, {} zero), {}, {}",

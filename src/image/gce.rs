@@ -150,14 +150,8 @@ pub fn write(
         .write_all(&vec![0u8; pad as usize])
         .context("padding the tar entry")?;
     let gz = tar.into_inner().context("ending the tar archive")?;
-    let file = gz
-        .finish()
-        .context("finishing the gzip stream")?
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the archive")?;
-    file.sync_all().context("syncing the archive")?;
-    let len = file.metadata().context("reading the archive size")?.len();
+    let out = gz.finish().context("finishing the gzip stream")?;
+    let (file, len) = crate::fsutil::finish_buffered(out, "the archive")?;
     Ok((stats, file, len))
 }
 

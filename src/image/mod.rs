@@ -3,7 +3,8 @@
 //! The entry point is [`postprocess`]: installed disk in, published image plus `CHECKSUM`
 //! and `manifest.json` out. Files: `qcow2_read`/`raw_read`/`backing` (input),
 //! `discard` (filesystem free space), `convert` (the sparsify + compress loop),
-//! `compress`, `qcow2_write`/`raw_write`/`vhd`/`gce`/`vagrant` (output), `checksum`,
+//! `compress`, `qcow2_write`/`raw_write`/`vhd`/`gce`/`vmdk`/`vagrant`/`ovf` (output;
+//! `package` is the tar of boxes and OVAs), `checksum`,
 //! `manifest`, `images_json` (productmd).
 
 pub mod backing;
@@ -16,6 +17,7 @@ pub mod gce;
 pub mod images_json;
 pub mod manifest;
 pub mod ovf;
+pub mod package;
 mod progress;
 pub mod qcow2_read;
 pub mod qcow2_write;
@@ -168,6 +170,8 @@ pub struct PostprocessConfig {
     pub output: PathBuf,
     pub format: OutputFormat,
     pub compression: Compression,
+    /// The subformat of `vmdk` output (packages always hold streamOptimized).
+    pub vmdk_subformat: vmdk::Subformat,
     pub discard_unused: bool,
     /// Defaults to `CHECKSUM` next to the output.
     pub checksum: Option<PathBuf>,
@@ -186,6 +190,9 @@ pub struct PostprocessConfig {
     pub kickstart: Option<PathBuf>,
     /// No progress output (the pipeline reports on its own).
     pub quiet: bool,
+    /// Signs CHECKSUM (`CHECKSUM.asc`, armored, detached); without it a stale signature is
+    /// removed.
+    pub signer: Option<crate::ostree::gpg::Signer>,
 }
 
 impl PostprocessConfig {
@@ -197,6 +204,7 @@ impl PostprocessConfig {
             output: output.into(),
             format: OutputFormat::Qcow2,
             compression: Compression::Zlib,
+            vmdk_subformat: vmdk::Subformat::StreamOptimized,
             discard_unused: false,
             checksum: None,
             manifest: None,
@@ -207,6 +215,7 @@ impl PostprocessConfig {
             version: None,
             kickstart: None,
             quiet: false,
+            signer: None,
         }
     }
 }
@@ -284,6 +293,13 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     {
         bail!(
             "--compression applies to qcow2 and vagrant-libvirt only; {} output is not cluster-compressed",
+            cfg.format.name()
+        );
+    }
+    if cfg.vmdk_subformat != vmdk::Subformat::StreamOptimized && cfg.format != OutputFormat::Vmdk {
+        bail!(
+            "--vmdk-subformat {} applies to vmdk output only; {} always holds a streamOptimized VMDK",
+            cfg.vmdk_subformat.name(),
             cfg.format.name()
         );
     }
@@ -377,6 +393,12 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
                 gce::write(&*src, &free, file, mtime, &mut progress).with_context(what)?;
             (stats, len)
         }
+        OutputFormat::Vmdk if cfg.vmdk_subformat == vmdk::Subformat::MonolithicSparse => {
+            let mut w = vmdk::SparseWriter::new(file, size, &name, mtime).with_context(what)?;
+            let stats =
+                convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+            (stats, w.finish().with_context(what)?.1)
+        }
         OutputFormat::Vmdk => {
             let mut w = vmdk::VmdkWriter::new(file, size, &name, mtime).with_context(what)?;
             let stats = convert::run(&*src, &free, Some(Codec::ZlibStream), &mut w, &mut progress)
@@ -442,9 +464,10 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", checksum_path.display())),
     };
-    crate::fsutil::write_atomic(
+    checksum::write_checksum(
         &checksum_path,
-        checksum::merge_checksum_text(&existing, &name, file_size, &sha256).as_bytes(),
+        &checksum::merge_checksum_text(&existing, &name, file_size, &sha256),
+        cfg.signer.as_ref(),
     )?;
     let manifest = manifest::Manifest {
         name: name.clone(),

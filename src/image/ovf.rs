@@ -6,13 +6,13 @@
 //! in alphabetical order, as strict readers (ovftool) require in OVF 1.x.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::path::Path;
 
 use anyhow::Result;
 use quick_xml::escape::escape;
 
 use super::convert::Stats;
+use super::package::{Entry, write_tar};
 use super::progress::Progress;
 use super::source::BlockSource;
 
@@ -40,6 +40,21 @@ pub struct Machine<'a> {
     pub mac: &'a str,
 }
 
+/// One `<Item>` of the hardware section; `fields` are CIM `rasd:` elements (already
+/// escaped), in alphabetical order.
+fn item(fields: &[(&str, &str)]) -> String {
+    debug_assert!(
+        fields.is_sorted_by_key(|(k, _)| *k),
+        "rasd elements out of order"
+    );
+    let mut xml = String::from("      <Item>\n");
+    for (k, v) in fields {
+        xml.push_str(&format!("        <rasd:{k}>{v}</rasd:{k}>\n"));
+    }
+    xml.push_str("      </Item>\n");
+    xml
+}
+
 /// The OVF envelope for `m`.
 pub fn descriptor(m: &Machine<'_>, flavor: Flavor) -> String {
     let name = escape(m.name);
@@ -50,8 +65,58 @@ pub fn descriptor(m: &Machine<'_>, flavor: Flavor) -> String {
     };
     // CIM OS type 101: "Linux 2.6.x (64-bit)", the generic 64-bit Linux both importers map.
     let (os_id, os_desc) = (101, "Linux 2.6.x (64-bit)");
-    let (disk_file_size, capacity, memory, cpus, mac) =
-        (m.disk_file_size, m.capacity, m.memory_mib, m.cpus, m.mac);
+    let (disk_file_size, capacity) = (m.disk_file_size, m.capacity);
+    let (cpus, memory) = (m.cpus.to_string(), m.memory_mib.to_string());
+    let items: String = [
+        vec![
+            ("AllocationUnits", "hertz * 10^6"),
+            ("Description", "Number of virtual CPUs"),
+            ("ElementName", &format!("{cpus} virtual CPU")),
+            ("InstanceID", "1"),
+            ("ResourceType", "3"),
+            ("VirtualQuantity", &cpus),
+        ],
+        vec![
+            ("AllocationUnits", "byte * 2^20"),
+            ("Description", "Memory Size"),
+            ("ElementName", &format!("{memory} MB of memory")),
+            ("InstanceID", "2"),
+            ("ResourceType", "4"),
+            ("VirtualQuantity", &memory),
+        ],
+        vec![
+            ("Address", "0"),
+            ("Caption", "sataController0"),
+            ("Description", "SATA Controller"),
+            ("ElementName", "sataController0"),
+            ("InstanceID", "3"),
+            ("ResourceSubType", "AHCI"),
+            ("ResourceType", "20"),
+        ],
+        vec![
+            ("AddressOnParent", "0"),
+            ("Caption", "disk1"),
+            ("Description", "Disk Image"),
+            ("ElementName", "disk1"),
+            ("HostResource", "ovf:/disk/vmdisk1"),
+            ("InstanceID", "4"),
+            ("Parent", "3"),
+            ("ResourceType", "17"),
+        ],
+        vec![
+            ("Address", m.mac),
+            ("AutomaticAllocation", "true"),
+            ("Caption", "Ethernet adapter on 'NAT'"),
+            ("Connection", "NAT"),
+            ("ElementName", "Ethernet adapter on 'NAT'"),
+            ("InstanceID", "5"),
+            ("ResourceSubType", "E1000"),
+            ("ResourceType", "10"),
+        ],
+    ]
+    .iter()
+    .map(|fields| item(fields))
+    .collect();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <Envelope ovf:version="1.0" xml:lang="en-US" xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
@@ -83,56 +148,43 @@ pub fn descriptor(m: &Machine<'_>, flavor: Flavor) -> String {
         <vssd:VirtualSystemIdentifier>{name}</vssd:VirtualSystemIdentifier>
         <vssd:VirtualSystemType>{system_type}</vssd:VirtualSystemType>
       </System>
-      <Item>
-        <rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits>
-        <rasd:Description>Number of virtual CPUs</rasd:Description>
-        <rasd:ElementName>{cpus} virtual CPU</rasd:ElementName>
-        <rasd:InstanceID>1</rasd:InstanceID>
-        <rasd:ResourceType>3</rasd:ResourceType>
-        <rasd:VirtualQuantity>{cpus}</rasd:VirtualQuantity>
-      </Item>
-      <Item>
-        <rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits>
-        <rasd:Description>Memory Size</rasd:Description>
-        <rasd:ElementName>{memory} MB of memory</rasd:ElementName>
-        <rasd:InstanceID>2</rasd:InstanceID>
-        <rasd:ResourceType>4</rasd:ResourceType>
-        <rasd:VirtualQuantity>{memory}</rasd:VirtualQuantity>
-      </Item>
-      <Item>
-        <rasd:Address>0</rasd:Address>
-        <rasd:Caption>sataController0</rasd:Caption>
-        <rasd:Description>SATA Controller</rasd:Description>
-        <rasd:ElementName>sataController0</rasd:ElementName>
-        <rasd:InstanceID>3</rasd:InstanceID>
-        <rasd:ResourceSubType>AHCI</rasd:ResourceSubType>
-        <rasd:ResourceType>20</rasd:ResourceType>
-      </Item>
-      <Item>
-        <rasd:AddressOnParent>0</rasd:AddressOnParent>
-        <rasd:Caption>disk1</rasd:Caption>
-        <rasd:Description>Disk Image</rasd:Description>
-        <rasd:ElementName>disk1</rasd:ElementName>
-        <rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource>
-        <rasd:InstanceID>4</rasd:InstanceID>
-        <rasd:Parent>3</rasd:Parent>
-        <rasd:ResourceType>17</rasd:ResourceType>
-      </Item>
-      <Item>
-        <rasd:Address>{mac}</rasd:Address>
-        <rasd:AutomaticAllocation>true</rasd:AutomaticAllocation>
-        <rasd:Caption>Ethernet adapter on 'NAT'</rasd:Caption>
-        <rasd:Connection>NAT</rasd:Connection>
-        <rasd:ElementName>Ethernet adapter on 'NAT'</rasd:ElementName>
-        <rasd:InstanceID>5</rasd:InstanceID>
-        <rasd:ResourceSubType>E1000</rasd:ResourceSubType>
-        <rasd:ResourceType>10</rasd:ResourceType>
-      </Item>
-    </VirtualHardwareSection>
+{items}    </VirtualHardwareSection>
   </VirtualSystem>
 </Envelope>
 "#
     )
+}
+
+/// A MAC address in VirtualBox's range (08:00:27), derived from `seed` so packages are
+/// reproducible; Vagrant sets the box's first NIC to it (`base_mac`).
+pub fn base_mac(seed: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(seed.as_bytes());
+    format!("080027{:02X}{:02X}{:02X}", d[0], d[1], d[2])
+}
+
+/// The descriptor of a package (1 CPU, 1 GiB) holding the disk `disk_file` of `disk_len`
+/// bytes, a `capacity`-byte disk; the NIC's MAC is derived from the name, size and time.
+/// Returns the descriptor and the MAC.
+pub fn package_descriptor(
+    name: &str,
+    disk_file: &str,
+    disk_len: u64,
+    capacity: u64,
+    mtime: u64,
+    flavor: Flavor,
+) -> (String, String) {
+    let mac = base_mac(&format!("{name} {capacity} {mtime}"));
+    let machine = Machine {
+        name,
+        disk_file,
+        disk_file_size: disk_len,
+        capacity,
+        memory_mib: 1024,
+        cpus: 1,
+        mac: &mac,
+    };
+    (descriptor(&machine, flavor), mac)
 }
 
 /// Writes an OVA into `out`: `<stem>.ovf` first (as OVF requires), `<stem>.mf` with the
@@ -150,17 +202,12 @@ pub fn write_ova(
     let disk_name = format!("{stem}-disk1.vmdk");
     let (stats, disk, disk_len) =
         super::vmdk::write_temp(src, free, dir, &disk_name, mtime, progress)?;
-    let mac = super::vagrant::base_mac(&format!("{stem} {} {mtime}", src.virtual_size()));
-    let ovf = descriptor(
-        &Machine {
-            name: stem,
-            disk_file: &disk_name,
-            disk_file_size: disk_len,
-            capacity: src.virtual_size(),
-            memory_mib: 1024,
-            cpus: 1,
-            mac: &mac,
-        },
+    let (ovf, _) = package_descriptor(
+        stem,
+        &disk_name,
+        disk_len,
+        src.virtual_size(),
+        mtime,
         Flavor::Vsphere,
     );
     let disk_sum = super::checksum::sha256_file(disk.path())?;
@@ -169,18 +216,15 @@ pub fn write_ova(
         "SHA256({ovf_name})= {}\nSHA256({disk_name})= {disk_sum}\n",
         hex::encode(sha2::Sha256::digest(ovf.as_bytes()))
     );
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, out));
-    use super::vagrant::append;
-    append(&mut tar, &ovf_name, ovf.len() as u64, ovf.as_bytes(), mtime)?;
-    append(
-        &mut tar,
-        &format!("{stem}.mf"),
-        mf.len() as u64,
-        mf.as_bytes(),
+    let (file, len) = write_tar(
+        out,
+        &[
+            (&ovf_name, Entry::Bytes(ovf.as_bytes())),
+            (&format!("{stem}.mf"), Entry::Bytes(mf.as_bytes())),
+            (&disk_name, Entry::File(disk.as_file(), disk_len)),
+        ],
         mtime,
     )?;
-    append(&mut tar, &disk_name, disk_len, disk.as_file(), mtime)?;
-    let (file, len) = super::vagrant::finish_tar(tar)?;
     Ok((stats, file, len))
 }
 

@@ -51,8 +51,17 @@ impl RawSink {
 /// Zero runs at least this long end the current xz stream and are written as cached
 /// all-zero streams; shorter ones are compressed with the data around them.
 const ZERO_STREAM_MIN: u64 = 4 << 20;
-/// The xz encoder's memory budget (see [`XzSink`]).
-const XZ_MEMLIMIT: u64 = 200 << 20;
+/// The xz encoder's memory budget, as liblzma estimates it
+/// (`lzma_stream_encoder_mt_memusage`). The rest of postprocess (cluster batches, buffers)
+/// stays under 50 MiB, so the whole process stays under 200 MiB whatever the disk size and
+/// the number of cores (issue 15 asks for at most 256 MiB).
+const XZ_BUDGET: u64 = 150 << 20;
+/// The xz preset, as `xz -6` (the default) uses it.
+const XZ_PRESET: u32 = 6;
+/// The uncompressed size of each xz block. liblzma's default (3x the 8 MiB dictionary)
+/// costs 3 x 24 MiB of buffers per thread; 16 MiB blocks are within 0.5% of its output
+/// size and leave room in the budget.
+const XZ_BLOCK: u64 = 16 << 20;
 /// The cached all-zero streams hold 64 KiB << k zeros, k in 0..ZERO_RUNGS (up to 64 MiB).
 const ZERO_RUNGS: usize = 11;
 
@@ -75,6 +84,26 @@ fn zero_stream(rung: usize) -> Result<&'static [u8]> {
     Ok(CACHE[rung].get_or_init(|| bytes))
 }
 
+/// The multi-threaded encoder's settings for `threads` threads.
+fn xz_encoder(threads: u32) -> liblzma::stream::MtStreamBuilder {
+    let mut b = liblzma::stream::MtStreamBuilder::new();
+    b.preset(XZ_PRESET)
+        .check(liblzma::stream::Check::Crc64)
+        .block_size(XZ_BLOCK)
+        .threads(threads);
+    b
+}
+
+/// The most threads, up to `cores`, whose encoder fits in `budget` bytes; at least one.
+/// liblzma's encoder does not lower its thread count by itself (`memlimit_threading` only
+/// applies to the decoder), and every thread costs a dictionary plus its block buffers.
+fn xz_threads(cores: u32, budget: u64) -> u32 {
+    (1..=cores.max(1))
+        .take_while(|&n| n == 1 || xz_encoder(n).memusage() <= budget)
+        .last()
+        .unwrap_or(1)
+}
+
 /// Where an [`XzSink`] is between streams.
 enum XzState {
     /// No stream open: the next data starts one.
@@ -82,7 +111,8 @@ enum XzState {
     Stream(liblzma::write::XzEncoder<BufWriter<File>>),
 }
 
-/// The raw disk as .xz (preset 6 like `xz`, multi-threaded liblzma, CRC64).
+/// The raw disk as .xz (preset 6 like `xz`, multi-threaded liblzma, CRC64), with as many
+/// threads as fit in [`XZ_BUDGET`].
 ///
 /// Long zero runs (most of a fresh disk) would cost liblzma about 20 ms of CPU per MiB; here
 /// they end the current stream and are written as copies of cached all-zero streams. The
@@ -101,7 +131,8 @@ pub struct XzSink {
 
 impl XzSink {
     pub fn new(file: File, size: u64) -> Result<XzSink> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        let threads = xz_threads(cores, XZ_BUDGET);
         Ok(XzSink {
             state: Some(XzState::Between(BufWriter::with_capacity(1 << 20, file))),
             size,
@@ -118,14 +149,7 @@ impl XzSink {
             let Some(XzState::Between(out)) = self.state.take() else {
                 unreachable!("checked above")
             };
-            let stream = liblzma::stream::MtStreamBuilder::new()
-                .preset(6)
-                .check(liblzma::stream::Check::Crc64)
-                .threads(self.threads)
-                // Preset 6 needs 100+ MiB per thread: liblzma runs fewer threads rather than
-                // pass this, so memory does not grow with the number of cores (measured peak
-                // RSS of postprocess raw.xz: ~260-280 MB, as `xz -T2 -6` itself: 274 MB).
-                .memlimit_threading(XZ_MEMLIMIT)
+            let stream = xz_encoder(self.threads)
                 .encoder()
                 .context("setting up the xz encoder")?;
             self.state = Some(XzState::Stream(liblzma::write::XzEncoder::new_stream(
@@ -214,13 +238,7 @@ impl XzSink {
             Some(XzState::Between(out)) => out,
             None => unreachable!("the writer is always held"),
         };
-        let file = buf
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .context("writing the xz image")?;
-        file.sync_all().context("syncing the xz image")?;
-        let len = file.metadata().context("reading the xz image size")?.len();
-        Ok((file, len))
+        crate::fsutil::finish_buffered(buf, "the xz image")
     }
 }
 
@@ -293,6 +311,24 @@ mod tests {
             "zeros were not cheap: {} bytes",
             bytes.len()
         );
+    }
+
+    #[test]
+    fn the_encoder_stays_in_its_budget_on_any_number_of_cores() {
+        for cores in [1, 2, 4, 16, 64, 256] {
+            let threads = xz_threads(cores, XZ_BUDGET);
+            assert!((1..=cores).contains(&threads), "{cores} cores: {threads}");
+            let used = xz_encoder(threads).memusage();
+            assert!(
+                used <= XZ_BUDGET,
+                "{cores} cores: {threads} threads need {} MiB",
+                used >> 20
+            );
+        }
+        // More budget, more threads: the bound is what limits them.
+        let one = xz_encoder(1).memusage();
+        assert_eq!(xz_threads(8, one * 4), 4);
+        assert_eq!(xz_threads(8, 0), 1);
     }
 
     #[test]

@@ -2,18 +2,18 @@
 //! `vagrant box add` unpacks: for libvirt `box.img` (qcow2, vagrant-libvirt's box format v1),
 //! for VirtualBox `box.ovf` plus a streamOptimized VMDK, as `VBoxManage export` makes them.
 //!
-//! The tar is not compressed: the qcow2 inside already is, cluster by cluster, and Vagrant
-//! takes plain tar. Every entry gets mode 0644, uid/gid 0 and the same mtime
-//! (SOURCE_DATE_EPOCH), so the same disk gives the same box.
+//! The tar is not compressed (see `package`): the qcow2 inside already is, cluster by
+//! cluster, and Vagrant takes plain tar.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::compress::Codec;
 use super::convert::{self, Stats};
+use super::package::{Entry, write_tar};
 use super::progress::Progress;
 use super::qcow2_write::Qcow2Writer;
 use super::source::BlockSource;
@@ -33,31 +33,6 @@ Vagrant.configure("2") do |config|
   end
 end
 "#;
-
-/// A tar entry header: regular file, mode 0644, owner root, the given mtime.
-fn entry_header(size: u64, mtime: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(mtime);
-    h
-}
-
-/// Appends one file to a box.
-pub fn append<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    data: impl Read,
-    mtime: u64,
-) -> Result<()> {
-    let mut h = entry_header(size, mtime);
-    tar.append_data(&mut h, name, data)
-        .with_context(|| format!("adding {name} to the box"))
-}
 
 /// Writes a vagrant-libvirt box into `out`: the disk goes to a qcow2 in a temporary file in
 /// `dir` first (its header is written last, so it cannot stream into the tar directly), then
@@ -88,34 +63,17 @@ pub fn write_libvirt(
     img.as_file_mut()
         .seek(SeekFrom::Start(0))
         .context("rewinding the temporary disk")?;
-
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, out));
-    append(&mut tar, "box.img", img_len, img.as_file(), mtime)?;
     let meta = libvirt_metadata(size);
-    append(
-        &mut tar,
-        "metadata.json",
-        meta.len() as u64,
-        meta.as_bytes(),
+    let (file, len) = write_tar(
+        out,
+        &[
+            ("box.img", Entry::File(img.as_file(), img_len)),
+            ("metadata.json", Entry::Bytes(meta.as_bytes())),
+            ("Vagrantfile", Entry::Bytes(LIBVIRT_VAGRANTFILE.as_bytes())),
+        ],
         mtime,
     )?;
-    append(
-        &mut tar,
-        "Vagrantfile",
-        LIBVIRT_VAGRANTFILE.len() as u64,
-        LIBVIRT_VAGRANTFILE.as_bytes(),
-        mtime,
-    )?;
-    let (file, len) = finish_tar(tar)?;
     Ok((stats, file, len))
-}
-
-/// A MAC address in VirtualBox's range (08:00:27), derived from `seed` so boxes are
-/// reproducible; Vagrant sets the box's first NIC to it (`base_mac`).
-pub fn base_mac(seed: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(seed.as_bytes());
-    format!("080027{:02X}{:02X}{:02X}", d[0], d[1], d[2])
 }
 
 /// Writes a vagrant-virtualbox box into `out`: `box.ovf`, `box-disk001.vmdk`
@@ -131,19 +89,13 @@ pub fn write_virtualbox(
     progress: &mut Progress,
 ) -> Result<(Stats, File, u64)> {
     const DISK: &str = "box-disk001.vmdk";
-    let size = src.virtual_size();
     let (stats, disk, disk_len) = super::vmdk::write_temp(src, free, dir, DISK, mtime, progress)?;
-    let mac = base_mac(&format!("{name} {size} {mtime}"));
-    let ovf = super::ovf::descriptor(
-        &super::ovf::Machine {
-            name,
-            disk_file: DISK,
-            disk_file_size: disk_len,
-            capacity: size,
-            memory_mib: 1024,
-            cpus: 1,
-            mac: &mac,
-        },
+    let (ovf, mac) = super::ovf::package_descriptor(
+        name,
+        DISK,
+        disk_len,
+        src.virtual_size(),
+        mtime,
         super::ovf::Flavor::VirtualBox,
     );
     let meta = "{\"provider\": \"virtualbox\"}\n";
@@ -151,38 +103,17 @@ pub fn write_virtualbox(
         "# Defaults for this box; a project's own Vagrantfile overrides them.\n\
          Vagrant.configure(\"2\") do |config|\n  config.vm.base_mac = \"{mac}\"\nend\n"
     );
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, out));
-    append(&mut tar, "box.ovf", ovf.len() as u64, ovf.as_bytes(), mtime)?;
-    append(&mut tar, DISK, disk_len, disk.as_file(), mtime)?;
-    append(
-        &mut tar,
-        "metadata.json",
-        meta.len() as u64,
-        meta.as_bytes(),
+    let (file, len) = write_tar(
+        out,
+        &[
+            ("box.ovf", Entry::Bytes(ovf.as_bytes())),
+            (DISK, Entry::File(disk.as_file(), disk_len)),
+            ("metadata.json", Entry::Bytes(meta.as_bytes())),
+            ("Vagrantfile", Entry::Bytes(vagrantfile.as_bytes())),
+        ],
         mtime,
     )?;
-    append(
-        &mut tar,
-        "Vagrantfile",
-        vagrantfile.len() as u64,
-        vagrantfile.as_bytes(),
-        mtime,
-    )?;
-    let (file, len) = finish_tar(tar)?;
     Ok((stats, file, len))
-}
-
-/// Ends a tar written into a file, syncs it, returns the file and its length.
-pub fn finish_tar(tar: tar::Builder<BufWriter<File>>) -> Result<(File, u64)> {
-    let file = tar
-        .into_inner()
-        .context("ending the archive")?
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the archive")?;
-    file.sync_all().context("syncing the archive")?;
-    let len = file.metadata().context("reading the archive size")?.len();
-    Ok((file, len))
 }
 
 #[cfg(test)]

@@ -1,12 +1,19 @@
-//! streamOptimized VMDK (VMware Virtual Disk Format 5.0, "Stream-Optimized Compressed Sparse
-//! Extents"): what OVF/OVA packages, VirtualBox boxes and VMware import. Written strictly in
-//! order, so it streams: header and descriptor, then each non-zero 64 KiB grain as a marker
-//! plus its zlib stream, a grain table after every 32 MiB of disk, and at the end the grain
-//! directory, a footer (the header again, now with the directory's offset) and an
-//! end-of-stream marker.
+//! VMDK (VMware Virtual Disk Format 5.0) in its two hosted sparse subformats:
 //!
-//! Hand-written: no maintained crate writes VMDK. Layout checked against QEMU's reader
-//! (block/vmdk.c: footer at end - 1536, version 3 read-only unless compressed).
+//! - streamOptimized ("Stream-Optimized Compressed Sparse Extents"): what OVF/OVA packages,
+//!   VirtualBox boxes and VMware import. Written strictly in order, so it streams: header
+//!   and descriptor, then each non-zero 64 KiB grain as a marker plus its zlib stream, a
+//!   grain table after every 32 MiB of disk, and at the end the grain directory, a footer
+//!   (the header again, now with the directory's offset) and an end-of-stream marker.
+//! - monolithicSparse ("Hosted Sparse Extent"): what VMware Workstation/Fusion run directly.
+//!   Header, descriptor, the redundant grain directory and its tables, the grain directory
+//!   and its tables, then uncompressed grains. The tables' places follow from the disk
+//!   size, so the directories are written first and each grain table when its 32 MiB of
+//!   disk is done (twice: the primary and the redundant copy); grains are appended.
+//!
+//! Hand-written: no maintained crate writes VMDK. Layout checked against QEMU's reader and
+//! writer (block/vmdk.c: footer at end - 1536, version 3 read-only unless compressed;
+//! vmdk_init_extent's order of rgd, rgt, gd, gt, grains).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -37,36 +44,105 @@ const MARKER_GT: u32 = 1;
 const MARKER_GD: u32 = 2;
 const MARKER_FOOTER: u32 = 3;
 
-/// The sparse extent header (little-endian, one sector). `gd_offset` is GD_AT_END in the
-/// leading copy and the real directory sector in the footer.
-pub fn header(capacity_sectors: u64, gd_offset: u64) -> [u8; 512] {
+const FLAG_REDUNDANT_GD: u32 = 1 << 1;
+
+/// The VMDK subformat of `--format vmdk` (`--vmdk-subformat`, `postprocess.vmdk_subformat`).
+/// Packages (OVA, VirtualBox boxes) always hold streamOptimized.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum Subformat {
+    /// Compressed, written in one pass; what OVF importers and VirtualBox take.
+    #[default]
+    #[value(name = "streamOptimized")]
+    #[serde(rename = "streamOptimized")]
+    StreamOptimized,
+    /// Uncompressed grains with a redundant grain directory; what VMware hosts run.
+    #[value(name = "monolithicSparse")]
+    #[serde(rename = "monolithicSparse")]
+    MonolithicSparse,
+}
+
+impl Subformat {
+    /// The descriptor's `createType`, which is also the name qemu-img reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subformat::StreamOptimized => "streamOptimized",
+            Subformat::MonolithicSparse => "monolithicSparse",
+        }
+    }
+}
+
+/// The header fields in which the subformats differ (sector numbers).
+struct HeaderFields {
+    version: u32,
+    flags: u32,
+    rgd_offset: u64,
+    gd_offset: u64,
+    overhead: u64,
+    /// 1: deflate; 0: none.
+    compression: u16,
+}
+
+/// The sparse extent header (little-endian, one sector).
+fn encode_header(capacity_sectors: u64, f: &HeaderFields) -> [u8; 512] {
     let mut h = [0u8; 512];
     h[0..4].copy_from_slice(b"KDMV");
-    h[4..8].copy_from_slice(&3u32.to_le_bytes()); // version 3: streamOptimized
-    h[8..12].copy_from_slice(&(FLAG_NL_DETECT | FLAG_COMPRESSED | FLAG_MARKERS).to_le_bytes());
+    h[4..8].copy_from_slice(&f.version.to_le_bytes());
+    h[8..12].copy_from_slice(&f.flags.to_le_bytes());
     h[12..20].copy_from_slice(&capacity_sectors.to_le_bytes());
     h[20..28].copy_from_slice(&GRAIN_SECTORS.to_le_bytes());
     h[28..36].copy_from_slice(&1u64.to_le_bytes()); // descriptor offset (sectors)
     h[36..44].copy_from_slice(&DESCRIPTOR_SECTORS.to_le_bytes());
     h[44..48].copy_from_slice(&(GTES_PER_GT as u32).to_le_bytes());
-    h[48..56].copy_from_slice(&0u64.to_le_bytes()); // no redundant grain directory
-    h[56..64].copy_from_slice(&gd_offset.to_le_bytes());
-    h[64..72].copy_from_slice(&OVERHEAD_SECTORS.to_le_bytes());
+    h[48..56].copy_from_slice(&f.rgd_offset.to_le_bytes());
+    h[56..64].copy_from_slice(&f.gd_offset.to_le_bytes());
+    h[64..72].copy_from_slice(&f.overhead.to_le_bytes());
     h[72] = 0; // unclean shutdown
     h[73..77].copy_from_slice(b"\n \r\n"); // line-ending check bytes
-    h[77..79].copy_from_slice(&1u16.to_le_bytes()); // deflate
+    h[77..79].copy_from_slice(&f.compression.to_le_bytes());
     h
 }
 
+/// The streamOptimized header. `gd_offset` is GD_AT_END in the leading copy and the real
+/// directory sector in the footer.
+pub fn header(capacity_sectors: u64, gd_offset: u64) -> [u8; 512] {
+    encode_header(
+        capacity_sectors,
+        &HeaderFields {
+            version: 3, // streamOptimized
+            flags: FLAG_NL_DETECT | FLAG_COMPRESSED | FLAG_MARKERS,
+            rgd_offset: 0, // no redundant grain directory
+            gd_offset,
+            overhead: OVERHEAD_SECTORS,
+            compression: 1,
+        },
+    )
+}
+
 /// The embedded descriptor. `cid` identifies this content (no parent: parentCID ffffffff).
-pub fn descriptor(capacity_sectors: u64, cid: u32, extent_name: &str) -> String {
+pub fn descriptor(
+    capacity_sectors: u64,
+    cid: u32,
+    extent_name: &str,
+    subformat: Subformat,
+) -> String {
     let cylinders = (capacity_sectors / (16 * 63)).clamp(1, 16383);
+    let create_type = subformat.name();
     format!(
         "# Disk DescriptorFile\n\
          version=1\n\
          CID={cid:08x}\n\
          parentCID=ffffffff\n\
-         createType=\"streamOptimized\"\n\
+         createType=\"{create_type}\"\n\
          \n\
          # Extent description\n\
          RW {capacity_sectors} SPARSE \"{extent_name}\"\n\
@@ -80,6 +156,17 @@ pub fn descriptor(capacity_sectors: u64, cid: u32, extent_name: &str) -> String 
          ddb.geometry.sectors = \"63\"\n\
          ddb.adapterType = \"ide\"\n"
     )
+}
+
+/// The descriptor, padded to its reserved sectors.
+fn descriptor_sectors(size: u64, epoch: u64, extent_name: &str, subformat: Subformat) -> Vec<u8> {
+    // The content id must be known before the content; size and time name it well enough
+    // and keep the bytes reproducible.
+    let digest = Sha256::digest(format!("{size} {epoch}"));
+    let cid = u32::from_le_bytes(digest[..4].try_into().expect("4 bytes"));
+    let mut desc = descriptor(size / SECTOR, cid, extent_name, subformat).into_bytes();
+    desc.resize((DESCRIPTOR_SECTORS * SECTOR) as usize, 0);
+    desc
 }
 
 /// A marker sector: `val` (a sector count or LBA), `size` 0, `kind`.
@@ -118,12 +205,7 @@ impl VmdkWriter {
             gd: Vec::with_capacity(tables as usize),
             tables,
         };
-        // The content id must be known before the content; size and time name it well enough
-        // and keep the bytes reproducible.
-        let digest = Sha256::digest(format!("{size} {epoch}"));
-        let cid = u32::from_le_bytes(digest[..4].try_into().expect("4 bytes"));
-        let mut desc = descriptor(capacity, cid, extent_name).into_bytes();
-        desc.resize((DESCRIPTOR_SECTORS * SECTOR) as usize, 0);
+        let desc = descriptor_sectors(size, epoch, extent_name, Subformat::StreamOptimized);
         w.write(&header(capacity, GD_AT_END))?;
         w.write(&desc)?;
         w.write(&vec![
@@ -213,6 +295,165 @@ impl Sink for VmdkWriter {
     }
 }
 
+/// Where a monolithicSparse extent keeps its metadata, in sectors, as QEMU lays it out.
+#[derive(Debug, PartialEq, Eq)]
+struct SparseLayout {
+    tables: u64,
+    gd_sectors: u64,
+    /// The redundant directory, then its tables.
+    rgd: u64,
+    rgt: u64,
+    /// The directory, then its tables.
+    gd: u64,
+    gt: u64,
+    /// The first grain (a grain boundary).
+    overhead: u64,
+}
+
+/// Sectors of one grain table.
+const GT_SECTORS: u64 = GTES_PER_GT * 4 / SECTOR;
+
+impl SparseLayout {
+    fn new(capacity_sectors: u64) -> SparseLayout {
+        let tables = capacity_sectors
+            .div_ceil(GRAIN_SECTORS)
+            .div_ceil(GTES_PER_GT)
+            .max(1);
+        let gd_sectors = (tables * 4).div_ceil(SECTOR);
+        let rgd = 1 + DESCRIPTOR_SECTORS;
+        let rgt = rgd + gd_sectors;
+        let gd = rgt + tables * GT_SECTORS;
+        let gt = gd + gd_sectors;
+        let overhead = (gt + tables * GT_SECTORS).next_multiple_of(GRAIN_SECTORS);
+        SparseLayout {
+            tables,
+            gd_sectors,
+            rgd,
+            rgt,
+            gd,
+            gt,
+            overhead,
+        }
+    }
+
+    /// A grain directory whose tables start at sector `first_table`.
+    fn directory(&self, first_table: u64) -> Vec<u8> {
+        (0..self.tables)
+            .flat_map(|i| ((first_table + i * GT_SECTORS) as u32).to_le_bytes())
+            .collect()
+    }
+}
+
+/// Writes a monolithicSparse VMDK: the directories first (their tables' places follow from
+/// the size), each grain table when its 32 MiB are done, grains appended uncompressed.
+/// Memory: one grain table.
+pub struct SparseWriter {
+    file: File,
+    layout: SparseLayout,
+    /// The next grain's byte offset.
+    pos: u64,
+    gt: Vec<u32>,
+    gt_index: u64,
+    dirty: bool,
+}
+
+impl SparseWriter {
+    /// Starts a monolithicSparse VMDK for a disk of `size` bytes (a multiple of 512).
+    pub fn new(file: File, size: u64, extent_name: &str, epoch: u64) -> Result<SparseWriter> {
+        use std::os::unix::fs::FileExt;
+        let capacity = size / SECTOR;
+        let layout = SparseLayout::new(capacity);
+        // Table entries are 32-bit sector numbers: the file must stay under 2 TiB.
+        anyhow::ensure!(
+            layout.overhead + capacity.next_multiple_of(GRAIN_SECTORS) <= u64::from(u32::MAX),
+            "a {size}-byte disk does not fit a monolithicSparse VMDK (at most 2 TiB)"
+        );
+        let head = encode_header(
+            capacity,
+            &HeaderFields {
+                version: 1,
+                flags: FLAG_NL_DETECT | FLAG_REDUNDANT_GD,
+                rgd_offset: layout.rgd,
+                gd_offset: layout.gd,
+                overhead: layout.overhead,
+                compression: 0,
+            },
+        );
+        let desc = descriptor_sectors(size, epoch, extent_name, Subformat::MonolithicSparse);
+        let at = |sector: u64| sector * SECTOR;
+        file.write_all_at(&head, 0)
+            .and_then(|()| file.write_all_at(&desc, at(1)))
+            .and_then(|()| file.write_all_at(&layout.directory(layout.rgt), at(layout.rgd)))
+            .and_then(|()| file.write_all_at(&layout.directory(layout.gt), at(layout.gd)))
+            .context("writing the VMDK header")?;
+        Ok(SparseWriter {
+            file,
+            pos: at(layout.overhead),
+            layout,
+            gt: vec![0; GTES_PER_GT as usize],
+            gt_index: 0,
+            dirty: false,
+        })
+    }
+
+    /// Writes the current grain table to both its places, if it maps any grain.
+    fn flush_gt(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if self.dirty {
+            let bytes: Vec<u8> = self.gt.iter().flat_map(|e| e.to_le_bytes()).collect();
+            let off = self.gt_index * GT_SECTORS;
+            for first in [self.layout.rgt, self.layout.gt] {
+                self.file
+                    .write_all_at(&bytes, (first + off) * SECTOR)
+                    .context("writing a VMDK grain table")?;
+            }
+            self.gt.fill(0);
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Writes the last grain table, sizes and syncs the file; returns it and its length.
+    pub fn finish(mut self) -> Result<(File, u64)> {
+        self.flush_gt()?;
+        self.file
+            .set_len(self.pos)
+            .context("setting the VMDK size")?;
+        self.file.sync_all().context("syncing the VMDK")?;
+        Ok((self.file, self.pos))
+    }
+}
+
+impl Sink for SparseWriter {
+    fn cluster(&mut self, idx: u64, data: Cluster<'_>) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let d = match data {
+            Cluster::Zero => return Ok(()),
+            Cluster::Plain(d) => d,
+            Cluster::Compressed(_) => anyhow::bail!("a monolithicSparse VMDK stores plain grains"),
+        };
+        if idx / GTES_PER_GT != self.gt_index {
+            self.flush_gt()?;
+            self.gt_index = idx / GTES_PER_GT;
+        }
+        self.gt[(idx % GTES_PER_GT) as usize] = (self.pos / SECTOR) as u32;
+        self.dirty = true;
+        // A short last cluster still takes a whole grain.
+        let mut grain = [0u8; CLUSTER];
+        let data = if d.len() < CLUSTER {
+            grain[..d.len()].copy_from_slice(d);
+            &grain[..]
+        } else {
+            d
+        };
+        self.file
+            .write_all_at(data, self.pos)
+            .context("writing a VMDK grain")?;
+        self.pos += CLUSTER as u64;
+        Ok(())
+    }
+}
+
 /// Writes `src` as a streamOptimized VMDK into a temporary file in `dir` (for a package
 /// that needs its length before its bytes: a tar entry, an OVF `ovf:size`). The extent is
 /// named `extent_name` in the descriptor. Returns the loop's stats, the file (removed when
@@ -267,8 +508,23 @@ mod tests {
     }
 
     #[test]
+    fn sparse_layout_follows_qemu_rgd_rgt_gd_gt_then_grains() {
+        // 3 GiB: 49152 grains, 96 tables of 4 sectors, a directory of one sector.
+        let l = SparseLayout::new(6_291_456);
+        assert_eq!((l.tables, l.gd_sectors), (96, 1));
+        assert_eq!((l.rgd, l.rgt), (21, 22));
+        assert_eq!((l.gd, l.gt), (22 + 384, 22 + 384 + 1));
+        assert_eq!(l.overhead, (407u64 + 384).next_multiple_of(128));
+        let dir = l.directory(l.gt);
+        assert_eq!(dir.len(), 96 * 4);
+        assert_eq!(u32::from_le_bytes(dir[4..8].try_into().unwrap()), 407 + 4);
+        // An empty disk still has one table.
+        assert_eq!(SparseLayout::new(0).tables, 1);
+    }
+
+    #[test]
     fn descriptor_names_the_type_and_extent() {
-        let d = descriptor(2048, 0xabc, "disk.vmdk");
+        let d = descriptor(2048, 0xabc, "disk.vmdk", Subformat::StreamOptimized);
         assert!(d.contains("createType=\"streamOptimized\""));
         assert!(d.contains("RW 2048 SPARSE \"disk.vmdk\""));
         assert!(d.contains("CID=00000abc"));

@@ -397,6 +397,18 @@ impl Signer {
     /// A binary (not armored) OpenPGP v4 detached signature over `data`, SHA-256, as
     /// `gpg --detach-sign` makes and as ostree stores in `ostree.gpgsigs`.
     pub fn sign_detached(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(160);
+        self.signature(data)?.to_writer_with_header(&mut out)?;
+        Ok(out)
+    }
+
+    /// The same signature armored, as `gpg --armor --detach-sign` writes a `.asc` file.
+    pub fn sign_detached_armored(&self, data: &[u8]) -> Result<String> {
+        Ok(pgp::composed::DetachedSignature::new(self.signature(data)?)
+            .to_armored_string(Default::default())?)
+    }
+
+    fn signature(&self, data: &[u8]) -> Result<pgp::packet::Signature> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
@@ -431,12 +443,8 @@ impl Signer {
                 ))?);
         }
         // The key was unlocked when it was loaded (see `unlock`).
-        let sig = cfg
-            .sign(&self.key, &Password::empty(), data)
-            .with_context(|| format!("signing with key {}", self.signing_fingerprint()))?;
-        let mut out = Vec::with_capacity(160);
-        sig.to_writer_with_header(&mut out)?;
-        Ok(out)
+        cfg.sign(&self.key, &Password::empty(), data)
+            .with_context(|| format!("signing with key {}", self.signing_fingerprint()))
     }
 
     /// The public key, armored like `gpg --export --armor`: what a client imports

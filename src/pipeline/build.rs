@@ -140,9 +140,12 @@ pub fn build(opts: &BuildOptions) -> Result<Option<PathBuf>> {
         );
     }
 
-    // The key is needed only when compose or summary may run; a build `--from` a later
-    // stage reuses their signed output and must not fail on a key that has since gone.
-    let signs = !STAGES[..first].contains(&"summary");
+    // The key is needed only when compose, summary or postprocess (CHECKSUM.asc) may run;
+    // a build of other stages reuses their signed output and must not fail on a key that
+    // has since gone.
+    let signs = STAGES[first..=last]
+        .iter()
+        .any(|s| matches!(*s, "compose" | "summary" | "postprocess"));
     let signer = match &def.signing {
         Some(signing) if signs => Some(signing.signer(&def).with_context(|| {
             format!(

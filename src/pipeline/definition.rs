@@ -255,6 +255,8 @@ pub use crate::image::OutputFormat as ImageFormat;
 pub struct PostprocessSection {
     pub compression: Compression,
     pub formats: Vec<ImageFormat>,
+    /// The subformat of the `vmdk` format (`--vmdk-subformat`).
+    pub vmdk_subformat: crate::image::vmdk::Subformat,
 }
 
 impl Default for PostprocessSection {
@@ -262,6 +264,7 @@ impl Default for PostprocessSection {
         Self {
             compression: Compression::Zstd,
             formats: vec![ImageFormat::Qcow2],
+            vmdk_subformat: crate::image::vmdk::Subformat::StreamOptimized,
         }
     }
 }
@@ -531,6 +534,26 @@ boot_test: { expect: [\"STANDIN-OSTREE-BOOT-OK\"], timeout: 300 }
                 ImageFormat::Gce
             ]
         );
+    }
+
+    #[test]
+    fn vmdk_subformat_defaults_to_stream_optimized_and_takes_qemu_names() {
+        use crate::image::vmdk::Subformat;
+        assert_eq!(
+            parse(VALID).unwrap().postprocess.vmdk_subformat,
+            Subformat::StreamOptimized
+        );
+        let text = VALID.replace(
+            "formats: [qcow2]",
+            "formats: [vmdk, ova], vmdk_subformat: monolithicSparse",
+        );
+        assert_eq!(
+            parse(&text).unwrap().postprocess.vmdk_subformat,
+            Subformat::MonolithicSparse
+        );
+        let text = VALID.replace("formats: [qcow2]", "formats: [vmdk], vmdk_subformat: flat");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("monolithicSparse"), "{err}");
     }
 
     #[test]

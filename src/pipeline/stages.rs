@@ -51,6 +51,9 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
                 h.file_identity("disk", &ctx.installed_disk())?;
             }
             h.str("postprocess", &serde_json::to_string(&ctx.def.postprocess)?);
+            if let Some(signer) = &ctx.signer {
+                h.str("signed-by", &signer.signing_fingerprint());
+            }
             h.str(
                 "commit",
                 ctx.values.get("commit").map(String::as_str).unwrap_or(""),
@@ -601,7 +604,8 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
     // a format dropped from the definition is not listed any more.
     let checksum = ctx.out.join("CHECKSUM");
     let images_json = ctx.out.join("images.json");
-    for stale in [&checksum, &images_json] {
+    let signature = crate::image::checksum::signature_path(&checksum);
+    for stale in [&signature, &checksum, &images_json] {
         match std::fs::remove_file(stale) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -639,6 +643,10 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
         cfg.version = Some(ctx.image_version());
         cfg.kickstart = Some(ctx.kickstart());
         cfg.quiet = ctx.reporter.is_json();
+        cfg.signer = ctx.signer.clone();
+        if format == OutputFormat::Vmdk {
+            cfg.vmdk_subformat = ctx.def.postprocess.vmdk_subformat;
+        }
         let outcome = crate::image::postprocess(&cfg)?;
         ctx.reporter.info(
             "postprocess",
@@ -651,6 +659,9 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
             ),
         );
         files.extend([outcome.image, outcome.manifest]);
+    }
+    if ctx.signer.is_some() {
+        files.push(crate::image::checksum::signature_path(&checksum));
     }
     files.extend([checksum, images_json]);
     Ok(StageOutput {
