@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,6 +17,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use sha2::Digest;
 
 use super::checksum::Checksum;
+use super::deflate::{self, ObjectDeflater};
 use super::objects::{self, Commit, CommitSpec, DirMeta, DirTree, FileMeta, ObjectType};
 use super::refs;
 
@@ -576,13 +577,12 @@ impl Repo {
         );
         let mut hasher = objects::content_hasher(meta, "")?;
         let header = objects::filez_header(meta, "", size)?;
-        let (tmp, f) = self.tmp_file()?;
-        let res = (|| -> Result<(Checksum, File)> {
-            let mut w = BufWriter::with_capacity(256 * 1024, f);
-            w.write_all(&header)?;
-            let mut enc =
-                flate2::write::DeflateEncoder::new(w, flate2::Compression::new(self.zlib_level));
-            let mut buf = vec![0u8; 256 * 1024];
+        let (tmp, mut f) = self.tmp_file()?;
+        let res = (|| -> Result<Checksum> {
+            f.write_all(&header)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            let mut enc = ObjectDeflater::new(self.zlib_level);
+            let mut buf = vec![0u8; deflate::CHUNK];
             let mut total = 0u64;
             loop {
                 let n = match data.read(&mut buf) {
@@ -593,24 +593,19 @@ impl Repo {
                 };
                 total += n as u64;
                 hasher.update(&buf[..n]);
-                enc.write_all(&buf[..n])
+                enc.write(&buf[..n], &mut f)
                     .with_context(|| format!("writing {}", tmp.display()))?;
             }
             ensure!(
                 total == size,
                 "file data was {total} bytes, expected {size} (did it change while being read?)"
             );
-            let w = enc
-                .finish()
+            enc.finish(&mut f)
                 .with_context(|| format!("writing {}", tmp.display()))?;
-            let f = w
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            Ok((Checksum(hasher.finalize().into()), f))
+            Ok(Checksum(hasher.finalize().into()))
         })();
         match res {
-            Ok((csum, f)) => {
+            Ok(csum) => {
                 if let Err(e) = self.install_object(&tmp, f, &csum, ObjectType::File) {
                     let _ = fs::remove_file(&tmp);
                     return Err(e);
