@@ -1,11 +1,15 @@
 //! Benchmark (issue 2, "commit"): commit ~1 GiB in 20,000 files into fresh archive repos with
 //! `atomic-factory` (the library's `commit_directory`, run in a child process) and with
 //! `ostree commit`, in the same run; then re-commit the unchanged tree into the same repos.
-//! Prints wall times, the ratios and both peak RSS figures (getrusage of each child).
+//! Prints wall times, the ratios, both peak RSS figures (getrusage of each child) and the
+//! ratio of the repositories' object sizes.
 //!
 //!     cargo run --release --example bench_commit [-- --files N --total-mib M]
+//!     cargo run --release --example bench_commit -- --usr [--usr-mib M]
 //!
 //! The generated tree is kept in /tmp/af-bench-tree and reused while its spec matches.
+//! `--usr` (issue 18) commits instead a tree that looks like an OS: the first M MiB (default
+//! 1024, or all of it) of this machine's own /usr, copied once to /tmp/af-bench-usr.
 
 use std::fs;
 use std::io::Write;
@@ -121,6 +125,57 @@ fn timed(cmd: &mut Command) -> Result<(Duration, u64, String)> {
     Ok((wall, ru.ru_maxrss as u64, out.trim().to_string()))
 }
 
+/// Copies regular files, symlinks and directories of `src` (depth first, sorted) until
+/// `limit` bytes of file data; skips what a commit would refuse (non-UTF-8 names, devices,
+/// sockets) and what cannot be read. Returns (bytes, files).
+fn copy_usr(src: &Path, dest: &Path, limit: u64) -> Result<(u64, u64)> {
+    let (mut bytes, mut count) = (0u64, 0u64);
+    let walk = walkdir::WalkDir::new(src)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter();
+    for e in walk.filter_map(|e| e.ok()) {
+        let rel = e.path().strip_prefix(src)?;
+        if rel.to_str().is_none() {
+            continue;
+        }
+        let to = dest.join(rel);
+        let ft = e.file_type();
+        if ft.is_dir() {
+            fs::create_dir_all(&to)?;
+        } else if ft.is_symlink() {
+            if let Ok(target) = fs::read_link(e.path())
+                && target.to_str().is_some()
+            {
+                std::os::unix::fs::symlink(target, &to)?;
+            }
+        } else if ft.is_file() {
+            let Ok(md) = e.metadata() else { continue };
+            if bytes + md.len() > limit {
+                continue;
+            }
+            // fs::copy keeps the permission bits.
+            if fs::copy(e.path(), &to).is_ok() {
+                bytes += md.len();
+                count += 1;
+            }
+        }
+    }
+    Ok((bytes, count))
+}
+
+/// Total size of the files under `repo/objects`.
+fn dir_bytes(repo: &Path) -> Result<u64> {
+    let mut n = 0;
+    for e in walkdir::WalkDir::new(repo.join("objects")) {
+        let e = e?;
+        if e.file_type().is_file() {
+            n += e.metadata()?.len();
+        }
+    }
+    Ok(n)
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("--child-commit") {
@@ -139,33 +194,59 @@ fn main() -> Result<()> {
     let mut files = 20_000usize;
     let mut total_mib = 1024u64;
     let mut generate_only = false;
+    let mut usr_mib: Option<u64> = None;
     let mut it = args.iter().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--files" => files = it.next().context("--files N")?.parse()?,
             "--total-mib" => total_mib = it.next().context("--total-mib M")?.parse()?,
             "--generate-only" => generate_only = true,
+            "--usr" => usr_mib = Some(usr_mib.unwrap_or(1024)),
+            "--usr-mib" => usr_mib = Some(it.next().context("--usr-mib M")?.parse()?),
             _ => bail!(
-                "unknown argument {a}; usage: bench_commit [--files N] [--total-mib M] [--generate-only]"
+                "unknown argument {a}; usage: bench_commit [--files N] [--total-mib M] \
+                 [--generate-only] [--usr [--usr-mib M]]"
             ),
         }
     }
-    let base = PathBuf::from("/tmp/af-bench-tree");
-    let tree = base.join("tree");
-    let spec = format!("{files} {total_mib}\n");
-    if fs::read_to_string(base.join("spec")).ok().as_deref() != Some(spec.as_str()) {
-        let _ = fs::remove_dir_all(&base);
-        fs::create_dir_all(&tree)?;
-        eprintln!(
-            "generating {files} files, {total_mib} MiB in {} ...",
-            tree.display()
-        );
-        let t0 = Instant::now();
-        let n = generate(&tree, files, total_mib << 20)?;
-        Command::new("sync").status()?;
-        fs::write(base.join("spec"), &spec)?;
-        eprintln!("generated {n} bytes in {:?}", t0.elapsed());
-    }
+    let tree = match usr_mib {
+        Some(mib) => {
+            let base = PathBuf::from("/tmp/af-bench-usr");
+            let tree = base.join("tree");
+            let spec = format!("usr {mib}\n");
+            if fs::read_to_string(base.join("spec")).ok().as_deref() != Some(spec.as_str()) {
+                let _ = fs::remove_dir_all(&base);
+                fs::create_dir_all(&tree)?;
+                eprintln!("copying up to {mib} MiB of /usr to {} ...", tree.display());
+                let (n, count) = copy_usr(Path::new("/usr"), &tree, mib << 20)?;
+                Command::new("sync").status()?;
+                fs::write(base.join("spec"), &spec)?;
+                eprintln!("copied {count} files, {n} bytes");
+            }
+            println!("input: a copy of up to {mib} MiB of /usr");
+            tree
+        }
+        None => {
+            let base = PathBuf::from("/tmp/af-bench-tree");
+            let tree = base.join("tree");
+            let spec = format!("{files} {total_mib}\n");
+            if fs::read_to_string(base.join("spec")).ok().as_deref() != Some(spec.as_str()) {
+                let _ = fs::remove_dir_all(&base);
+                fs::create_dir_all(&tree)?;
+                eprintln!(
+                    "generating {files} files, {total_mib} MiB in {} ...",
+                    tree.display()
+                );
+                let t0 = Instant::now();
+                let n = generate(&tree, files, total_mib << 20)?;
+                Command::new("sync").status()?;
+                fs::write(base.join("spec"), &spec)?;
+                eprintln!("generated {n} bytes in {:?}", t0.elapsed());
+            }
+            println!("input: generated, files={files} total={total_mib} MiB");
+            tree
+        }
+    };
     if generate_only {
         return Ok(());
     }
@@ -206,8 +287,11 @@ fn main() -> Result<()> {
     let (t_theirs, rss_theirs, c_theirs) = timed(&mut theirs_cmd())?;
     let (t_ours, rss_ours, c_ours) = timed(&mut ours_cmd())?;
     println!(
-        "commit: files={files} total={total_mib} MiB cores={}",
-        std::thread::available_parallelism()?.get()
+        "commit: cores={} load average {}",
+        std::thread::available_parallelism()?.get(),
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     println!(
         "  ostree commit         {:>8.2} s  peak RSS {:>6} MiB",
@@ -220,12 +304,19 @@ fn main() -> Result<()> {
         rss_ours / 1024
     );
     println!(
-        "  ratio ours/ostree     {:>8.3}   (target <= 0.5; RSS target <= 256 MiB)",
+        "  ratio ours/ostree     {:>8.3}   (target <= 0.35; RSS target <= 256 MiB)",
         t_ours.as_secs_f64() / t_theirs.as_secs_f64()
     );
     println!(
         "  same commit checksum: {}",
         if c_ours == c_theirs { "yes" } else { "NO" }
+    );
+    let (size_ours, size_theirs) = (dir_bytes(&ours_repo)?, dir_bytes(&theirs_repo)?);
+    println!(
+        "  repository size       ours {} MiB, ostree {} MiB, ratio {:.4} (target <= 1.01)",
+        size_ours >> 20,
+        size_theirs >> 20,
+        size_ours as f64 / size_theirs as f64
     );
 
     let (r_theirs, _, _) = timed(&mut theirs_cmd())?;
@@ -238,7 +329,7 @@ fn main() -> Result<()> {
         rr_ours / 1024
     );
     println!(
-        "  ratio ours/ostree     {:>8.3}   (target <= 0.3)",
+        "  ratio ours/ostree     {:>8.3}   (target <= 0.03)",
         r_ours.as_secs_f64() / r_theirs.as_secs_f64()
     );
     Ok(())

@@ -311,14 +311,14 @@ pub fn write_directory_to_mtree(
     let progress = Progress::new(opts.progress, "committing", walk.total_bytes);
     let done = AtomicU64::new(0);
     let links = Mutex::new(HashMap::new());
-    // More threads than cores: each object is fsynced, and while one thread waits for the
-    // disk the others keep the CPUs busy hashing and compressing (ext4 also batches the
-    // concurrent fsyncs into one journal commit). Memory stays bounded by SMALL_FILE per thread.
+    // Objects are not fsynced one by one (the repo syncs once per transaction), so threads
+    // only wait for reads; a second thread per core keeps the CPUs busy while one reads a
+    // file that is not in the page cache. Memory stays bounded by SMALL_FILE per thread.
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads((cores * 3).max(4))
+        .num_threads(cores * 2)
         .build()
         .context("starting the commit thread pool")?;
     let csums: Vec<Checksum> = pool.install(|| {

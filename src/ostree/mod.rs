@@ -6,6 +6,7 @@
 //! - [`objects`]: object byte layouts and parsers
 //! - [`repo`]: [`Repo`]: layout, config, lock, durable object and ref writes, reading back
 //! - [`refs`]: ref-name rules and ref files
+//! - [`deflate`]: the `.filez` deflate stream (stored blocks for data that does not shrink)
 //! - [`mtree`]: [`MutableTree`] and `Repo::write_mtree`
 //! - [`commit`]: [`commit_directory`], the `ostree commit --tree=dir=` walk
 //! - [`summary`]: the `summary` file
@@ -17,6 +18,7 @@ pub mod checksum;
 pub mod cli;
 pub mod commit;
 pub mod datetime;
+pub mod deflate;
 pub mod delta;
 pub mod detached;
 pub mod gpg;

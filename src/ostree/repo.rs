@@ -1,13 +1,16 @@
 //! The repository: layout, config, locking, and durable object and ref writes.
 //!
-//! Durability rule: every object is written to a temporary file in `tmp/`, fsynced and renamed
-//! into `objects/XX/`; before a commit object is written the touched `objects/XX` directories
-//! are fsynced, and a ref is renamed into place only after that. A crash at any moment leaves
-//! at worst unreferenced objects or stray files in `tmp/`, never a ref to a missing object.
+//! Durability rule (ostree's transaction scheme): new objects are written, unsynced, into a
+//! staging directory `tmp/af-PID-N.staging/`; [`Repo::sync_objects`] makes all of them
+//! durable with one `syncfs`, then renames them into `objects/XX/` and syncs again, so an
+//! object is visible under `objects/` only once its bytes are on disk. The commit object is
+//! renamed last, after its tree is durable in place, and a ref is written only after that.
+//! A crash at any moment leaves at worst unreferenced objects or a stray staging directory
+//! in `tmp/` (removed by the next writer), never a ref to a missing object.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use sha2::Digest;
 
 use super::checksum::Checksum;
+use super::deflate::{self, ObjectDeflater};
 use super::objects::{self, Commit, CommitSpec, DirMeta, DirTree, FileMeta, ObjectType};
 use super::refs;
 
@@ -56,8 +60,26 @@ pub struct Repo {
     mode: RepoMode,
     zlib_level: u32,
     collection_id: Option<String>,
-    /// `objects/XX` directories that got new entries and still need an fsync.
-    dirty_dirs: Mutex<HashSet<PathBuf>>,
+    /// Objects written since the last [`Repo::sync_objects`], not yet durable nor visible.
+    staging: Mutex<Staging>,
+}
+
+/// The open transaction: a staging directory in `tmp/` and the objects written into it.
+#[derive(Debug, Default)]
+struct Staging {
+    dir: Option<PathBuf>,
+    objects: HashMap<(Checksum, ObjectType), PathBuf>,
+}
+
+/// A writer that stops before [`Repo::sync_objects`] (an error) leaves no staging files.
+impl Drop for Repo {
+    fn drop(&mut self) {
+        if let Ok(staging) = self.staging.get_mut()
+            && let Some(dir) = &staging.dir
+        {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Holds the repository's `.lock` (flock) until dropped.
@@ -96,7 +118,8 @@ pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
 
 /// Flushes the whole filesystem that holds `path` (syncfs(2)): one call where a step only
 /// needs "everything done so far is durable before the next step", instead of an fsync per
-/// directory touched (prune touches up to 256 object directories).
+/// object or directory (what ostree does once per commit transaction; prune would touch up
+/// to 256 object directories).
 pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
     let d = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: syncfs only uses the descriptor, which `d` keeps open for the call.
@@ -297,7 +320,7 @@ impl Repo {
             mode,
             zlib_level,
             collection_id,
-            dirty_dirs: Mutex::new(HashSet::new()),
+            staging: Mutex::new(Staging::default()),
         })
     }
 
@@ -321,8 +344,20 @@ impl Repo {
         ))
     }
 
+    /// Whether the object is in the repository or staged by this writer.
     pub fn has_object(&self, csum: &Checksum, kind: ObjectType) -> bool {
-        self.object_path(csum, kind).exists()
+        self.staged_path(csum, kind).is_some() || self.object_path(csum, kind).exists()
+    }
+
+    fn staged_path(&self, csum: &Checksum, kind: ObjectType) -> Option<PathBuf> {
+        let staging = self.staging.lock().expect("lock poisoned");
+        staging.objects.get(&(*csum, kind)).cloned()
+    }
+
+    /// Where to read an object from: its staging file until it has been moved in.
+    fn readable_object_path(&self, csum: &Checksum, kind: ObjectType) -> PathBuf {
+        self.staged_path(csum, kind)
+            .unwrap_or_else(|| self.object_path(csum, kind))
     }
 
     fn ref_path(&self, name: &str) -> PathBuf {
@@ -446,19 +481,38 @@ impl Repo {
                 let gone = unsafe { libc::kill(pid, 0) } != 0
                     && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
                 if gone {
-                    let _ = fs::remove_file(e.path());
+                    // A dead writer's staging directory holds only unsynced, unreferenced files.
+                    let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        fs::remove_dir_all(e.path())
+                    } else {
+                        fs::remove_file(e.path())
+                    };
                 }
             }
         }
         Ok(())
     }
 
-    /// A new temporary file in the repository's `tmp/` (same filesystem as `objects/`).
+    /// A new file in the staging directory (created on first use, in `tmp/`: same filesystem
+    /// as `objects/`). Its name carries our pid so `cleanup_tmp` knows when it is stale.
     fn tmp_file(&self) -> Result<(PathBuf, File)> {
-        let p = self
-            .path
-            .join("tmp")
-            .join(format!("af-{}-{}.tmp", std::process::id(), unique()));
+        let dir = {
+            let mut staging = self.staging.lock().expect("lock poisoned");
+            match &staging.dir {
+                Some(d) => d.clone(),
+                None => {
+                    let d = self.path.join("tmp").join(format!(
+                        "af-{}-{}.staging",
+                        std::process::id(),
+                        unique()
+                    ));
+                    mkdir(&d)?;
+                    staging.dir = Some(d.clone());
+                    d
+                }
+            }
+        };
+        let p = dir.join(format!("{}.tmp", unique()));
         let f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -468,7 +522,8 @@ impl Repo {
         Ok((p, f))
     }
 
-    /// fsyncs the temp file and renames it to the object's final path (kept if already there).
+    /// Records a fully written staging file as the object `csum` (dropped if it already
+    /// exists). It becomes visible under `objects/` at the next [`Repo::sync_objects`].
     fn install_object(
         &self,
         tmp: &Path,
@@ -476,36 +531,53 @@ impl Repo {
         csum: &Checksum,
         kind: ObjectType,
     ) -> Result<()> {
-        let dest = self.object_path(csum, kind);
-        if dest.exists() {
+        drop(file);
+        let mut staging = self.staging.lock().expect("lock poisoned");
+        if staging.objects.contains_key(&(*csum, kind)) || self.object_path(csum, kind).exists() {
             let _ = fs::remove_file(tmp);
             return Ok(());
         }
-        file.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        drop(file);
-        let dir = dest.parent().expect("object paths have a parent");
-        mkdir(dir)?;
-        fs::rename(tmp, &dest)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-        self.dirty_dirs
-            .lock()
-            .expect("lock poisoned")
-            .insert(dir.to_path_buf());
+        staging.objects.insert((*csum, kind), tmp.to_path_buf());
         Ok(())
     }
 
-    /// fsyncs every `objects/XX` directory that received objects since the last call.
+    /// Makes every staged object durable and visible: one `syncfs` for all their bytes, then
+    /// the renames into `objects/XX/` (commits last, each group followed by a `syncfs`, so a
+    /// commit never becomes visible before the objects it names are in place durably).
     pub fn sync_objects(&self) -> Result<()> {
-        let dirs: Vec<PathBuf> = self
-            .dirty_dirs
-            .lock()
-            .expect("lock poisoned")
-            .drain()
-            .collect();
-        use rayon::prelude::*;
-        dirs.par_iter().try_for_each(|d| fsync_dir(d))?;
-        fsync_dir(&self.path.join("objects"))
+        let staging = std::mem::take(&mut *self.staging.lock().expect("lock poisoned"));
+        let Some(dir) = staging.dir else {
+            return Ok(());
+        };
+        if staging.objects.is_empty() {
+            let _ = fs::remove_dir(&dir);
+            return Ok(());
+        }
+        sync_filesystem(&dir)?;
+        let (commits, others): (Vec<_>, Vec<_>) = staging
+            .objects
+            .into_iter()
+            .partition(|((_, kind), _)| matches!(kind, ObjectType::Commit));
+        let mut made: HashSet<PathBuf> = HashSet::new();
+        for group in [others, commits] {
+            if group.is_empty() {
+                continue;
+            }
+            for ((csum, kind), tmp) in group {
+                let dest = self.object_path(&csum, kind);
+                let parent = dest.parent().expect("object paths have a parent");
+                if !made.contains(parent) {
+                    mkdir(parent)?;
+                    made.insert(parent.to_path_buf());
+                }
+                fs::rename(&tmp, &dest)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+            }
+            sync_filesystem(&dir)?;
+        }
+        // Empty now; a failure here leaves only an empty directory for cleanup_tmp.
+        let _ = fs::remove_dir(&dir);
+        Ok(())
     }
 
     /// Writes a metadata object (its checksum is the sha256 of `bytes`).
@@ -589,13 +661,12 @@ impl Repo {
         );
         let mut hasher = objects::content_hasher(meta, "")?;
         let header = objects::filez_header(meta, "", size)?;
-        let (tmp, f) = self.tmp_file()?;
-        let res = (|| -> Result<(Checksum, File)> {
-            let mut w = BufWriter::with_capacity(256 * 1024, f);
-            w.write_all(&header)?;
-            let mut enc =
-                flate2::write::DeflateEncoder::new(w, flate2::Compression::new(self.zlib_level));
-            let mut buf = vec![0u8; 256 * 1024];
+        let (tmp, mut f) = self.tmp_file()?;
+        let res = (|| -> Result<Checksum> {
+            f.write_all(&header)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            let mut enc = ObjectDeflater::new(self.zlib_level);
+            let mut buf = vec![0u8; deflate::CHUNK];
             let mut total = 0u64;
             loop {
                 let n = match data.read(&mut buf) {
@@ -606,24 +677,19 @@ impl Repo {
                 };
                 total += n as u64;
                 hasher.update(&buf[..n]);
-                enc.write_all(&buf[..n])
+                enc.write(&buf[..n], &mut f)
                     .with_context(|| format!("writing {}", tmp.display()))?;
             }
             ensure!(
                 total == size,
                 "file data was {total} bytes, expected {size} (did it change while being read?)"
             );
-            let w = enc
-                .finish()
+            enc.finish(&mut f)
                 .with_context(|| format!("writing {}", tmp.display()))?;
-            let f = w
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            Ok((Checksum(hasher.finalize().into()), f))
+            Ok(Checksum(hasher.finalize().into()))
         })();
         match res {
-            Ok((csum, f)) => {
+            Ok(csum) => {
                 if let Err(e) = self.install_object(&tmp, f, &csum, ObjectType::File) {
                     let _ = fs::remove_file(&tmp);
                     return Err(e);
@@ -637,7 +703,8 @@ impl Repo {
         }
     }
 
-    /// Writes the commit object, after making every object written so far durable.
+    /// Writes the commit object and ends the transaction: every staged object, then the commit,
+    /// durable and moved into `objects/` ([`Repo::sync_objects`]).
     /// Does not move any ref (call [`Repo::set_ref`] after).
     pub fn write_commit(&self, commit: &CommitSpec) -> Result<Checksum> {
         ensure!(
@@ -650,14 +717,13 @@ impl Repo {
             "root dirmeta {} is not in the repository",
             commit.root_dirmeta
         );
-        self.sync_objects()?;
         let csum = self.write_metadata(ObjectType::Commit, &objects::commit_bytes(commit)?)?;
         self.sync_objects()?;
         Ok(csum)
     }
 
     fn read_object(&self, csum: &Checksum, kind: ObjectType) -> Result<Vec<u8>> {
-        let p = self.object_path(csum, kind);
+        let p = self.readable_object_path(csum, kind);
         fs::read(&p).with_context(|| {
             format!(
                 "reading {} object {csum} ({})",
@@ -715,7 +781,7 @@ impl Repo {
 
     /// Opens a `.filez` and parses its header: (file, meta, symlink target, size, data offset).
     fn open_filez(&self, csum: &Checksum) -> Result<(File, FileMeta, Option<String>, u64, usize)> {
-        let p = self.object_path(csum, ObjectType::File);
+        let p = self.readable_object_path(csum, ObjectType::File);
         let mut f = File::open(&p)
             .with_context(|| format!("opening content object {csum} ({})", p.display()))?;
         let mut prefix = [0u8; 8];
