@@ -105,6 +105,42 @@ fn payload_path_with_dotdot() {
     assert_no_new_commit(&w, &c);
 }
 
+/// Writes `pkg` into the work dir's rpms and composes `good` + `name`, expecting failure.
+fn compose_hostile(w: &Work, pkg: rpm::Package, name: &str) -> String {
+    pkg.write_file(w.rpms().join(format!("{name}-1-1.noarch.rpm")))
+        .unwrap();
+    createrepo(&w.rpms());
+    let tf = w.treefile(&["good", name], "");
+    err_text(w.compose(&tf))
+}
+
+fn hostile_builder(name: &str) -> rpm::PackageBuilder {
+    let mut b = rpm::PackageBuilder::new(name, "1", "MIT", "noarch", "hostile payload");
+    b.using_config(rpm::BuildConfig::default().compression(rpm::CompressionType::Zstd));
+    b
+}
+
+/// A symlink to a directory outside /usr, then a file "under" it: the file must not land
+/// in the symlink's target (that is how tar and cpio extraction get escaped).
+#[test]
+fn payload_file_under_a_symlink() {
+    let (w, _, c) = with_good_commit();
+    let pkg = hostile_builder("linked")
+        .with_symlink(rpm::FileOptions::symlink("/usr/share/linked", "/etc"))
+        .unwrap()
+        .with_file_contents("pwned\n", rpm::FileOptions::new("/usr/share/linked/evil"))
+        .unwrap()
+        .build()
+        .unwrap();
+    let e = compose_hostile(&w, pkg, "linked");
+    // The message names the path but not yet the package.
+    assert!(
+        e.contains("/usr/share/linked/evil") && e.contains("a file is in the way"),
+        "{e}"
+    );
+    assert_no_new_commit(&w, &c);
+}
+
 #[test]
 fn unknown_treefile_key() {
     let (w, _, c) = with_good_commit();

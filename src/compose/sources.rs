@@ -167,12 +167,32 @@ fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>> {
     }
 }
 
-struct RepomdEntry {
+#[doc(hidden)]
+pub struct RepomdEntry {
     href: String,
     checksum: (String, String),
 }
 
-fn parse_repomd(path: &Path) -> Result<HashMap<String, RepomdEntry>> {
+/// `href` (from repomd.xml or primary.xml) inside the repository's directory. An absolute
+/// href or one with `..` would make us read, and trust, a file outside the repository;
+/// createrepo_c writes only plain relative paths.
+fn in_repo(repo: &RepoDef, href: &str) -> Result<PathBuf> {
+    let rel = Path::new(href);
+    if href.is_empty()
+        || !rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!(
+            "repo [{}]: location {href:?} is not a path inside the repository",
+            repo.id
+        );
+    }
+    Ok(repo.dir.join(rel))
+}
+
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub fn parse_repomd(path: &Path) -> Result<HashMap<String, RepomdEntry>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut rd = quick_xml::Reader::from_reader(BufReader::new(f));
     let mut buf = Vec::new();
@@ -261,7 +281,8 @@ pub fn load_rpmmd(repo: &RepoDef, arches: &[&str]) -> Result<Vec<PkgInfo>> {
         let Some(ent) = md.get(kind) else {
             return Ok(None);
         };
-        let p = repo.dir.join(&ent.href);
+        let p = in_repo(repo, &ent.href)
+            .with_context(|| format!("reading {}", repomd_path.display()))?;
         let got = file_digest(&p, &ent.checksum.0)?;
         if got != ent.checksum.1 {
             bail!(
@@ -295,7 +316,8 @@ pub fn load_rpmmd(repo: &RepoDef, arches: &[&str]) -> Result<Vec<PkgInfo>> {
     Ok(pkgs)
 }
 
-fn parse_primary(path: &Path, repo: &RepoDef) -> Result<Vec<PkgInfo>> {
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub fn parse_primary(path: &Path, repo: &RepoDef) -> Result<Vec<PkgInfo>> {
     let mut rd = quick_xml::Reader::from_reader(open_decompressed(path)?);
     let mut buf = Vec::new();
     let mut out = Vec::new();
@@ -345,7 +367,7 @@ fn parse_primary(path: &Path, repo: &RepoDef) -> Result<Vec<PkgInfo>> {
                     "location" => {
                         if let Some(p) = cur.as_mut() {
                             let href = attr(e, "href")?.unwrap_or_default();
-                            p.path = repo.dir.join(href);
+                            p.path = in_repo(repo, &href).with_context(ctx)?;
                         }
                     }
                     "provides" | "requires" | "conflicts" | "obsoletes" if !empty => {
@@ -417,7 +439,8 @@ fn parse_primary(path: &Path, repo: &RepoDef) -> Result<Vec<PkgInfo>> {
     Ok(out)
 }
 
-fn parse_filelists(path: &Path) -> Result<HashMap<String, Vec<String>>> {
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub fn parse_filelists(path: &Path) -> Result<HashMap<String, Vec<String>>> {
     let mut rd = quick_xml::Reader::from_reader(open_decompressed(path)?);
     let mut buf = Vec::new();
     let mut out: HashMap<String, Vec<String>> = HashMap::new();

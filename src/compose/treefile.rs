@@ -12,6 +12,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// Keys we implement.
+/// Include nesting deeper than this is a mistake (rpm-ostree's own treefiles nest 3 deep).
+const MAX_INCLUDE_DEPTH: usize = 50;
+/// Included files in all, counting repeats.
+const MAX_INCLUDED_FILES: usize = 256;
+
 const IMPLEMENTED: &[&str] = &[
     "ref",
     "repos",
@@ -158,7 +163,7 @@ impl Treefile {
 /// Reads a treefile and its includes, validates every key, merges and types it.
 pub fn load(path: &Path) -> Result<Treefile> {
     let mut files = Vec::new();
-    let merged = load_merged(path, &mut files, 0)?;
+    let merged = load_merged(path, &mut files, &mut Vec::new())?;
     let mut arch_packages = BTreeMap::new();
     let mut obj = merged;
     let keys: Vec<String> = obj.keys().cloned().collect();
@@ -300,14 +305,40 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Loads `path`, then its includes, merging as rpm-ostree does: the included file is the
 /// base; lists are concatenated (base first), maps are merged, and scalars of the including
 /// file win.
-fn load_merged(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<Obj> {
-    if depth > 50 {
+///
+/// `stack` holds the canonical paths of the files being included, to reject cycles. A file may
+/// be included more than once (from two places), so the total is capped as well: without the
+/// cap, a file including two others that each include two others... costs 2^depth loads.
+fn load_merged(path: &Path, files: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) -> Result<Obj> {
+    if stack.len() > MAX_INCLUDE_DEPTH {
         bail!(
-            "treefile {}: include nesting is deeper than 50 (a cycle?)",
+            "treefile {}: include nesting is deeper than {MAX_INCLUDE_DEPTH}",
             path.display()
         );
     }
+    if files.len() >= MAX_INCLUDED_FILES {
+        bail!(
+            "treefile {}: more than {MAX_INCLUDED_FILES} files included in all",
+            path.display()
+        );
+    }
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Some(at) = stack.iter().position(|p| *p == canonical) {
+        let chain: Vec<String> = stack[at..]
+            .iter()
+            .chain(std::iter::once(&canonical))
+            .map(|p| p.display().to_string())
+            .collect();
+        bail!("treefile include cycle: {}", chain.join(" -> "));
+    }
     files.push(path.to_path_buf());
+    stack.push(canonical);
+    let obj = load_one(path, files, stack);
+    stack.pop();
+    obj
+}
+
+fn load_one(path: &Path, files: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) -> Result<Obj> {
     let mut obj = parse_file(path)?;
     check_keys(&obj, path)?;
     let includes: Vec<String> = match obj.remove("include") {
@@ -331,7 +362,7 @@ fn load_merged(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<Ob
                 inc_path.display()
             );
         }
-        let sub = load_merged(&inc_path, files, depth + 1)?;
+        let sub = load_merged(&inc_path, files, stack)?;
         merge_into(&mut base, sub);
     }
     merge_into(&mut base, obj);

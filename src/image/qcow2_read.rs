@@ -341,6 +341,10 @@ impl Qcow2Image {
             "the L1 table",
         ));
         let mut l2 = Vec::with_capacity(l1_needed as usize);
+        // Each L2 table is loaded in full, so one table named by many L1 entries would cost a
+        // cluster of memory per entry (GiBs from a KiB file); in the active L1 table QEMU never
+        // shares a table, so sharing means corruption.
+        let mut l2_seen: HashMap<u64, usize> = HashMap::new();
         for i in 0..l1_needed as usize {
             let entry = be64(&l1raw, i * 8);
             let off = entry & OFFSET_MASK;
@@ -352,6 +356,9 @@ impl Qcow2Image {
                 off.is_multiple_of(cs),
                 "L1 entry {i} points to an unaligned L2 table at {off:#x}"
             );
+            if let Some(first) = l2_seen.insert(off, i) {
+                bail!("L1 entries {first} and {i} both point to the L2 table at {off:#x}");
+            }
             let raw = self.read_host(off, cs as usize, &format!("the L2 table of L1 entry {i}"))?;
             used.push((off, 1, "an L2 table"));
             let table: Vec<u64> = raw
@@ -439,7 +446,9 @@ impl Qcow2Image {
             if boff == 0 {
                 return Ok(0);
             }
-            let b = match blocks.entry(bi) {
+            // Keyed by host offset, not table index: table entries naming one block many times
+            // must not load it many times (memory stays within the file's size).
+            let b = match blocks.entry(boff) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
                     v.insert(self.read_host(boff, cs as usize, &format!("refcount block {bi}"))?)

@@ -94,7 +94,7 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
         .with_context(|| format!("rendering the kickstart of {}", args.image.display()))?;
     if args.flatten {
         let template = def.resolve(&def.kickstart.template);
-        text = render::flatten(&text, &template)?;
+        text = render::flatten(&text, &template, &render::template_dirs(&def))?;
     }
     match &args.output {
         Some(out) => crate::fsutil::write_atomic(out, text.as_bytes())?,

@@ -113,6 +113,18 @@ pub fn lint(text: &str, path: &Path, version: &str) -> Result<LintReport> {
     Ok(lint_flattened(&flat, path, version))
 }
 
+/// [`lint`] for a build: `%include`s are read only from inside `include_dirs`.
+pub fn lint_within(
+    text: &str,
+    path: &Path,
+    version: &str,
+    include_dirs: &[std::path::PathBuf],
+) -> Result<LintReport> {
+    let version = SyntaxVersion::parse(version)?;
+    let flat = parse::flatten_within(text, path, include_dirs);
+    Ok(lint_flattened(&flat, path, version))
+}
+
 /// The rules, on an already flattened kickstart.
 pub fn lint_flattened(flat: &Flattened, path: &Path, version: SyntaxVersion) -> LintReport {
     let parsed = parse::parse(&flat.lines);
@@ -155,13 +167,16 @@ fn check_includes(flat: &Flattened, parsed: &Parsed, report: &mut LintReport) {
     for e in &flat.include_errors {
         // A %pre that writes the include file is the documented way to generate
         // partitioning at install time; the file cannot exist on the build host then.
-        let writer = matches!(e.problem, IncludeProblem::Missing { .. })
-            .then(|| {
-                parsed
-                    .sections()
-                    .find(|s| s.name() == "%pre" && s.body.iter().any(|l| l.text.contains(&e.path)))
-            })
-            .flatten();
+        let writer = matches!(
+            e.problem,
+            IncludeProblem::Missing { .. } | IncludeProblem::Outside { .. }
+        )
+        .then(|| {
+            parsed
+                .sections()
+                .find(|s| s.name() == "%pre" && s.body.iter().any(|l| l.text.contains(&e.path)))
+        })
+        .flatten();
         match writer {
             Some(pre) => report.push(
                 Severity::Warning,

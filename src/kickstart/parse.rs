@@ -58,6 +58,11 @@ pub enum IncludeProblem {
     TooDeep,
     /// `%include` without a path.
     NoPath,
+    /// The file lies outside the directories a build may read includes from.
+    Outside {
+        found: PathBuf,
+        allowed: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +99,17 @@ impl fmt::Display for IncludeError {
                 self.path
             ),
             IncludeProblem::NoPath => write!(f, "`%include` without a file name"),
+            IncludeProblem::Outside { found, allowed } => write!(
+                f,
+                "`%include {}`: {} is outside the template directories ({}); not read",
+                self.path,
+                found.display(),
+                allowed
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -127,7 +143,19 @@ impl Flattened {
 pub fn flatten(text: &str, path: &Path) -> Flattened {
     let mut out = Flattened::default();
     let mut stack = vec![canonical(path)];
-    flatten_into(text, path, &mut stack, &mut out);
+    flatten_into(text, path, None, &mut stack, &mut out);
+    out
+}
+
+/// [`flatten`], reading included files only from inside `allowed` (after resolving symlinks);
+/// others stay as `%include` lines with [`IncludeProblem::Outside`]. For a build, so a
+/// kickstart cannot pull host files (`%include /etc/shadow`) into what the guest is served
+/// or the build log shows.
+pub fn flatten_within(text: &str, path: &Path, allowed: &[PathBuf]) -> Flattened {
+    let allowed: Vec<PathBuf> = allowed.iter().map(|d| canonical(d)).collect();
+    let mut out = Flattened::default();
+    let mut stack = vec![canonical(path)];
+    flatten_into(text, path, Some(&allowed), &mut stack, &mut out);
     out
 }
 
@@ -135,7 +163,13 @@ fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn flatten_into(text: &str, path: &Path, stack: &mut Vec<PathBuf>, out: &mut Flattened) {
+fn flatten_into(
+    text: &str,
+    path: &Path,
+    allowed: Option<&[PathBuf]>,
+    stack: &mut Vec<PathBuf>,
+    out: &mut Flattened,
+) {
     let file: Arc<Path> = Arc::from(path);
     for (i, line) in text.lines().enumerate() {
         let origin = Origin {
@@ -149,7 +183,7 @@ fn flatten_into(text: &str, path: &Path, stack: &mut Vec<PathBuf>, out: &mut Fla
             });
             continue;
         };
-        match resolve_include(&target, path, stack) {
+        match resolve_include(&target, path, allowed, stack) {
             Ok(found) => {
                 let body = match std::fs::read_to_string(&found) {
                     Ok(b) => b,
@@ -167,7 +201,7 @@ fn flatten_into(text: &str, path: &Path, stack: &mut Vec<PathBuf>, out: &mut Fla
                     }
                 };
                 stack.push(canonical(&found));
-                flatten_into(&body, &found, stack, out);
+                flatten_into(&body, &found, allowed, stack, out);
                 stack.pop();
             }
             Err(problem) => {
@@ -201,6 +235,7 @@ fn include_target(line: &str) -> Option<String> {
 fn resolve_include(
     target: &str,
     from: &Path,
+    allowed: Option<&[PathBuf]>,
     stack: &[PathBuf],
 ) -> Result<PathBuf, IncludeProblem> {
     if target.is_empty() {
@@ -223,6 +258,15 @@ fn resolve_include(
     };
     match candidates.iter().find(|c| c.is_file()) {
         Some(found) if stack.contains(&canonical(found)) => Err(IncludeProblem::Loop),
+        Some(found)
+            if allowed
+                .is_some_and(|dirs| !dirs.iter().any(|d| canonical(found).starts_with(d))) =>
+        {
+            Err(IncludeProblem::Outside {
+                found: found.clone(),
+                allowed: allowed.unwrap_or_default().to_vec(),
+            })
+        }
         Some(found) => Ok(found.clone()),
         None => {
             let mut looked = candidates;

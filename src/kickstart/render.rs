@@ -36,12 +36,19 @@ pub fn render(
 ) -> Result<String> {
     let template = def.resolve(&def.kickstart.template);
     let ctx = context(def, pipeline, overrides)?;
+    render_template(&template, &template_dirs(def), &ctx)
+}
+
+/// The directories templates, partials and `%include`d files of `def` come from: the
+/// template's own, `kickstart.template_dirs` and the project's `templates/`.
+pub fn template_dirs(def: &ImageDefinition) -> Vec<PathBuf> {
+    let template = def.resolve(&def.kickstart.template);
     let mut dirs = vec![template.parent().unwrap_or(Path::new(".")).to_path_buf()];
     dirs.extend(def.kickstart.template_dirs.iter().map(|d| def.resolve(d)));
     if let Some(shared) = project_templates_dir(&def.base_dir) {
         dirs.push(shared);
     }
-    render_template(&template, &dirs, &ctx)
+    dirs
 }
 
 /// The variables a template sees, as one JSON object (sorted keys: deterministic output).
@@ -451,9 +458,10 @@ pub fn ks_quote(value: String) -> Result<String, Error> {
     }
 }
 
-/// Inline `%include`s of rendered `text`; relative paths are relative to the template.
-pub fn flatten(text: &str, template: &Path) -> Result<String> {
-    let flat = super::parse::flatten(text, template);
+/// Inline `%include`s of rendered `text`; relative paths are relative to the template, and
+/// only files inside `dirs` (see [`template_dirs`]) are read.
+pub fn flatten(text: &str, template: &Path, dirs: &[PathBuf]) -> Result<String> {
+    let flat = super::parse::flatten_within(text, template, dirs);
     if let Some(e) = flat.include_errors.first() {
         bail!("{}: {e}", e.origin);
     }

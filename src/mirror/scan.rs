@@ -219,13 +219,33 @@ fn find_repos(root: &Path) -> Result<Vec<Found>> {
         }
         let dir = entry.path();
         let rel = relative(root, dir)?;
+        // A summary or repomd.xml that is a symlink out of the tree would publish the size and
+        // digests of a host file (`summary -> /etc/shadow`): such repos are left out.
+        let escapes = |file: &str| {
+            let p = dir.join(file);
+            let outside = std::fs::canonicalize(&p).is_ok_and(|real| !real.starts_with(root));
+            if outside {
+                tracing::warn!(
+                    "skipping {}: it resolves outside {}",
+                    p.display(),
+                    root.display()
+                );
+            }
+            outside
+        };
         if dir.join("summary").is_file() && dir.join("objects").is_dir() {
+            if escapes("summary") {
+                continue;
+            }
             found.push(Found {
                 kind: RepoKind::Ostree,
                 path: rel,
                 file: "summary".into(),
             });
         } else if dir.join("repodata/repomd.xml").is_file() {
+            if escapes("repodata/repomd.xml") {
+                continue;
+            }
             found.push(Found {
                 kind: RepoKind::Yum,
                 path: rel,

@@ -489,7 +489,12 @@ fn render_kickstart(ctx: &BuildContext) -> Result<String> {
 fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
     let text = render_kickstart(ctx)?;
     let path = ctx.kickstart();
-    let report = crate::kickstart::lint(&text, &path, &ctx.def.kickstart.version)?;
+    let report = crate::kickstart::lint::lint_within(
+        &text,
+        &path,
+        &ctx.def.kickstart.version,
+        &crate::kickstart::render::template_dirs(&ctx.def),
+    )?;
     for finding in report.warnings() {
         ctx.reporter.info("kickstart", &finding.to_string());
     }

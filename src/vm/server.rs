@@ -103,7 +103,8 @@ impl Drop for GuestServer {
     }
 }
 
-fn router(ks: Vec<u8>, repo: Option<PathBuf>, log: mpsc::UnboundedSender<Access>) -> Router {
+#[doc(hidden)] // public for the fuzz targets (fuzz/)
+pub fn router(ks: Vec<u8>, repo: Option<PathBuf>, log: mpsc::UnboundedSender<Access>) -> Router {
     let ks = std::sync::Arc::new(ks);
     let mut app =
         Router::new().route(
@@ -116,13 +117,44 @@ fn router(ks: Vec<u8>, repo: Option<PathBuf>, log: mpsc::UnboundedSender<Access>
             }),
         );
     if let Some(repo) = repo {
-        app = app.nest_service(
-            "/repo",
-            ServeDir::new(repo).append_index_html_on_directories(false),
-        );
+        let root =
+            std::sync::Arc::new(std::fs::canonicalize(&repo).unwrap_or_else(|_| repo.clone()));
+        let files = Router::new()
+            .fallback_service(ServeDir::new(repo).append_index_html_on_directories(false))
+            .layer(middleware::from_fn_with_state(root, confine));
+        app = app.nest("/repo", files);
     }
     app.fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn_with_state(log, access_log))
+}
+
+/// 404 for a path that resolves outside the repository through a symlink. ServeDir refuses
+/// `..` (also percent-encoded) but follows symlinks, and a repository can hold any symlink
+/// (a bare-user-only repo stores symlink objects as symlinks).
+async fn confine(
+    State(root): State<std::sync::Arc<PathBuf>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let decoded = percent_encoding::percent_decode_str(req.uri().path()).decode_utf8();
+    let Ok(decoded) = decoded else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let rel = Path::new(decoded.trim_start_matches('/'));
+    if decoded.contains('\0')
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    // Missing files fall through to ServeDir's own 404.
+    if let Ok(real) = std::fs::canonicalize(root.join(rel))
+        && !real.starts_with(root.as_path())
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    next.run(req).await
 }
 
 async fn access_log(
