@@ -22,6 +22,7 @@ pub mod qcow2_write;
 pub mod raw_read;
 pub mod raw_write;
 pub mod source;
+pub mod tarball;
 pub mod vagrant;
 pub mod vhd;
 pub mod vmdk;

@@ -15,6 +15,7 @@ use quick_xml::escape::escape;
 use super::convert::Stats;
 use super::progress::Progress;
 use super::source::BlockSource;
+use super::tarball::{append, finish_tar};
 
 /// Who will import the package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +151,7 @@ pub fn write_ova(
     let disk_name = format!("{stem}-disk1.vmdk");
     let (stats, disk, disk_len) =
         super::vmdk::write_temp(src, free, dir, &disk_name, mtime, progress)?;
-    let mac = super::vagrant::base_mac(&format!("{stem} {} {mtime}", src.virtual_size()));
+    let mac = base_mac(&format!("{stem} {} {mtime}", src.virtual_size()));
     let ovf = descriptor(
         &Machine {
             name: stem,
@@ -170,7 +171,6 @@ pub fn write_ova(
         hex::encode(sha2::Sha256::digest(ovf.as_bytes()))
     );
     let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, out));
-    use super::vagrant::append;
     append(&mut tar, &ovf_name, ovf.len() as u64, ovf.as_bytes(), mtime)?;
     append(
         &mut tar,
@@ -180,8 +180,16 @@ pub fn write_ova(
         mtime,
     )?;
     append(&mut tar, &disk_name, disk_len, disk.as_file(), mtime)?;
-    let (file, len) = super::vagrant::finish_tar(tar)?;
+    let (file, len) = finish_tar(tar)?;
     Ok((stats, file, len))
+}
+
+/// A MAC address in VirtualBox's range (08:00:27), derived from `seed` so boxes are
+/// reproducible; Vagrant sets the box's first NIC to it (`base_mac`).
+pub fn base_mac(seed: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(seed.as_bytes());
+    format!("080027{:02X}{:02X}{:02X}", d[0], d[1], d[2])
 }
 
 #[cfg(test)]

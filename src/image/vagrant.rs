@@ -7,7 +7,7 @@
 //! (SOURCE_DATE_EPOCH), so the same disk gives the same box.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -17,6 +17,7 @@ use super::convert::{self, Stats};
 use super::progress::Progress;
 use super::qcow2_write::Qcow2Writer;
 use super::source::BlockSource;
+use super::tarball::{append, finish_tar};
 
 /// What vagrant-libvirt reads from `metadata.json`: the disk format and its size in GiB
 /// (rounded up), from which it sizes the domain's disk.
@@ -33,31 +34,6 @@ Vagrant.configure("2") do |config|
   end
 end
 "#;
-
-/// A tar entry header: regular file, mode 0644, owner root, the given mtime.
-fn entry_header(size: u64, mtime: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(mtime);
-    h
-}
-
-/// Appends one file to a box.
-pub fn append<W: Write>(
-    tar: &mut tar::Builder<W>,
-    name: &str,
-    size: u64,
-    data: impl Read,
-    mtime: u64,
-) -> Result<()> {
-    let mut h = entry_header(size, mtime);
-    tar.append_data(&mut h, name, data)
-        .with_context(|| format!("adding {name} to the box"))
-}
 
 /// Writes a vagrant-libvirt box into `out`: the disk goes to a qcow2 in a temporary file in
 /// `dir` first (its header is written last, so it cannot stream into the tar directly), then
@@ -110,14 +86,6 @@ pub fn write_libvirt(
     Ok((stats, file, len))
 }
 
-/// A MAC address in VirtualBox's range (08:00:27), derived from `seed` so boxes are
-/// reproducible; Vagrant sets the box's first NIC to it (`base_mac`).
-pub fn base_mac(seed: &str) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(seed.as_bytes());
-    format!("080027{:02X}{:02X}{:02X}", d[0], d[1], d[2])
-}
-
 /// Writes a vagrant-virtualbox box into `out`: `box.ovf`, `box-disk001.vmdk`
 /// (streamOptimized), `metadata.json` and a `Vagrantfile` with the OVF's MAC as `base_mac`.
 #[allow(clippy::too_many_arguments)]
@@ -133,7 +101,7 @@ pub fn write_virtualbox(
     const DISK: &str = "box-disk001.vmdk";
     let size = src.virtual_size();
     let (stats, disk, disk_len) = super::vmdk::write_temp(src, free, dir, DISK, mtime, progress)?;
-    let mac = base_mac(&format!("{name} {size} {mtime}"));
+    let mac = super::ovf::base_mac(&format!("{name} {size} {mtime}"));
     let ovf = super::ovf::descriptor(
         &super::ovf::Machine {
             name,
@@ -170,19 +138,6 @@ pub fn write_virtualbox(
     )?;
     let (file, len) = finish_tar(tar)?;
     Ok((stats, file, len))
-}
-
-/// Ends a tar written into a file, syncs it, returns the file and its length.
-pub fn finish_tar(tar: tar::Builder<BufWriter<File>>) -> Result<(File, u64)> {
-    let file = tar
-        .into_inner()
-        .context("ending the archive")?
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the archive")?;
-    file.sync_all().context("syncing the archive")?;
-    let len = file.metadata().context("reading the archive size")?.len();
-    Ok((file, len))
 }
 
 #[cfg(test)]
