@@ -350,7 +350,11 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
     let outcome = crate::compose::compose_tree(&repo, &treefile, &opts)?;
     if let Some(signer) = &ctx.signer {
         // Also when nothing changed: signing is a no-op for a key that already signed.
-        crate::ostree::cli::sign_commit_with(&repo, &outcome.commit, std::slice::from_ref(signer))?;
+        crate::ostree::sign::sign_commit_with(
+            &repo,
+            &outcome.commit,
+            std::slice::from_ref(signer),
+        )?;
         ctx.reporter.info(
             "compose",
             &format!(
@@ -459,7 +463,7 @@ fn run_summary(ctx: &mut BuildContext) -> Result<StageOutput> {
     repo.update_summary(&[])?;
     let mut files = vec![ctx.repo().join("summary")];
     if let Some(signer) = &ctx.signer {
-        crate::ostree::cli::sign_summary_with(&ctx.repo(), std::slice::from_ref(signer))?;
+        crate::ostree::sign::sign_summary_with(&ctx.repo(), std::slice::from_ref(signer))?;
         files.push(ctx.repo().join("summary.sig"));
     }
     Ok(StageOutput {
