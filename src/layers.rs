@@ -120,9 +120,14 @@ mod tests {
     /// its code. Comment lines are skipped, and so is the unit-test module at the end of a file
     /// (its `super::` is the file itself).
     fn referenced_paths(text: &str, children: &[String]) -> Vec<Vec<String>> {
-        let code: Vec<&str> = text
-            .lines()
-            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        let lines: Vec<&str> = text.lines().collect();
+        let tests_at = lines
+            .windows(2)
+            .position(|w| w[0] == "#[cfg(test)]" && w[1].starts_with("mod "))
+            .unwrap_or(lines.len());
+        let code: Vec<&str> = lines[..tests_at]
+            .iter()
+            .copied()
             .filter(|l| !l.trim_start().starts_with("//"))
             .collect();
         let code = code.join("\n");
@@ -143,7 +148,9 @@ mod tests {
             }
             offset += line.len();
         }
-        let roots = ["crate", "super"].into_iter().chain(children.iter().map(String::as_str));
+        let roots = ["crate", "super"]
+            .into_iter()
+            .chain(children.iter().map(String::as_str));
         for root in roots.map(|r| format!("{r}::")) {
             let mut from = 0;
             while let Some(at) = code[from..].find(&root) {
@@ -192,8 +199,16 @@ mod tests {
 
     /// The floor of a file, or an error naming the module missing from [`FLOORS`].
     fn floor_of(file: &str) -> Result<usize, String> {
-        let top = file.split('/').next().unwrap_or(file).trim_end_matches(".rs");
-        let top = if file.ends_with("/cli.rs") { "cli" } else { top };
+        let top = file
+            .split('/')
+            .next()
+            .unwrap_or(file)
+            .trim_end_matches(".rs");
+        let top = if file.ends_with("/cli.rs") {
+            "cli"
+        } else {
+            top
+        };
         FLOORS
             .iter()
             .position(|floor| floor.contains(&top))
@@ -309,10 +324,16 @@ mod tests {
             ("ostree/mod.rs", "pub mod repo; pub mod cli;"),
             // upward: ostree -> pipeline
             ("ostree/repo.rs", "use crate::pipeline::build::Thing;\n"),
-            ("ostree/cli.rs", "// use crate::pipeline::x; (a comment is not an import)\n"),
+            (
+                "ostree/cli.rs",
+                "// use crate::pipeline::x; (a comment is not an import)\n",
+            ),
             ("pipeline/mod.rs", "pub mod build; pub mod stages;"),
             // cycle through a `super::` import and an inline path; and a cli import
-            ("pipeline/build.rs", "use super::stages;\nfn f() { crate::ostree::cli::g() }\n"),
+            (
+                "pipeline/build.rs",
+                "use super::stages;\nfn f() { crate::ostree::cli::g() }\n",
+            ),
             ("pipeline/stages.rs", "use super::{build::{self, Ctx}};\n"),
         ]);
         let found = violations(&graph);
@@ -342,6 +363,10 @@ mod tests {
             "the scan missed known imports: {graph:#?}"
         );
         let found = violations(&graph);
-        assert!(found.is_empty(), "layering violations:\n{}", found.join("\n"));
+        assert!(
+            found.is_empty(),
+            "layering violations:\n{}",
+            found.join("\n")
+        );
     }
 }
