@@ -87,10 +87,10 @@ pub fn run(cmd: KickstartCommand) -> Result<()> {
 fn render_cmd(args: RenderArgs) -> Result<()> {
     let def = ImageDefinition::load(&args.image)?;
     let pipeline = render::PipelineVars {
-        ostree_ref: render::treefile_ref(&def)?,
+        ostree_ref: def.treefile_ref()?,
         ..Default::default()
     };
-    let mut text = render::render(&def, &pipeline, &args.set)
+    let mut text = render::render(&def.render_input(), &pipeline, &args.set)
         .with_context(|| format!("rendering the kickstart of {}", args.image.display()))?;
     if args.flatten {
         let template = def.resolve(&def.kickstart.template);

@@ -484,7 +484,7 @@ fn render_kickstart(ctx: &BuildContext) -> Result<String> {
         ostree_ref: Some(ctx.value("ref")?.to_string()),
         server_address: Some(crate::vm::kickstart_prep::HOST_ALIAS.to_string()),
     };
-    crate::kickstart::render(&ctx.def, &vars, &[])
+    crate::kickstart::render(&ctx.def.render_input(), &vars, &[])
 }
 
 fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
