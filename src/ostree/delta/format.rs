@@ -1,5 +1,5 @@
 //! The byte layouts of a static delta: its name and paths, the superblock and the part
-//! payloads (docs/ostree-formats.md, "Static deltas"), written and parsed.
+//! payloads (docs/ostree-static-deltas.md), written and parsed.
 //!
 //! Layouts follow libostree's ostree-repo-static-delta-private.h; every number ostree calls
 //! "non-canonical endian" is written little-endian and the superblock says so with
