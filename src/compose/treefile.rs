@@ -158,7 +158,7 @@ impl Treefile {
 /// Reads a treefile and its includes, validates every key, merges and types it.
 pub fn load(path: &Path) -> Result<Treefile> {
     let mut files = Vec::new();
-    let merged = load_merged(path, &mut files, 0)?;
+    let merged = load_merged(path, &mut files, 0, true)?;
     let mut arch_packages = BTreeMap::new();
     let mut obj = merged;
     let keys: Vec<String> = obj.keys().cloned().collect();
@@ -189,6 +189,20 @@ pub fn load(path: &Path) -> Result<Treefile> {
     tf.canonical = canonical;
     validate(&tf, path)?;
     Ok(tf)
+}
+
+/// The treefile's `ref:` (includes merged) without checking its other keys: rendering a
+/// kickstart needs only the ref, also of a treefile we cannot compose yet.
+pub fn read_ref(path: &Path) -> Result<Option<String>> {
+    let merged = load_merged(path, &mut Vec::new(), 0, false)?;
+    match merged.get("ref") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(r)) => Ok(Some(r.clone())),
+        Some(other) => bail!(
+            "treefile {}: ref must be a string, not {other}",
+            path.display()
+        ),
+    }
 }
 
 /// Checks values we accept only in part, with the fix in the message.
@@ -300,7 +314,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Loads `path`, then its includes, merging as rpm-ostree does: the included file is the
 /// base; lists are concatenated (base first), maps are merged, and scalars of the including
 /// file win.
-fn load_merged(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<Obj> {
+/// `check` refuses keys we do not implement (off only for [`read_ref`]).
+fn load_merged(path: &Path, files: &mut Vec<PathBuf>, depth: usize, check: bool) -> Result<Obj> {
     if depth > 50 {
         bail!(
             "treefile {}: include nesting is deeper than 50 (a cycle?)",
@@ -309,7 +324,9 @@ fn load_merged(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<Ob
     }
     files.push(path.to_path_buf());
     let mut obj = parse_file(path)?;
-    check_keys(&obj, path)?;
+    if check {
+        check_keys(&obj, path)?;
+    }
     let includes: Vec<String> = match obj.remove("include") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s],
@@ -331,7 +348,7 @@ fn load_merged(path: &Path, files: &mut Vec<PathBuf>, depth: usize) -> Result<Ob
                 inc_path.display()
             );
         }
-        let sub = load_merged(&inc_path, files, depth + 1)?;
+        let sub = load_merged(&inc_path, files, depth + 1, check)?;
         merge_into(&mut base, sub);
     }
     merge_into(&mut base, obj);

@@ -463,7 +463,7 @@ impl ImageDefinition {
         if !path.exists() {
             return Ok(None);
         }
-        Ok(crate::compose::treefile::load(&path)?.ostree_ref)
+        crate::compose::treefile::read_ref(&path)
     }
 
     /// A path from the definition, relative to the definition's directory.
