@@ -388,6 +388,10 @@ impl Repo {
         self.lock_with(libc::LOCK_SH)
     }
 
+    #[allow(
+        unsafe_code,
+        reason = "flock(2) with a shared-or-exclusive choice by flag"
+    )]
     fn lock_with(&self, op: libc::c_int) -> Result<RepoLock> {
         use std::os::fd::AsRawFd;
         let p = self.path.join(".lock");
@@ -415,6 +419,10 @@ impl Repo {
 
     /// Removes temporary files left in `tmp/` by our writers that died (e.g. SIGKILL):
     /// their names carry the writer's pid, and a pid that no longer exists cannot finish them.
+    #[allow(
+        unsafe_code,
+        reason = "kill(pid, 0): std cannot probe a process it did not spawn"
+    )]
     pub fn cleanup_tmp(&self) -> Result<()> {
         let tmp = self.path.join("tmp");
         let rd = fs::read_dir(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
