@@ -7,6 +7,8 @@
 //!
 //! The generated tree is kept in /tmp/af-bench-tree and reused while its spec matches.
 
+#![allow(unsafe_code, reason = "wait4 for the child's resource usage")]
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
