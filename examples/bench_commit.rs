@@ -11,6 +11,8 @@
 //! `--usr` (issue 18) commits instead a tree that looks like an OS: the first M MiB (default
 //! 1024, or all of it) of this machine's own /usr, copied once to /tmp/af-bench-usr.
 
+#![allow(unsafe_code, reason = "wait4 for the child's resource usage")]
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -12,6 +12,8 @@
 //!
 //! Targets (issue 15): wall time <= 0.5x the reference, size <= 1.02x.
 
+#![allow(unsafe_code, reason = "bench_util calls getrusage")]
+
 #[path = "bench_util/mod.rs"]
 mod bench_util;
 

@@ -7,6 +7,8 @@
 //! binaries hard-linked from /usr, plus random files), built once and cached in
 //! /tmp/atomic-factory-bench. Each tool runs with a warm page cache.
 
+#![allow(unsafe_code, reason = "bench_util calls getrusage")]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -16,6 +16,7 @@ pub mod compose;
 pub mod fsutil;
 pub mod image;
 pub mod kickstart;
+pub mod layers;
 pub mod mirror;
 pub mod ostree;
 pub mod pipeline;

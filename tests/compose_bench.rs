@@ -7,6 +7,8 @@
 //!
 //! The generated RPMs are cached in /tmp/af-compose-bench (delete it to regenerate).
 
+#![allow(unsafe_code, reason = "getrusage for the children's peak memory")]
+
 mod compose_util;
 
 use std::path::{Path, PathBuf};

@@ -102,7 +102,7 @@ fn every_shipped_kickstart_renders_lints_clean_and_passes_ksvalidator() {
                 keypath: None,
             });
         }
-        let ks = kickstart::render(&def, &pipeline(), &[]).unwrap();
+        let ks = kickstart::render(&def.render_input(), &pipeline(), &[]).unwrap();
         let file = dir.path().join(format!("{}-{signed}.ks", def.name));
         std::fs::write(&file, &ks).unwrap();
         if signed {
@@ -165,7 +165,7 @@ fn every_shipped_kickstart_renders_lints_clean_and_passes_ksvalidator() {
 #[test]
 fn demo_kickstart_fits_the_standin_installer() {
     let def = ImageDefinition::load(&root().join("kickstarts/demo/image.yaml")).unwrap();
-    let ks = kickstart::render(&def, &pipeline(), &[]).unwrap();
+    let ks = kickstart::render(&def.render_input(), &pipeline(), &[]).unwrap();
     for want in [
         "text",
         "zerombr",
@@ -433,7 +433,7 @@ fn render_err(image: &Path) -> String {
     let def = ImageDefinition::load(image).unwrap();
     format!(
         "{:#}",
-        kickstart::render(&def, &pipeline(), &[]).unwrap_err()
+        kickstart::render(&def.render_input(), &pipeline(), &[]).unwrap_err()
     )
 }
 
@@ -460,7 +460,10 @@ fn undefined_variable_names_file_line_and_variable() {
         ostree_url: None,
         ..pipeline()
     };
-    let err = format!("{:#}", kickstart::render(&def, &no_url, &[]).unwrap_err());
+    let err = format!(
+        "{:#}",
+        kickstart::render(&def.render_input(), &no_url, &[]).unwrap_err()
+    );
     assert!(
         err.contains("templates/ostreesetup.ks.j2:9: undefined variable `ostree.url`"),
         "{err}"
@@ -513,8 +516,8 @@ fn rendering_twice_is_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
     for image in shipped_images() {
         let def = ImageDefinition::load(&image).unwrap();
-        let a = kickstart::render(&def, &pipeline(), &[]).unwrap();
-        let b = kickstart::render(&def, &pipeline(), &[]).unwrap();
+        let a = kickstart::render(&def.render_input(), &pipeline(), &[]).unwrap();
+        let b = kickstart::render(&def.render_input(), &pipeline(), &[]).unwrap();
         assert_eq!(a, b);
         // Two processes, through the CLI and -o.
         let mut outs = Vec::new();
@@ -665,7 +668,11 @@ fn bench_lint_vs_ksvalidator() {
     for image in shipped_images() {
         let def = ImageDefinition::load(&image).unwrap();
         let file = dir.path().join(format!("{}.ks", def.name));
-        std::fs::write(&file, kickstart::render(&def, &pipeline(), &[]).unwrap()).unwrap();
+        std::fs::write(
+            &file,
+            kickstart::render(&def.render_input(), &pipeline(), &[]).unwrap(),
+        )
+        .unwrap();
         files.push(file);
     }
     const RUNS: u32 = 10;

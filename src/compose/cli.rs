@@ -76,7 +76,7 @@ fn tree(args: ComposeTreeArgs) -> anyhow::Result<()> {
     let out = compose_tree(&args.repo, &args.treefile, &opts)?;
     // Also when nothing changed: an unsigned previous commit gets signed (a no-op if
     // this key already signed it).
-    crate::ostree::cli::sign_commit_with(&args.repo, &out.commit, &signers)?;
+    crate::ostree::sign::sign_commit_with(&args.repo, &out.commit, &signers)?;
     if !args.quiet && out.changed {
         for s in &out.skipped_scriptlets {
             eprintln!("scriptlet not run: {s}");

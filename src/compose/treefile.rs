@@ -163,7 +163,7 @@ impl Treefile {
 /// Reads a treefile and its includes, validates every key, merges and types it.
 pub fn load(path: &Path) -> Result<Treefile> {
     let mut files = Vec::new();
-    let merged = load_merged(path, &mut files, &mut Vec::new())?;
+    let merged = load_merged(path, &mut files, &mut Vec::new(), true)?;
     let mut arch_packages = BTreeMap::new();
     let mut obj = merged;
     let keys: Vec<String> = obj.keys().cloned().collect();
@@ -194,6 +194,20 @@ pub fn load(path: &Path) -> Result<Treefile> {
     tf.canonical = canonical;
     validate(&tf, path)?;
     Ok(tf)
+}
+
+/// The treefile's `ref:` (includes merged) without checking its other keys: rendering a
+/// kickstart needs only the ref, also of a treefile we cannot compose yet.
+pub fn read_ref(path: &Path) -> Result<Option<String>> {
+    let merged = load_merged(path, &mut Vec::new(), &mut Vec::new(), false)?;
+    match merged.get("ref") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(r)) => Ok(Some(r.clone())),
+        Some(other) => bail!(
+            "treefile {}: ref must be a string, not {other}",
+            path.display()
+        ),
+    }
 }
 
 /// Checks values we accept only in part, with the fix in the message.
@@ -309,7 +323,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// `stack` holds the canonical paths of the files being included, to reject cycles. A file may
 /// be included more than once (from two places), so the total is capped as well: without the
 /// cap, a file including two others that each include two others... costs 2^depth loads.
-fn load_merged(path: &Path, files: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) -> Result<Obj> {
+/// `check` refuses keys we do not implement (off only for [`read_ref`]).
+fn load_merged(
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+    stack: &mut Vec<PathBuf>,
+    check: bool,
+) -> Result<Obj> {
     if stack.len() > MAX_INCLUDE_DEPTH {
         bail!(
             "treefile {}: include nesting is deeper than {MAX_INCLUDE_DEPTH}",
@@ -333,14 +353,21 @@ fn load_merged(path: &Path, files: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) 
     }
     files.push(path.to_path_buf());
     stack.push(canonical);
-    let obj = load_one(path, files, stack);
+    let obj = load_one(path, files, stack, check);
     stack.pop();
     obj
 }
 
-fn load_one(path: &Path, files: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) -> Result<Obj> {
+fn load_one(
+    path: &Path,
+    files: &mut Vec<PathBuf>,
+    stack: &mut Vec<PathBuf>,
+    check: bool,
+) -> Result<Obj> {
     let mut obj = parse_file(path)?;
-    check_keys(&obj, path)?;
+    if check {
+        check_keys(&obj, path)?;
+    }
     let includes: Vec<String> = match obj.remove("include") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![s],
@@ -362,7 +389,7 @@ fn load_one(path: &Path, files: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) -> 
                 inc_path.display()
             );
         }
-        let sub = load_merged(&inc_path, files, stack)?;
+        let sub = load_merged(&inc_path, files, stack, check)?;
         merge_into(&mut base, sub);
     }
     merge_into(&mut base, obj);

@@ -50,7 +50,7 @@ pub fn open_chain(path: &Path, format: Option<&str>, depth: usize) -> Result<Box
         );
     }
     match format {
-        Some("qcow2") => Ok(Box::new(Qcow2Image::open(path, depth)?)),
+        Some("qcow2") => open_qcow2(path, depth),
         Some("raw") if probed_qcow2 => {
             bail!(
                 "{} is declared raw by its overlay but looks like qcow2; refusing to guess",
@@ -62,9 +62,26 @@ pub fn open_chain(path: &Path, format: Option<&str>, depth: usize) -> Result<Box
             "{}: backing format {other:?} is not supported (qcow2 or raw)",
             path.display()
         ),
-        None if probed_qcow2 => Ok(Box::new(Qcow2Image::open(path, depth)?)),
+        None if probed_qcow2 => open_qcow2(path, depth),
         None => Ok(Box::new(RawImage::open(path)?)),
     }
+}
+
+/// Opens a qcow2 image and, through [`open_chain`], the backing file it names.
+fn open_qcow2(path: &Path, depth: usize) -> Result<Box<dyn BlockSource>> {
+    let mut img = Qcow2Image::open(path)?;
+    if let Some((name, format)) = img.backing_file() {
+        let resolved = resolve(path, name);
+        let src = open_chain(&resolved, format, depth + 1).with_context(|| {
+            format!(
+                "opening backing file {name:?} of {} (looked for {})",
+                path.display(),
+                resolved.display()
+            )
+        })?;
+        img.attach_backing(src);
+    }
+    Ok(Box::new(img))
 }
 
 /// Opens the postprocess input: qcow2 (with its backing chain) or raw. Without an explicit

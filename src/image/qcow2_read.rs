@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::backing;
 use super::compress::{self, Codec};
 use super::source::BlockSource;
 
@@ -185,12 +184,16 @@ pub struct Qcow2Image {
     /// L2 tables by L1 index, all loaded at open (8 bytes per guest cluster: 512 KiB for a
     /// 4 GiB disk with 64 KiB clusters).
     l2: Vec<Option<Vec<u64>>>,
+    /// The backing file name and format the header names; `backing` opens them.
+    backing_name: Option<(String, Option<String>)>,
+    /// The backing image once `backing::open_chain` attached it.
     backing: Option<Box<dyn BlockSource>>,
 }
 
 impl Qcow2Image {
-    /// Opens and validates `path`; `depth` is its place in a backing chain.
-    pub fn open(path: &Path, depth: usize) -> Result<Qcow2Image> {
+    /// Opens and validates the one file `path`; its backing file, if it names one, is opened
+    /// and attached by `backing::open_chain`.
+    pub fn open(path: &Path) -> Result<Qcow2Image> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let file_len = file
             .metadata()
@@ -207,24 +210,26 @@ impl Qcow2Image {
             file_len,
             header,
             l2: Vec::new(),
+            backing_name: None,
             backing: None,
         };
         img.load_tables()
             .with_context(|| format!("checking qcow2 image {}: corrupt", path.display()))?;
         let (backing_name, backing_format) = img.backing_info(&first)?;
-        if let Some(name) = backing_name {
-            let resolved = backing::resolve(path, &name);
-            let src = backing::open_chain(&resolved, backing_format.as_deref(), depth + 1)
-                .with_context(|| {
-                    format!(
-                        "opening backing file {name:?} of {} (looked for {})",
-                        path.display(),
-                        resolved.display()
-                    )
-                })?;
-            img.backing = Some(src);
-        }
+        img.backing_name = backing_name.map(|name| (name, backing_format));
         Ok(img)
+    }
+
+    /// The backing file name and format (`None` when the header names none).
+    pub fn backing_file(&self) -> Option<(&str, Option<&str>)> {
+        self.backing_name
+            .as_ref()
+            .map(|(name, format)| (name.as_str(), format.as_deref()))
+    }
+
+    /// Reads unallocated clusters from `backing` from now on.
+    pub fn attach_backing(&mut self, backing: Box<dyn BlockSource>) {
+        self.backing = Some(backing);
     }
 
     fn cs(&self) -> u64 {

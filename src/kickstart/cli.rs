@@ -87,14 +87,18 @@ pub fn run(cmd: KickstartCommand) -> Result<()> {
 fn render_cmd(args: RenderArgs) -> Result<()> {
     let def = ImageDefinition::load(&args.image)?;
     let pipeline = render::PipelineVars {
-        ostree_ref: render::treefile_ref(&def)?,
+        ostree_ref: def.treefile_ref()?,
         ..Default::default()
     };
-    let mut text = render::render(&def, &pipeline, &args.set)
+    let mut text = render::render(&def.render_input(), &pipeline, &args.set)
         .with_context(|| format!("rendering the kickstart of {}", args.image.display()))?;
     if args.flatten {
         let template = def.resolve(&def.kickstart.template);
-        text = render::flatten(&text, &template, &render::template_dirs(&def))?;
+        text = render::flatten(
+            &text,
+            &template,
+            &render::template_dirs(&def.render_input()),
+        )?;
     }
     match &args.output {
         Some(out) => crate::fsutil::write_atomic(out, text.as_bytes())?,

@@ -1,6 +1,7 @@
 //! Kickstarts: render them from minijinja templates and lint them before a VM boots.
 //!
-//! - [`render()`]: image definition + pipeline variables -> kickstart text
+//! - [`render()`]: a [`RenderInput`] (built from the image definition) + pipeline variables
+//!   -> kickstart text
 //! - [`lint()`]: our rules (see [`lint`](mod@lint)); [`lint_file`] adds `ksvalidator`'s findings
 //! - [`parse`]: `%include` flattening and pykickstart's line structure
 
@@ -18,7 +19,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use lint::{Finding, LintReport, Severity, lint};
-pub use render::{PipelineVars, render};
+pub use render::{PipelineVars, RenderInput, render};
 
 /// Lint a kickstart file with our rules and, when `validator` is given, ksvalidator's.
 pub fn lint_file(path: &Path, version: &str, validator: Option<&Path>) -> Result<LintReport> {

@@ -12,7 +12,32 @@ use anyhow::{Context, Result, anyhow, bail};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use serde_json::{Map, Value};
 
-use crate::pipeline::definition::ImageDefinition;
+/// What a kickstart is rendered from, built by the caller (the pipeline builds it from the
+/// image definition), so this module does not depend on the definition's format.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenderInput {
+    /// The minijinja template.
+    pub template: PathBuf,
+    /// Extra directories searched for partials after the template's own directory and the
+    /// project's `templates/`.
+    pub template_dirs: Vec<PathBuf>,
+    /// Where the search for the project's `templates/` starts (the definition's directory).
+    pub base_dir: PathBuf,
+    /// `kickstart.vars`.
+    pub vars: BTreeMap<String, Value>,
+    /// `image.name`.
+    pub image_name: String,
+    /// `ostree.osname`.
+    pub osname: String,
+    /// `ostree.remote`.
+    pub remote: String,
+    /// `ostree.url` when the definition sets it.
+    pub url: Option<String>,
+    /// `ostree.ref` when the definition sets it.
+    pub ostree_ref: Option<String>,
+    /// `signing.keypath`: where the signing key's public half is shipped in the tree.
+    pub signing_keypath: Option<String>,
+}
 
 /// Values the pipeline knows and the image definition does not: where the install stage
 /// serves the repository and which ref it composed.
@@ -30,22 +55,26 @@ pub struct PipelineVars {
 /// `image.name`; `ostree.osname`/`remote`/`url`/`ref` from the definition; the pipeline's
 /// values; then `overrides` (`("ostree.url", "http://...")`, dotted keys).
 pub fn render(
-    def: &ImageDefinition,
+    input: &RenderInput,
     pipeline: &PipelineVars,
     overrides: &[(String, String)],
 ) -> Result<String> {
-    let template = def.resolve(&def.kickstart.template);
-    let ctx = context(def, pipeline, overrides)?;
-    render_template(&template, &template_dirs(def), &ctx)
+    let ctx = context(input, pipeline, overrides)?;
+    render_template(&input.template, &template_dirs(input), &ctx)
 }
 
-/// The directories templates, partials and `%include`d files of `def` come from: the
+/// The directories templates, partials and `%include`d files of an image come from: the
 /// template's own, `kickstart.template_dirs` and the project's `templates/`.
-pub fn template_dirs(def: &ImageDefinition) -> Vec<PathBuf> {
-    let template = def.resolve(&def.kickstart.template);
-    let mut dirs = vec![template.parent().unwrap_or(Path::new(".")).to_path_buf()];
-    dirs.extend(def.kickstart.template_dirs.iter().map(|d| def.resolve(d)));
-    if let Some(shared) = project_templates_dir(&def.base_dir) {
+pub fn template_dirs(input: &RenderInput) -> Vec<PathBuf> {
+    let mut dirs = vec![
+        input
+            .template
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+    ];
+    dirs.extend(input.template_dirs.iter().cloned());
+    if let Some(shared) = project_templates_dir(&input.base_dir) {
         dirs.push(shared);
     }
     dirs
@@ -53,24 +82,26 @@ pub fn template_dirs(def: &ImageDefinition) -> Vec<PathBuf> {
 
 /// The variables a template sees, as one JSON object (sorted keys: deterministic output).
 pub fn context(
-    def: &ImageDefinition,
+    input: &RenderInput,
     pipeline: &PipelineVars,
     overrides: &[(String, String)],
 ) -> Result<Value> {
-    let mut ctx: Map<String, Value> = def
-        .kickstart
+    let ctx: Map<String, Value> = input
         .vars
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut root = Value::Object(std::mem::take(&mut ctx));
-    let o = &def.ostree;
-    set(&mut root, "image.name", Value::String(def.name.clone()))?;
-    set(&mut root, "ostree.osname", o.osname.clone().into())?;
-    set(&mut root, "ostree.remote", o.remote_name().into())?;
+    let mut root = Value::Object(ctx);
+    set(
+        &mut root,
+        "image.name",
+        Value::String(input.image_name.clone()),
+    )?;
+    set(&mut root, "ostree.osname", input.osname.clone().into())?;
+    set(&mut root, "ostree.remote", input.remote.clone().into())?;
     let maybe = [
-        ("ostree.url", o.url.as_ref()),
-        ("ostree.ref", o.ref_.as_ref()),
+        ("ostree.url", input.url.as_ref()),
+        ("ostree.ref", input.ostree_ref.as_ref()),
         ("ostree.url", pipeline.ostree_url.as_ref()),
         ("ostree.ref", pipeline.ostree_ref.as_ref()),
         ("server.address", pipeline.server_address.as_ref()),
@@ -80,14 +111,10 @@ pub fn context(
             set(&mut root, key, v.clone().into())?;
         }
     }
-    if let Some(signing) = &def.signing {
+    if let Some(keypath) = &input.signing_keypath {
         // The key the build signs with is shipped in the tree here; templates point the
         // installed remote's gpgkeypath at it (post.ks.j2 readd_remote).
-        set(
-            &mut root,
-            "signing.keypath",
-            signing.keypath(o.remote_name()).into(),
-        )?;
+        set(&mut root, "signing.keypath", keypath.clone().into())?;
     }
     for (key, value) in overrides {
         set(&mut root, key, value.clone().into())
@@ -466,27 +493,6 @@ pub fn flatten(text: &str, template: &Path, dirs: &[PathBuf]) -> Result<String> 
         bail!("{}: {e}", e.origin);
     }
     Ok(flat.text())
-}
-
-/// The `ref:` of the definition's treefile, when the treefile exists and has one.
-pub fn treefile_ref(def: &ImageDefinition) -> Result<Option<String>> {
-    if def.ostree.ref_.is_some() {
-        return Ok(None);
-    }
-    let path = def.resolve(&def.compose.treefile);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading treefile {}", path.display())),
-    };
-    #[derive(serde::Deserialize)]
-    struct RefOnly {
-        #[serde(rename = "ref")]
-        ref_: Option<String>,
-    }
-    let parsed: RefOnly =
-        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(parsed.ref_)
 }
 
 #[cfg(test)]

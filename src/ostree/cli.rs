@@ -319,7 +319,7 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         repo.update_summary(&extra)?;
     }
-    sign_summary_with(&args.repo, &signers)?;
+    super::sign::sign_summary_with(&args.repo, &signers)?;
     if args.view {
         print!("{}", render_summary(&repo.read_summary()?));
     }
@@ -349,31 +349,6 @@ impl GpgSignOpts {
     pub fn signers(&self) -> Result<Vec<super::gpg::Signer>> {
         self.gpg_sign.iter().map(|k| self.key.signer(k)).collect()
     }
-}
-
-/// Adds a signature by each signer to the commit's `.commitmeta`.
-pub fn sign_commit_with(
-    repo: &std::path::Path,
-    commit: &super::Checksum,
-    signers: &[super::gpg::Signer],
-) -> Result<()> {
-    for signer in signers {
-        super::sign::gpg_sign_commit(repo, &commit.to_hex(), signer)?;
-        tracing::info!("signed {commit} with key {}", signer.signing_fingerprint());
-    }
-    Ok(())
-}
-
-/// Adds a signature by each signer to `summary.sig`.
-pub fn sign_summary_with(repo: &std::path::Path, signers: &[super::gpg::Signer]) -> Result<()> {
-    for signer in signers {
-        super::sign::sign_summary(repo, signer)?;
-        tracing::info!(
-            "signed the summary with key {}",
-            signer.signing_fingerprint()
-        );
-    }
-    Ok(())
 }
 
 /// Where the secret key comes from (shared by `gpg-sign`, `summary -u` and `compose tree`).

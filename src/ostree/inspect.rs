@@ -1,6 +1,5 @@
 //! Reading commits back: `ls`, `show` and `checkout`.
 
-use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -161,22 +160,13 @@ pub fn show(repo: &Repo, commit: &Checksum) -> Result<String> {
     Ok(s)
 }
 
-fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .with_context(|| format!("{}: path contains NUL", p.display()))
-}
-
 /// Sets ownership without following symlinks; EPERM (not root) is ignored like ostree's
 /// user-mode checkout.
 fn lchown(p: &Path, uid: u32, gid: u32) -> Result<()> {
-    let c = cpath(p)?;
-    // SAFETY: a valid NUL-terminated path.
-    let r = unsafe { libc::lchown(c.as_ptr(), uid, gid) };
-    if r != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EPERM) {
-            return Err(e).with_context(|| format!("chown {}", p.display()));
-        }
+    if let Err(e) = std::os::unix::fs::lchown(p, Some(uid), Some(gid))
+        && e.raw_os_error() != Some(libc::EPERM)
+    {
+        return Err(e).with_context(|| format!("chown {}", p.display()));
     }
     Ok(())
 }

@@ -120,6 +120,7 @@ pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
 /// needs "everything done so far is durable before the next step", instead of an fsync per
 /// object or directory (what ostree does once per commit transaction; prune would touch up
 /// to 256 object directories).
+#[allow(unsafe_code, reason = "syncfs(2) has no safe wrapper in std")]
 pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
     let d = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: syncfs only uses the descriptor, which `d` keeps open for the call.
@@ -437,6 +438,10 @@ impl Repo {
         self.lock_with(libc::LOCK_SH)
     }
 
+    #[allow(
+        unsafe_code,
+        reason = "flock(2) with a shared-or-exclusive choice by flag"
+    )]
     fn lock_with(&self, op: libc::c_int) -> Result<RepoLock> {
         let p = self.path.join(".lock");
         let file = OpenOptions::new()
@@ -463,6 +468,10 @@ impl Repo {
 
     /// Removes temporary files left in `tmp/` by our writers that died (e.g. SIGKILL):
     /// their names carry the writer's pid, and a pid that no longer exists cannot finish them.
+    #[allow(
+        unsafe_code,
+        reason = "kill(pid, 0): std cannot probe a process it did not spawn"
+    )]
     pub fn cleanup_tmp(&self) -> Result<()> {
         let tmp = self.path.join("tmp");
         let rd = fs::read_dir(&tmp).with_context(|| format!("reading {}", tmp.display()))?;

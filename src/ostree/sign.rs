@@ -161,6 +161,27 @@ pub fn sign_summary(repo: &Path, signer: &Signer) -> Result<()> {
     meta.write_in_repo(repo, &sig_path)
 }
 
+/// Adds a signature by each signer to the commit's `.commitmeta`.
+pub fn sign_commit_with(repo: &Path, commit: &Checksum, signers: &[Signer]) -> Result<()> {
+    for signer in signers {
+        gpg_sign_commit(repo, &commit.to_hex(), signer)?;
+        tracing::info!("signed {commit} with key {}", signer.signing_fingerprint());
+    }
+    Ok(())
+}
+
+/// Adds a signature by each signer to `summary.sig`.
+pub fn sign_summary_with(repo: &Path, signers: &[Signer]) -> Result<()> {
+    for signer in signers {
+        sign_summary(repo, signer)?;
+        tracing::info!(
+            "signed the summary with key {}",
+            signer.signing_fingerprint()
+        );
+    }
+    Ok(())
+}
+
 /// Checks `summary.sig` against `summary`.
 pub fn verify_summary(repo: &Path, keyring: &Keyring) -> Result<Vec<SigCheck>> {
     let summary = repo.join("summary");

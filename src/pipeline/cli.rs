@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::stage::Stage;
+
 /// Run the whole pipeline: compose → summary → kickstart → install → postprocess → boot-test
 /// → upgrade-test.
 ///
@@ -23,11 +25,11 @@ pub struct BuildArgs {
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Start at this stage (earlier stages must have finished before)
-    #[arg(long, value_name = "STAGE", value_parser = super::build::STAGES)]
-    pub from: Option<String>,
+    #[arg(long, value_name = "STAGE", value_enum)]
+    pub from: Option<Stage>,
     /// Stop after this stage
-    #[arg(long, value_name = "STAGE", value_parser = super::build::STAGES)]
-    pub until: Option<String>,
+    #[arg(long, value_name = "STAGE", value_enum)]
+    pub until: Option<Stage>,
     /// Run every stage even when its inputs are unchanged
     #[arg(long)]
     pub force: bool,

@@ -432,6 +432,43 @@ impl ImageDefinition {
         Ok(def)
     }
 
+    /// What the kickstart is rendered from.
+    pub fn render_input(&self) -> crate::kickstart::RenderInput {
+        crate::kickstart::RenderInput {
+            template: self.resolve(&self.kickstart.template),
+            template_dirs: self
+                .kickstart
+                .template_dirs
+                .iter()
+                .map(|d| self.resolve(d))
+                .collect(),
+            base_dir: self.base_dir.clone(),
+            vars: self.kickstart.vars.clone(),
+            image_name: self.name.clone(),
+            osname: self.ostree.osname.clone(),
+            remote: self.ostree.remote_name().to_string(),
+            url: self.ostree.url.clone(),
+            ostree_ref: self.ostree.ref_.clone(),
+            signing_keypath: self
+                .signing
+                .as_ref()
+                .map(|s| s.keypath(self.ostree.remote_name())),
+        }
+    }
+
+    /// The `ref:` of the compose treefile when `ostree.ref` is not set and the treefile
+    /// exists (`kickstart render` outside a build).
+    pub fn treefile_ref(&self) -> Result<Option<String>> {
+        if self.ostree.ref_.is_some() {
+            return Ok(None);
+        }
+        let path = self.resolve(&self.compose.treefile);
+        if !path.exists() {
+            return Ok(None);
+        }
+        crate::compose::treefile::read_ref(&path)
+    }
+
     /// A path from the definition, relative to the definition's directory.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

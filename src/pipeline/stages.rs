@@ -5,19 +5,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::build::{BuildContext, StageOutput};
 use super::cache::InputHasher;
+use super::context::{BuildContext, StageOutput, StageValues};
+use super::stage::Stage;
 
-pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
+/// The hash of everything `stage` reads, for the stage cache.
+pub fn input_hash(stage: Stage, ctx: &BuildContext) -> Result<String> {
     let mut h = InputHasher::new();
-    h.str("stage", stage);
+    h.str("stage", stage.name());
+    let commit = ctx.values.commit.map(|c| c.to_hex()).unwrap_or_default();
     match stage {
-        "compose" => compose_inputs(ctx, &mut h)?,
-        "summary" => {
-            h.str(
-                "commit",
-                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
-            );
+        Stage::Compose => compose_inputs(ctx, &mut h)?,
+        Stage::Summary => {
+            h.str("commit", &commit);
             if let Some(signer) = &ctx.signer {
                 h.str("signed-by", &signer.signing_fingerprint());
             }
@@ -26,15 +26,12 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
                 h.file("prune-policy", &ctx.def.resolve(policy))?;
             }
         }
-        "kickstart" => {
+        Stage::Kickstart => {
             h.str("kickstart", &render_kickstart(ctx)?);
         }
-        "install" => {
+        Stage::Install => {
             h.file("ks", &ctx.kickstart())?;
-            h.str(
-                "commit",
-                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
-            );
+            h.str("commit", &commit);
             h.str("vm", &serde_json::to_string(&ctx.def.vm)?);
             h.str("installer", &serde_json::to_string(&ctx.def.installer)?);
             if let Some(installer) = &ctx.def.installer {
@@ -46,7 +43,7 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
                 }
             }
         }
-        "postprocess" => {
+        Stage::Postprocess => {
             if ctx.installed_disk().exists() {
                 h.file_identity("disk", &ctx.installed_disk())?;
             }
@@ -54,26 +51,20 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
             if let Some(signer) = &ctx.signer {
                 h.str("signed-by", &signer.signing_fingerprint());
             }
-            h.str(
-                "commit",
-                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
-            );
+            h.str("commit", &commit);
         }
-        "boot-test" => {
+        Stage::BootTest => {
             if ctx.image().exists() {
                 h.file_identity("image", &ctx.image())?;
             }
             h.str("boot_test", &serde_json::to_string(&ctx.def.boot_test)?);
         }
-        "upgrade-test" => {
+        Stage::UpgradeTest => {
             let previous = ctx.previous_image();
             if previous.exists() {
                 h.file_identity("previous", &previous)?;
             }
-            h.str(
-                "commit",
-                ctx.values.get("commit").map(String::as_str).unwrap_or(""),
-            );
+            h.str("commit", &commit);
             h.str(
                 "upgrade_test",
                 &serde_json::to_string(&ctx.def.upgrade_test)?,
@@ -90,7 +81,6 @@ pub fn input_hash(stage: &str, ctx: &BuildContext) -> Result<String> {
                 }
             }
         }
-        other => bail!("unknown stage {other}"),
     }
     Ok(h.finish())
 }
@@ -183,23 +173,23 @@ fn package_dir_inputs(dir: &Path, h: &mut InputHasher) -> Result<()> {
     Ok(())
 }
 
-pub fn run(stage: &str, ctx: &mut BuildContext) -> Result<StageOutput> {
+/// Runs `stage`; its logs go to `logs/<stage>/`.
+pub fn run(stage: Stage, ctx: &mut BuildContext) -> Result<StageOutput> {
     std::fs::create_dir_all(ctx.stage_logs(stage))
         .with_context(|| format!("creating {}", ctx.stage_logs(stage).display()))?;
     match stage {
-        "compose" => run_compose(ctx),
-        "summary" => run_summary(ctx),
-        "kickstart" => run_kickstart(ctx),
-        "install" => run_install(ctx),
-        "postprocess" => run_postprocess(ctx),
-        "boot-test" => run_boot_test(ctx),
-        "upgrade-test" => run_upgrade_test(ctx),
-        other => bail!("unknown stage {other}"),
+        Stage::Compose => run_compose(ctx),
+        Stage::Summary => run_summary(ctx),
+        Stage::Kickstart => run_kickstart(ctx),
+        Stage::Install => run_install(ctx),
+        Stage::Postprocess => run_postprocess(ctx),
+        Stage::BootTest => run_boot_test(ctx),
+        Stage::UpgradeTest => run_upgrade_test(ctx),
     }
 }
 
 fn run_boot_test(ctx: &mut BuildContext) -> Result<StageOutput> {
-    let logs = ctx.stage_logs("boot-test");
+    let logs = ctx.stage_logs(Stage::BootTest);
     let report = logs.join("report.xml");
     let accel = probed_accel(ctx)?;
     let results = crate::vm::boot_test::run(&crate::vm::boot_test::BootTestConfig {
@@ -236,9 +226,9 @@ fn run_boot_test(ctx: &mut BuildContext) -> Result<StageOutput> {
 /// inside the guest, reboots, rolls back. Nothing to do on a first build.
 fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
     use crate::vm::upgrade_test::{self, Outcome, UpgradeTestConfig};
-    let logs = ctx.stage_logs("upgrade-test");
+    let logs = ctx.stage_logs(Stage::UpgradeTest);
     let previous = ctx.previous_image();
-    let commit = ctx.value("commit")?.to_string();
+    let commit = ctx.commit()?.to_hex();
     let previous_commit = crate::image::manifest::recorded_commit(&previous);
     if !previous.exists() || previous_commit.as_deref() == Some(commit.as_str()) {
         ctx.reporter.info(
@@ -256,7 +246,7 @@ fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
     let cfg = UpgradeTestConfig {
         image: previous,
         repo: ctx.repo(),
-        ostree_ref: ctx.value("ref")?.to_string(),
+        ostree_ref: ctx.ostree_ref()?.to_string(),
         to: Some(commit.clone()),
         from: previous_commit.clone(),
         allow_downgrade: false,
@@ -297,13 +287,12 @@ fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
             report.elapsed.as_secs_f64()
         ),
     );
-    let mut values = std::collections::BTreeMap::new();
-    if let Some(from) = report.from_commit {
-        values.insert("upgraded-from".to_string(), from);
-    }
     Ok(StageOutput {
         files: vec![report_path],
-        values,
+        values: StageValues {
+            upgraded_from: report.from_commit,
+            ..Default::default()
+        },
     })
 }
 
@@ -312,11 +301,11 @@ fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
 fn keep_previous_image(ctx: &BuildContext) -> Result<()> {
     let image = ctx.image();
     let manifest = ctx.out.join("manifest.json");
-    let current = ctx.values.get("commit");
+    let current = ctx.values.commit.map(|c| c.to_hex());
     let Some(old) = crate::image::manifest::recorded_commit(&image) else {
         return Ok(());
     };
-    if !ctx.image_shipped || !image.exists() || Some(&old) == current {
+    if !ctx.image_shipped || !image.exists() || Some(&old) == current.as_ref() {
         return Ok(());
     }
     let dir = ctx.out.join("previous");
@@ -353,7 +342,11 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
     let outcome = crate::compose::compose_tree(&repo, &treefile, &opts)?;
     if let Some(signer) = &ctx.signer {
         // Also when nothing changed: signing is a no-op for a key that already signed.
-        crate::ostree::cli::sign_commit_with(&repo, &outcome.commit, std::slice::from_ref(signer))?;
+        crate::ostree::sign::sign_commit_with(
+            &repo,
+            &outcome.commit,
+            std::slice::from_ref(signer),
+        )?;
         ctx.reporter.info(
             "compose",
             &format!(
@@ -373,12 +366,12 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
             if outcome.changed { "" } else { ", unchanged" }
         ),
     );
-    let mut values = std::collections::BTreeMap::new();
-    values.insert("ref".to_string(), outcome.ostree_ref.clone());
-    values.insert("commit".to_string(), outcome.commit.to_string());
-    if let Some(version) = &outcome.version {
-        values.insert("version".to_string(), version.clone());
-    }
+    let values = StageValues {
+        ostree_ref: Some(outcome.ostree_ref.clone()),
+        commit: Some(outcome.commit),
+        version: outcome.version.clone(),
+        ..Default::default()
+    };
     Ok(StageOutput {
         files: vec![repo.join("refs/heads").join(&outcome.ostree_ref)],
         values,
@@ -387,10 +380,9 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
 
 /// `compose.deltas`: a delta to the new commit from each configured start, unless it exists.
 fn generate_deltas(ctx: &BuildContext, repo: &crate::ostree::Repo) -> Result<()> {
-    let Some(commit) = ctx.values.get("commit") else {
+    let Some(to) = ctx.values.commit else {
         return Ok(());
     };
-    let to: crate::ostree::Checksum = commit.parse()?;
     for source in &ctx.def.compose.deltas {
         let from = match source.generations()? {
             None => None,
@@ -462,7 +454,7 @@ fn run_summary(ctx: &mut BuildContext) -> Result<StageOutput> {
     repo.update_summary(&[])?;
     let mut files = vec![ctx.repo().join("summary")];
     if let Some(signer) = &ctx.signer {
-        crate::ostree::cli::sign_summary_with(&ctx.repo(), std::slice::from_ref(signer))?;
+        crate::ostree::sign::sign_summary_with(&ctx.repo(), std::slice::from_ref(signer))?;
         files.push(ctx.repo().join("summary.sig"));
     }
     Ok(StageOutput {
@@ -480,10 +472,10 @@ fn render_kickstart(ctx: &BuildContext) -> Result<String> {
             "http://{}/repo",
             crate::vm::kickstart_prep::HOST_ALIAS
         )),
-        ostree_ref: Some(ctx.value("ref")?.to_string()),
+        ostree_ref: Some(ctx.ostree_ref()?.to_string()),
         server_address: Some(crate::vm::kickstart_prep::HOST_ALIAS.to_string()),
     };
-    crate::kickstart::render(&ctx.def, &vars, &[])
+    crate::kickstart::render(&ctx.def.render_input(), &vars, &[])
 }
 
 fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
@@ -493,7 +485,7 @@ fn run_kickstart(ctx: &mut BuildContext) -> Result<StageOutput> {
         &text,
         &path,
         &ctx.def.kickstart.version,
-        &crate::kickstart::render::template_dirs(&ctx.def),
+        &crate::kickstart::render::template_dirs(&ctx.def.render_input()),
     )?;
     for finding in report.warnings() {
         ctx.reporter.info("kickstart", &finding.to_string());
@@ -531,7 +523,7 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     };
     let mut cfg = InstallConfig::new(ctx.kickstart(), media, ctx.installed_disk());
     cfg.repo = Some(ctx.repo());
-    cfg.ostree_ref = Some(ctx.value("ref")?.to_string());
+    cfg.ostree_ref = Some(ctx.ostree_ref()?.to_string());
     cfg.disk_size = parse_size(&ctx.def.vm.disk_size)?;
     cfg.memory_mib = ctx.def.vm.memory.into();
     cfg.cpus = ctx.def.vm.cpus;
@@ -548,7 +540,7 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     }
     // The install stage keeps its logs beside the disk (`installed.qcow2.logs/`); link them
     // from logs/install so every stage's logs are found in one place, also after a failure.
-    let link = ctx.stage_logs("install").join("vm");
+    let link = ctx.stage_logs(Stage::Install).join("vm");
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(cfg.logs_dir(), &link)
         .with_context(|| format!("linking {}", link.display()))?;
@@ -643,8 +635,8 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
             (true, DefCompression::Zlib) => Compression::Zlib,
             _ => Compression::None,
         };
-        cfg.ostree_ref = ctx.values.get("ref").cloned();
-        cfg.ostree_commit = ctx.values.get("commit").cloned();
+        cfg.ostree_ref = ctx.values.ostree_ref.clone();
+        cfg.ostree_commit = ctx.values.commit.map(|c| c.to_hex());
         cfg.version = Some(ctx.image_version());
         cfg.kickstart = Some(ctx.kickstart());
         cfg.quiet = ctx.reporter.is_json();

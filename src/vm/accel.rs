@@ -113,6 +113,7 @@ pub async fn kvm_works(qemu: &Path, scratch: &Path) -> std::result::Result<(), S
 }
 
 /// `$TMPDIR/atomic-factory-kvm-<uid>-<boot id>-<hash of the QEMU path>`.
+#[allow(unsafe_code, reason = "getuid(2); std has no safe wrapper")]
 fn verdict_cache(qemu: &Path) -> Option<std::path::PathBuf> {
     use sha2::Digest as _;
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;

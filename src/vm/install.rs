@@ -712,6 +712,7 @@ fn check_repo(repo: &Path, ostree_ref: Option<&str>) -> Result<usize> {
     Ok(n)
 }
 
+#[allow(unsafe_code, reason = "statvfs(2); std has no safe wrapper")]
 fn check_free_space(dir: &Path) -> Result<()> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };

@@ -188,6 +188,7 @@ impl QemuProcess {
 }
 
 impl Drop for QemuProcess {
+    #[allow(unsafe_code, reason = "waitpid(2): reap synchronously in a destructor")]
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut()
             && let Some(pid) = child.id()
@@ -221,6 +222,7 @@ fn shell_quote(s: &str) -> String {
 /// Makes the kernel SIGKILL the child when the thread that spawned it dies, so QEMU never
 /// outlives us, even when we are SIGKILLed and no destructor runs. (Spawning threads here
 /// live until their VM is reaped: tokio workers, or the boot-test thread of that image.)
+#[allow(unsafe_code, reason = "pre_exec and prctl(PR_SET_PDEATHSIG)")]
 pub fn die_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail, ensure};
 
-use super::PartPayload;
+use super::format::PartPayload;
 use crate::ostree::objects::ObjectType;
 use crate::ostree::traverse::ObjectName;
 

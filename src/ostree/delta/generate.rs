@@ -14,8 +14,11 @@ use anyhow::{Context as _, Result, ensure};
 use rayon::prelude::*;
 
 use super::bytecode::{self, put_varint};
+use super::format::{
+    DeltaName, Fallback, PART_VERSION, PartHeader, PartPayload, Superblock, part_payload_bytes,
+    superblock_bytes,
+};
 use super::matcher::{self, Span};
-use super::{DeltaName, Fallback, PartHeader, PartPayload, Superblock};
 use crate::ostree::checksum::Checksum;
 use crate::ostree::objects::{self, ObjectType};
 use crate::ostree::repo::{Repo, write_file_atomic, write_file_atomic_via};
@@ -401,7 +404,7 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateReport> {
         big_endian: false,
         signed: false,
     };
-    let sb_bytes = super::superblock_bytes(&sb);
+    let sb_bytes = superblock_bytes(&sb);
     report.superblock_bytes = sb_bytes.len() as u64;
     write(&sb_path, &sb_bytes)?;
     if in_repo {
@@ -657,7 +660,7 @@ fn build_part(
             }
         }
     }
-    let body = super::part_payload_bytes(&p);
+    let body = part_payload_bytes(&p);
     drop(p);
     let bytes = match compression {
         Compression::None => {
@@ -673,7 +676,7 @@ fn build_part(
         }
     };
     let header = PartHeader {
-        version: super::PART_VERSION,
+        version: PART_VERSION,
         checksum: Checksum::of(&bytes),
         size: bytes.len() as u64,
         usize: usize_total,
