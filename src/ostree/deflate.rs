@@ -165,19 +165,8 @@ fn byte_entropy(data: &[u8]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::test_noise as noise;
     use std::io::Read;
-
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
 
     fn text(n: usize) -> Vec<u8> {
         b"usr lib systemd unit kernel module config return\n"

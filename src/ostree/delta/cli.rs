@@ -49,7 +49,7 @@ pub struct GenerateArgs {
     /// Files whose old and new sizes add up to more megabytes are not bsdiff'ed
     #[arg(long, value_name = "MB", default_value_t = 128)]
     pub max_bsdiff_size: u64,
-    /// Do not bsdiff modified files
+    /// Do not bsdiff modified files (exact-match copies are still used, as with ostree)
     #[arg(long)]
     pub disable_bsdiff: bool,
     /// Do not compress the parts (default: lzma, like ostree). ostree 2022.7 clients

@@ -45,6 +45,7 @@ pub struct GenerateOptions {
     /// Start a new part once a part's payload would exceed this many bytes.
     pub max_chunk_size: u64,
     pub compression: Compression,
+    /// bsdiff modified files that exact matches do not cover.
     pub bsdiff: bool,
     /// Files whose old + new size exceed this are not bsdiff'ed.
     pub max_bsdiff_size: u64,
@@ -279,8 +280,10 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateReport> {
         })
         .collect::<Result<_>>()?;
 
-    let modified = match (&opts.from, opts.bsdiff) {
-        (Some(from), true) => {
+    // Modified files are matched whether or not bsdiff is allowed (ostree's
+    // --disable-bsdiff keeps its rollsum pass too).
+    let modified = match &opts.from {
+        Some(from) => {
             let new_reg: HashSet<Checksum> = infos
                 .iter()
                 .filter(|(_, link, _, _)| !link)
@@ -292,7 +295,7 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateReport> {
             m.retain(|to, from| from_sn[from].0 + to_sn[to].0 <= opts.max_bsdiff_size);
             m
         }
-        _ => HashMap::new(),
+        None => HashMap::new(),
     };
 
     // Write order: modified files, new files, symlinks, then metadata with the root dirtree
@@ -347,7 +350,7 @@ pub fn generate(repo: &Repo, opts: &GenerateOptions) -> Result<GenerateReport> {
 
     let built: Vec<(Vec<u8>, PartHeader, PatchCounts)> = plan
         .par_iter()
-        .map(|items| build_part(repo, items, opts.compression))
+        .map(|items| build_part(repo, items, opts.compression, opts.bsdiff))
         .collect::<Result<_>>()?;
 
     // Write the parts, then the superblock: a reader never sees a superblock whose parts
@@ -489,7 +492,7 @@ enum Encoded {
 
 /// Reads an item and, for a modified file, finds how to build it from the old one; the
 /// slow part of a delta, so it runs in parallel over all items of a part.
-fn encode_item(repo: &Repo, it: &Item) -> Result<Encoded> {
+fn encode_item(repo: &Repo, it: &Item, bsdiff: bool) -> Result<Encoded> {
     match it {
         Item::Meta(c, t, _) => {
             let b = fs::read(repo.object_path(c, *t))
@@ -501,7 +504,7 @@ fn encode_item(repo: &Repo, it: &Item) -> Result<Encoded> {
             let patch = match (it, &target) {
                 (Item::Modified { from, .. }, None) => {
                     let (_, _, old) = read_content(repo, from)?;
-                    diff_against(from, &old, c, &data)?
+                    diff_against(from, &old, c, &data, bsdiff)?
                 }
                 _ => None,
             };
@@ -520,11 +523,20 @@ fn encode_item(repo: &Repo, it: &Item) -> Result<Encoded> {
 }
 
 /// ostree's order of attempts: exact matches when they cover at least half of the new file
-/// (its rollsum threshold), else bsdiff, kept only where it saves bytes.
-fn diff_against(from: &Checksum, old: &[u8], to: &Checksum, new: &[u8]) -> Result<Option<Patch>> {
+/// (its rollsum threshold), else bsdiff when allowed, kept only where it saves bytes.
+fn diff_against(
+    from: &Checksum,
+    old: &[u8],
+    to: &Checksum,
+    new: &[u8],
+    bsdiff: bool,
+) -> Result<Option<Patch>> {
     let m = matcher::find_matches(old, new);
     if m.copied * 2 >= new.len() as u64 {
         return Ok(Some(Patch::Copies(*from, m.spans)));
+    }
+    if !bsdiff {
+        return Ok(None);
     }
     let mut patch = Vec::new();
     bsdiff::diff(old, new, &mut patch).with_context(|| format!("bsdiff {from} -> {to}"))?;
@@ -594,10 +606,11 @@ fn build_part(
     repo: &Repo,
     items: &[Item],
     compression: Compression,
+    bsdiff: bool,
 ) -> Result<(Vec<u8>, PartHeader, PatchCounts)> {
     let encoded: Vec<Encoded> = items
         .par_iter()
-        .map(|it| encode_item(repo, it))
+        .map(|it| encode_item(repo, it, bsdiff))
         .collect::<Result<_>>()?;
     let mut p = PartPayload::default();
     let mut modes: HashMap<(u32, u32, u32), usize> = HashMap::new();

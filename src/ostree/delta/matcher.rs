@@ -239,6 +239,7 @@ impl Matches {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::test_noise as noise;
 
     /// Rebuilds the new file from the spans, as the client's `write` ops do.
     fn apply(old: &[u8], new: &[u8], m: &Matches) -> Vec<u8> {
@@ -254,18 +255,6 @@ mod tests {
             }
         }
         out
-    }
-
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
     }
 
     fn literal_bytes(m: &Matches) -> u64 {
