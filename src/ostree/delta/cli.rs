@@ -46,7 +46,8 @@ pub struct GenerateArgs {
     /// Maximum size of a part in megabytes
     #[arg(long, value_name = "MB", default_value_t = 32)]
     pub max_chunk_size: u64,
-    /// Files whose old and new sizes add up to more megabytes are not bsdiff'ed
+    /// Modified files whose old and new sizes add up to more megabytes are sent whole
+    /// (neither matched nor bsdiff'ed)
     #[arg(long, value_name = "MB", default_value_t = 128)]
     pub max_bsdiff_size: u64,
     /// Do not bsdiff modified files (exact-match copies are still used, as with ostree)

@@ -47,7 +47,8 @@ pub struct GenerateOptions {
     pub compression: Compression,
     /// bsdiff modified files that exact matches do not cover.
     pub bsdiff: bool,
-    /// Files whose old + new size exceed this are not bsdiff'ed.
+    /// Modified files whose old + new size exceed this are sent whole: neither matched nor
+    /// bsdiff'ed (both hold the two files in memory).
     pub max_bsdiff_size: u64,
     /// Write the superblock here (parts beside it) instead of into the repository.
     pub filename: Option<PathBuf>,
