@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod compose;
+pub mod compressibility;
 pub mod fsutil;
 pub mod image;
 pub mod kickstart;

@@ -1304,7 +1304,7 @@ fn postprocess_peak_rss_mib(input: &Path, output: &Path, format: &str) -> u64 {
 }
 
 #[test]
-fn every_format_streams_a_few_hundred_mib_disk_in_under_200_mib() {
+fn every_format_streams_a_few_hundred_mib_disk_in_under_256_mib() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("disk.raw");
     // 320 MiB, written a MiB at a time: every MiB holds 32 KiB of random data (which touches
@@ -1336,7 +1336,9 @@ fn every_format_streams_a_few_hundred_mib_disk_in_under_200_mib() {
         let output = dir.path().join(format!("out.{format}"));
         let mib = postprocess_peak_rss_mib(&input, &output, format);
         eprintln!("{format}: peak RSS {mib} MiB");
-        assert!(mib < 200, "{format}: peak RSS {mib} MiB, bound 200 MiB");
+        // Issue 15's bound. The xz formats peak near 210 MiB (two encoders of 62 MiB and
+        // their blocks); the others under 50 MiB.
+        assert!(mib <= 256, "{format}: peak RSS {mib} MiB, bound 256 MiB");
         fs::remove_file(&output).unwrap();
     }
 }

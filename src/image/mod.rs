@@ -27,6 +27,7 @@ pub mod source;
 pub mod vagrant;
 pub mod vhd;
 pub mod vmdk;
+pub mod xz;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -357,7 +358,7 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::RawXz => {
-            let mut w = raw_write::XzSink::new(file, size).with_context(what)?;
+            let mut w = xz::XzSink::new(file, size).with_context(what)?;
             let stats =
                 convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
@@ -379,8 +380,7 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
                 let footer = vhd::footer(len, mtime, &id);
                 (stats, w.finish_padded(len, &footer).with_context(what)?.1)
             } else {
-                let mut w =
-                    vhd::Digesting::new(raw_write::XzSink::new(file, size).with_context(what)?);
+                let mut w = vhd::Digesting::new(xz::XzSink::new(file, size).with_context(what)?);
                 let stats =
                     convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
                 let (w, id) = w.into_parts();

@@ -13,23 +13,22 @@ use std::io::{self, Write};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+use crate::compressibility::{Probe, Threshold};
+
 /// Input buffer size callers should use.
 pub const CHUNK: usize = 256 * 1024;
 /// Data is judged in units of this size, so a file that is compressible in parts (an RPM's
 /// header, an initramfs) is still deflated where it shrinks; a unit that straddles a border
 /// costs at most 64 KiB of lost compression or of level-6 effort.
 const UNIT: usize = 64 * 1024;
-/// Bytes at each end of a unit the level-1 probe looks at.
-const PROBE: usize = 8 * 1024;
-/// Shorter units are always deflated: the saving would not pay for the probe.
-const MIN_PROBE: usize = 4096;
-/// Below this order-0 entropy (bits per byte) a chunk surely shrinks (text, code, most of an
-/// ELF file): deflate it without running the probe.
-const ENTROPY_FLOOR: f64 = 7.5;
-/// A level-1 probe must save at least this fraction of the sample, or the chunk is stored.
-/// Level 6 gains a few percent over level 1 on compressible data, so a chunk that level 1
-/// cannot shrink by 1% costs at most a fraction of a percent of repository size when stored.
-const MIN_GAIN: f64 = 0.01;
+/// When a unit is stored. Below 7.5 bits per byte a unit surely shrinks (text, code, most of
+/// an ELF file) and no probe runs. Level 6 gains a few percent over level 1 on compressible
+/// data, so a unit that level 1 cannot shrink by 1% costs at most a fraction of a percent of
+/// repository size when stored.
+const STORE_WHEN: Threshold = Threshold {
+    min_entropy: 7.5,
+    min_gain: 0.01,
+};
 
 /// Streams one object's bytes into raw deflate, writing the output to a sink.
 pub struct ObjectDeflater {
@@ -39,8 +38,7 @@ pub struct ObjectDeflater {
     store: Compress,
     /// Which of the two writes the current segment.
     stored: bool,
-    probe: Compress,
-    probe_out: Vec<u8>,
+    probe: Probe,
     out: Vec<u8>,
 }
 
@@ -51,8 +49,7 @@ impl ObjectDeflater {
             deflate: Compress::new(Compression::new(level), false),
             store: Compress::new(Compression::none(), false),
             stored: false,
-            probe: Compress::new(Compression::fast(), false),
-            probe_out: Vec::with_capacity(PROBE + PROBE / 8 + 64),
+            probe: Probe::new(),
             out: Vec::with_capacity(CHUNK + CHUNK / 8 + 64),
         }
     }
@@ -60,7 +57,7 @@ impl ObjectDeflater {
     /// Compresses `data`, writing whatever output is ready to `sink`.
     pub fn write(&mut self, data: &[u8], sink: &mut dyn Write) -> io::Result<()> {
         for chunk in data.chunks(UNIT) {
-            let stored = self.incompressible(chunk);
+            let stored = self.probe.incompressible(chunk, STORE_WHEN);
             if stored != self.stored {
                 // End the segment byte-aligned and not final; the stream left starts afresh
                 // next time (its window would not match the bytes in between).
@@ -116,50 +113,6 @@ impl ObjectDeflater {
             }
         }
     }
-
-    /// Whether a unit would not shrink: a cheap entropy look at all of it, then a level-1
-    /// deflate of a sample at each end for the units that might be incompressible.
-    fn incompressible(&mut self, unit: &[u8]) -> bool {
-        if unit.len() < MIN_PROBE || byte_entropy(unit) < ENTROPY_FLOOR {
-            return false;
-        }
-        let head = &unit[..unit.len().min(PROBE)];
-        let tail = &unit[unit.len().saturating_sub(PROBE)..];
-        self.does_not_shrink(head) && (unit.len() <= PROBE || self.does_not_shrink(tail))
-    }
-
-    fn does_not_shrink(&mut self, sample: &[u8]) -> bool {
-        self.probe.reset();
-        self.probe_out.clear();
-        match self
-            .probe
-            .compress_vec(sample, &mut self.probe_out, FlushCompress::Finish)
-        {
-            Ok(Status::StreamEnd) => {
-                self.probe_out.len() as f64 >= sample.len() as f64 * (1.0 - MIN_GAIN)
-            }
-            // The output did not even fit in 1.125x the input: it does not shrink.
-            Ok(_) => true,
-            Err(_) => false,
-        }
-    }
-}
-
-/// Order-0 (byte histogram) entropy in bits per byte.
-fn byte_entropy(data: &[u8]) -> f64 {
-    let mut counts = [0u32; 256];
-    for &b in data {
-        counts[b as usize] += 1;
-    }
-    let n = data.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum()
 }
 
 #[cfg(test)]
@@ -240,11 +193,5 @@ mod tests {
         for data in [Vec::new(), b"x".to_vec(), noise(100, 4)] {
             assert_eq!(inflate(&deflate(&data, 7)), data);
         }
-    }
-
-    #[test]
-    fn entropy_of_noise_and_text() {
-        assert!(byte_entropy(&noise(PROBE, 5)) > 7.9);
-        assert!(byte_entropy(&text(PROBE)) < 5.0);
     }
 }
