@@ -9,6 +9,8 @@ use std::cell::RefCell;
 use anyhow::{Result, bail};
 use flate2::{Compress, Decompress, FlushCompress, FlushDecompress, Status};
 
+use crate::compressibility::{DEFLATE_STORE_WHEN, Probe};
+
 /// The codec used for compressed clusters (and the header's `compression_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +38,16 @@ thread_local! {
     static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static ZLIB_STREAM: RefCell<Compress> =
         RefCell::new(Compress::new(flate2::Compression::new(ZLIB_LEVEL), true));
+    // Level 0: stored blocks, for grains that would not shrink.
+    static ZLIB_STORED: RefCell<Compress> =
+        RefCell::new(Compress::new(flate2::Compression::none(), true));
+    static PROBE: RefCell<Probe> = RefCell::new(Probe::new());
+}
+
+/// Whether a cluster would not shrink (random or already compressed data): zlib would spend
+/// the full level-6 effort and then emit stored blocks anyway.
+fn incompressible(data: &[u8]) -> bool {
+    PROBE.with(|p| p.borrow_mut().incompressible(data, DEFLATE_STORE_WHEN))
 }
 
 /// Compresses one cluster; `None` when the result would not be smaller than the cluster
@@ -44,6 +56,8 @@ pub fn compress_cluster(codec: Codec, data: &[u8]) -> Result<Option<Vec<u8>>> {
     // QEMU accepts at most cluster_size - 1 compressed bytes.
     let limit = data.len() - 1;
     match codec {
+        // QEMU would store it uncompressed, and so do we, without trying.
+        Codec::Zlib if incompressible(data) => Ok(None),
         Codec::Zlib => DEFLATE.with(|c| {
             let mut c = c.borrow_mut();
             c.reset();
@@ -54,20 +68,27 @@ pub fn compress_cluster(codec: Codec, data: &[u8]) -> Result<Option<Vec<u8>>> {
                 _ => Ok(None),
             }
         }),
-        Codec::ZlibStream => ZLIB_STREAM.with(|c| {
-            let mut c = c.borrow_mut();
-            c.reset();
-            // deflate's worst case is a few bytes per 16 KiB stored block over the input.
-            let mut out = Vec::with_capacity(data.len() + data.len() / 1000 + 64);
-            loop {
-                let done = c.total_in() as usize;
-                let status = c.compress_vec(&data[done..], &mut out, FlushCompress::Finish)?;
-                if status == Status::StreamEnd {
-                    return Ok(Some(out));
+        Codec::ZlibStream => {
+            let stream = if incompressible(data) {
+                &ZLIB_STORED
+            } else {
+                &ZLIB_STREAM
+            };
+            stream.with(|c| {
+                let mut c = c.borrow_mut();
+                c.reset();
+                // deflate's worst case is a few bytes per 16 KiB stored block over the input.
+                let mut out = Vec::with_capacity(data.len() + data.len() / 1000 + 64);
+                loop {
+                    let done = c.total_in() as usize;
+                    let status = c.compress_vec(&data[done..], &mut out, FlushCompress::Finish)?;
+                    if status == Status::StreamEnd {
+                        return Ok(Some(out));
+                    }
+                    out.reserve(4096);
                 }
-                out.reserve(4096);
-            }
-        }),
+            })
+        }
         Codec::Zstd => ZSTD.with(|z| {
             let mut z = z.borrow_mut();
             if z.is_none() {

@@ -13,7 +13,7 @@ use std::io::{self, Write};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use crate::compressibility::{Probe, Threshold};
+use crate::compressibility::{DEFLATE_STORE_WHEN, Probe};
 
 /// Input buffer size callers should use.
 pub const CHUNK: usize = 256 * 1024;
@@ -21,14 +21,6 @@ pub const CHUNK: usize = 256 * 1024;
 /// header, an initramfs) is still deflated where it shrinks; a unit that straddles a border
 /// costs at most 64 KiB of lost compression or of level-6 effort.
 const UNIT: usize = 64 * 1024;
-/// When a unit is stored. Below 7.5 bits per byte a unit surely shrinks (text, code, most of
-/// an ELF file) and no probe runs. Level 6 gains a few percent over level 1 on compressible
-/// data, so a unit that level 1 cannot shrink by 1% costs at most a fraction of a percent of
-/// repository size when stored.
-const STORE_WHEN: Threshold = Threshold {
-    min_entropy: 7.5,
-    min_gain: 0.01,
-};
 
 /// Streams one object's bytes into raw deflate, writing the output to a sink.
 pub struct ObjectDeflater {
@@ -57,7 +49,7 @@ impl ObjectDeflater {
     /// Compresses `data`, writing whatever output is ready to `sink`.
     pub fn write(&mut self, data: &[u8], sink: &mut dyn Write) -> io::Result<()> {
         for chunk in data.chunks(UNIT) {
-            let stored = self.probe.incompressible(chunk, STORE_WHEN);
+            let stored = self.probe.incompressible(chunk, DEFLATE_STORE_WHEN);
             if stored != self.stored {
                 // End the segment byte-aligned and not final; the stream left starts afresh
                 // next time (its window would not match the bytes in between).
