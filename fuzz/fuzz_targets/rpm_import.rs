@@ -10,6 +10,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let path = file("fuzz.rpm", data);
+    // As every importer path does: refuse headers larger than the file before parsing.
+    if atomic_factory::compose::rpm_bounds::check_header_sizes(&path).is_err() {
+        return;
+    }
     let Ok(info) = info_from_header(&path, "fuzz") else {
         return;
     };

@@ -58,6 +58,7 @@ pub enum RpmSigError {
 /// Verifies an RPM's digests and header signature against the keyring. The error names
 /// the package (name-version-release.arch) and its file.
 pub fn verify_rpm(path: &Path, keyring: &Keyring) -> Result<()> {
+    super::rpm_bounds::check_header_sizes(path)?;
     let pkg =
         rpm::Package::open(path).with_context(|| format!("reading RPM {}", path.display()))?;
     let nevra = pkg

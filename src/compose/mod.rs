@@ -20,6 +20,7 @@ pub mod model;
 pub mod package;
 mod progress;
 pub mod resolve;
+pub mod rpm_bounds;
 pub mod sources;
 pub mod tree;
 pub mod treefile;

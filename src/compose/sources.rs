@@ -503,6 +503,7 @@ fn dep_from_rpm(d: &rpm::Dependency) -> (String, Option<(Op, EvrS)>) {
 
 /// Package info straight from an RPM header (plain directories of .rpm files).
 pub fn info_from_header(path: &Path, repo: &str) -> Result<PkgInfo> {
+    super::rpm_bounds::check_header_sizes(path)?;
     let md = rpm::PackageMetadata::open(path)
         .map_err(|e| anyhow!("reading RPM header of {}: {e}", path.display()))?;
     let h = |r: Result<&str, rpm::Error>| {

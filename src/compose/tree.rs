@@ -334,6 +334,8 @@ pub fn compose_tree(
     let headers: Vec<Header> = resolved
         .par_iter()
         .map(|info| {
+            super::rpm_bounds::check_header_sizes(&info.path)
+                .with_context(|| format!("package {}", info.nevra()))?;
             let f = std::fs::File::open(&info.path).with_context(|| {
                 format!(
                     "package {}: opening {} (listed in the repo metadata)",
