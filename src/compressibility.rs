@@ -102,21 +102,12 @@ pub fn byte_entropy(data: &[u8]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::test_noise as noise;
+    use crate::fsutil::{test_noise as noise, test_text as text};
 
     const STRICT: Threshold = Threshold {
         min_entropy: 7.98,
         min_gain: 0.01,
     };
-
-    fn text(n: usize) -> Vec<u8> {
-        b"usr lib systemd unit kernel module config return\n"
-            .iter()
-            .copied()
-            .cycle()
-            .take(n)
-            .collect()
-    }
 
     #[test]
     fn entropy_of_noise_and_text() {

@@ -85,3 +85,14 @@ pub(crate) fn test_noise(n: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Repetitive text for unit tests: shrinks under any compressor.
+#[cfg(test)]
+pub(crate) fn test_text(n: usize) -> Vec<u8> {
+    b"usr lib systemd unit kernel module config return\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(n)
+        .collect()
+}

@@ -110,17 +110,8 @@ impl ObjectDeflater {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::test_noise as noise;
+    use crate::fsutil::{test_noise as noise, test_text as text};
     use std::io::Read;
-
-    fn text(n: usize) -> Vec<u8> {
-        b"usr lib systemd unit kernel module config return\n"
-            .iter()
-            .copied()
-            .cycle()
-            .take(n)
-            .collect()
-    }
 
     fn deflate(data: &[u8], write_size: usize) -> Vec<u8> {
         let mut d = ObjectDeflater::new(6);
