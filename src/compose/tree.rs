@@ -335,7 +335,7 @@ pub fn compose_tree(
         .par_iter()
         .map(|info| {
             super::rpm_bounds::check_header_sizes(&info.path)
-                .with_context(|| format!("package {}", info.nevra()))?;
+                .map_err(|e| anyhow!("package {}: {e:#}{}", info.nevra(), checksum_hint(info)))?;
             let f = std::fs::File::open(&info.path).with_context(|| {
                 format!(
                     "package {}: opening {} (listed in the repo metadata)",
