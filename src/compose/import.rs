@@ -122,8 +122,6 @@ fn import_one(
     let h = &ctx.headers[pi];
     let info = &h.info;
     let nevra = info.nevra();
-    super::rpm_bounds::check_header_sizes(&info.path)
-        .with_context(|| format!("package {nevra}"))?;
     let file = File::open(&info.path)
         .with_context(|| format!("opening package {}", info.path.display()))?;
     let kind = info
@@ -270,8 +268,6 @@ fn file_meta(ctx: &ImportCtx<'_>, e: &super::model::Entry) -> Result<FileMeta> {
 /// Reads the named files (rpm paths) of one package into memory (small config files such
 /// as /etc/passwd, needed before the import).
 pub fn read_small_files(h: &Header, paths: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
-    super::rpm_bounds::check_header_sizes(&h.info.path)
-        .with_context(|| format!("package {}", h.info.nevra()))?;
     let mut pr = rpm::PackageReader::open(&h.info.path).map_err(|e| {
         anyhow!(
             "package {} ({}): {e}",

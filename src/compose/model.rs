@@ -41,7 +41,8 @@ pub struct Entry {
     pub owner: Option<usize>,
 }
 
-/// Headers of the resolved packages, read once.
+/// Headers of the resolved packages, read once. Built only by `compose_tree` from files
+/// whose header sizes `rpm_bounds` checked, so the importer does not check them again.
 pub struct Header {
     pub info: PkgInfo,
     pub meta: rpm::PackageMetadata,
