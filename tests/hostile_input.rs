@@ -348,3 +348,39 @@ fn mirror_scan_skips_metadata_symlinked_out_of_the_tree() {
     let found: Vec<&str> = state.repos.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(found, ["atomic/good"]);
 }
+
+/// The summary fuzzer's find: this input reads as a summary with no refs and no metadata,
+/// which zgvariant wrote as 0 bytes and could not read back (the "out of memory" was the
+/// panic message symbolising a backtrace). We write GLib's form, one `00` byte, which the
+/// real ostree reads as an empty summary.
+#[test]
+fn a_summary_with_nothing_in_it_is_written_as_glib_does() {
+    use atomic_factory::ostree::summary::{parse_summary, summary_bytes};
+    let input = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz-regressions/ostree_summary-empty-rewrite"),
+    )
+    .unwrap();
+    let parsed = parse_summary(&input).unwrap();
+    assert!(parsed.refs.is_empty() && parsed.metadata.is_empty());
+    let written = summary_bytes(&parsed).unwrap();
+    assert_eq!(written, [0]);
+    assert_eq!(parse_summary(&written).unwrap(), parsed);
+
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("repo");
+    let repo_arg = format!("--repo={}", repo.display());
+    run("ostree", &["init", "--mode=archive-z2", &repo_arg]);
+    std::fs::write(repo.join("summary"), &written).unwrap();
+    let out = std::process::Command::new("ostree")
+        .args(["summary", "--view", &repo_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ostree summary --view: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let view = String::from_utf8_lossy(&out.stdout);
+    assert!(!view.contains("* "), "no refs expected:\n{view}");
+}

@@ -16,7 +16,44 @@ use zgvariant::{LE, Signature, Type, Variant};
 /// Serializes `value` in GVariant normal form (host order = little-endian on our targets).
 pub fn to_bytes<T: Serialize + Type>(value: &T) -> Result<Vec<u8>> {
     let data = zgvariant::to_bytes(Context::new(LE, 0), value).context("serializing a GVariant")?;
+    if data.bytes().is_empty()
+        && let Some(normal) = empty_structure(T::SIGNATURE)
+    {
+        return Ok(normal);
+    }
     Ok(data.bytes().to_vec())
+}
+
+/// GLib's normal form of a structure whose members all serialize to nothing (empty arrays and
+/// dicts, nothing maybes, and such structures nested), or `None` for any other signature.
+///
+/// zgvariant writes such a structure as 0 bytes and cannot read that back; GLib (and so
+/// ostree) writes the members' framing offsets, all 0: an empty dirtree `(a(say)a(sayay))`
+/// is one `00` byte, an empty summary too. Hand-written here because the crate has no switch
+/// for it; only the empty case differs from GLib.
+fn empty_structure(signature: &Signature) -> Option<Vec<u8>> {
+    let Signature::Structure(fields) = signature else {
+        return None;
+    };
+    let fields: Vec<&Signature> = fields.iter().collect();
+    let mut body = Vec::new();
+    let mut offsets = Vec::new();
+    for (i, field) in fields.iter().enumerate() {
+        let align = field.alignment_gvariant();
+        body.resize(body.len().next_multiple_of(align), 0);
+        match field {
+            Signature::Array(_) | Signature::Dict { .. } | Signature::Maybe(_) => {}
+            Signature::Structure(_) => body.extend(empty_structure(field)?),
+            _ => return None,
+        }
+        if i + 1 < fields.len() {
+            offsets.push(body.len());
+        }
+    }
+    // Bodies this small always take one-byte offsets.
+    let offsets = offsets.iter().rev().map(|&o| u8::try_from(o).ok());
+    body.extend(offsets.collect::<Option<Vec<u8>>>()?);
+    Some(body)
 }
 
 /// Parses a GVariant of type `T` from `bytes`.
@@ -297,4 +334,49 @@ fn variant_bytes(v: &Variant<'_>) -> Option<Vec<u8>> {
 /// Looks up a key in ordered metadata.
 pub fn lookup<'a>(meta: &'a [(String, MetaValue)], key: &str) -> Option<&'a MetaValue> {
     meta.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_all_empty_structure_is_written_as_glib_does_and_reads_back() {
+        // An empty dirtree and an empty summary: one framing offset, 0.
+        let dirtree: (
+            Vec<(String, ByteBufWire)>,
+            Vec<(String, ByteBufWire, ByteBufWire)>,
+        ) = (vec![], vec![]);
+        assert_eq!(to_bytes(&dirtree).unwrap(), [0]);
+        let summary = (
+            Vec::<(String, (u64, ByteBufWire, OwnedADict))>::new(),
+            OwnedADict(vec![]),
+        );
+        let bytes = to_bytes(&summary).unwrap();
+        assert_eq!(bytes, [0]);
+        let back: (Vec<(String, (u64, ByteBufWire, OwnedADict))>, OwnedADict) =
+            from_bytes(&bytes).unwrap();
+        assert_eq!(back, summary);
+        // Nested: the inner structure is one byte, so the outer offset is 1; an 8-aligned
+        // member after it is padded.
+        let nested = (
+            (Vec::<String>::new(), Vec::<String>::new()),
+            Vec::<u64>::new(),
+        );
+        assert_eq!(to_bytes(&nested).unwrap(), [0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let back: ((Vec<String>, Vec<String>), Vec<u64>) =
+            from_bytes(&to_bytes(&nested).unwrap()).unwrap();
+        assert_eq!(back, nested);
+    }
+
+    #[test]
+    fn only_all_empty_structures_are_rewritten() {
+        assert_eq!(to_bytes(&Vec::<String>::new()).unwrap(), Vec::<u8>::new());
+        assert_eq!(
+            to_bytes(&(vec!["x".to_string()], Vec::<String>::new())).unwrap(),
+            [b'x', 0, 2, 3]
+        );
+    }
+
+    type ByteBufWire = serde_bytes::ByteBuf;
 }

@@ -180,11 +180,6 @@ pub fn dirtree_bytes(tree: &DirTree) -> Result<Vec<u8>> {
         })
         .collect();
     dirs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    if files.is_empty() && dirs.is_empty() {
-        // zgvariant writes the empty tuple body with no framing offset (0 bytes, which GLib
-        // also accepts); GLib and ostree write the offset of the first array: one `00` byte.
-        return Ok(vec![0]);
-    }
     gvariant::to_bytes(&(files, dirs))
 }
 
