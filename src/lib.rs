@@ -12,6 +12,7 @@
 //! - [`pipeline`]: the image definition, the stage cache and `build`
 
 pub mod cli;
+pub mod command;
 pub mod compose;
 pub mod compressibility;
 pub mod fsutil;

@@ -1,0 +1,158 @@
+//! The one way to run an external tool (qemu-img, gpg, cpio, ksvalidator, xorriso, ...): an
+//! extension trait on [`std::process::Command`] whose errors name the command line, how it
+//! ended, the last lines of its stderr, and the set-up command when the tool is missing.
+
+use std::ffi::OsStr;
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+
+/// How many trailing stderr lines an error keeps: enough for the tool's own message, short
+/// enough to stay readable when a tool prints a log.
+const STDERR_TAIL_LINES: usize = 12;
+
+/// Where a missing tool comes from; every tool this project calls is installed by it.
+const SETUP_HINT: &str = "install it with vm/prepare";
+
+pub trait CommandExt {
+    /// Runs to completion with stdout and stderr captured; a failure to start or a non-zero
+    /// exit is an error naming the command line, the exit status and the stderr tail.
+    fn run_checked(&mut self) -> Result<Output>;
+
+    /// As [`CommandExt::run_checked`], returning stdout as text (lossy UTF-8).
+    fn capture(&mut self) -> Result<String> {
+        let out = self.run_checked()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// As [`CommandExt::run_checked`] with `input` written to the tool's stdin (and closed).
+    fn run_with_stdin(&mut self, input: &[u8]) -> Result<Output>;
+
+    /// Runs to completion with output captured and returns it whatever the exit status, for
+    /// tools whose status is a finding rather than a failure (ksvalidator counts errors in
+    /// it). Only a failure to start is an error.
+    fn run_unchecked(&mut self) -> Result<Output>;
+}
+
+impl CommandExt for Command {
+    fn run_checked(&mut self) -> Result<Output> {
+        let out = self.run_unchecked()?;
+        check(self, &out)?;
+        Ok(out)
+    }
+
+    fn run_with_stdin(&mut self, input: &[u8]) -> Result<Output> {
+        let mut child = self
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| not_started(self))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A tool may exit before reading all of it; its exit status and stderr say why.
+            let _ = stdin.write_all(input);
+        }
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("waiting for `{}`", command_line(self)))?;
+        check(self, &out)?;
+        Ok(out)
+    }
+
+    fn run_unchecked(&mut self) -> Result<Output> {
+        self.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| not_started(self))
+    }
+}
+
+fn check(cmd: &Command, out: &Output) -> Result<()> {
+    if out.status.success() {
+        return Ok(());
+    }
+    let tail = stderr_tail(&out.stderr);
+    if tail.is_empty() {
+        bail!("`{}` failed ({})", command_line(cmd), out.status);
+    }
+    bail!("`{}` failed ({}):\n{tail}", command_line(cmd), out.status)
+}
+
+fn not_started(cmd: &Command) -> String {
+    format!(
+        "running `{}` ({SETUP_HINT} if {} is missing)",
+        command_line(cmd),
+        cmd.get_program().to_string_lossy()
+    )
+}
+
+/// The last [`STDERR_TAIL_LINES`] non-empty lines of `stderr`.
+pub fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let skip = lines.len().saturating_sub(STDERR_TAIL_LINES);
+    lines[skip..].join("\n")
+}
+
+/// The command line as a user could paste it (arguments with spaces or quotes are quoted).
+pub fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(quote_arg)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote_arg(arg: &OsStr) -> String {
+    let s = arg.to_string_lossy();
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_tool_is_named_with_its_status_and_stderr_tail() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "for i in $(seq 1 30); do echo line$i >&2; done; exit 3",
+        ]);
+        let e = format!("{:#}", cmd.run_checked().unwrap_err());
+        assert!(e.contains("`sh -c 'for i in"), "{e}");
+        assert!(e.contains("exit status: 3"), "{e}");
+        assert!(e.contains("line30") && e.contains("line19"), "{e}");
+        assert!(!e.contains("line18\n"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_tool_names_the_setup_command() {
+        let e = format!(
+            "{:#}",
+            Command::new("no-such-tool-here")
+                .arg("x")
+                .run_checked()
+                .unwrap_err()
+        );
+        assert!(e.contains("`no-such-tool-here x`"), "{e}");
+        assert!(e.contains("vm/prepare"), "{e}");
+    }
+
+    #[test]
+    fn output_and_stdin_reach_the_caller() {
+        assert_eq!(Command::new("echo").arg("hi").capture().unwrap(), "hi\n");
+        let out = Command::new("cat").run_with_stdin(b"fed").unwrap();
+        assert_eq!(out.stdout, b"fed");
+        let out = Command::new("false").run_unchecked().unwrap();
+        assert!(!out.status.success());
+    }
+}
