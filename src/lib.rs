@@ -22,4 +22,5 @@ pub mod layers;
 pub mod mirror;
 pub mod ostree;
 pub mod pipeline;
+pub mod runtime;
 pub mod vm;
