@@ -343,19 +343,12 @@ mod tests {
     #[test]
     fn an_all_empty_structure_is_written_as_glib_does_and_reads_back() {
         // An empty dirtree and an empty summary: one framing offset, 0.
-        let dirtree: (
-            Vec<(String, ByteBufWire)>,
-            Vec<(String, ByteBufWire, ByteBufWire)>,
-        ) = (vec![], vec![]);
+        let dirtree: DirTreeWire = (vec![], vec![]);
         assert_eq!(to_bytes(&dirtree).unwrap(), [0]);
-        let summary = (
-            Vec::<(String, (u64, ByteBufWire, OwnedADict))>::new(),
-            OwnedADict(vec![]),
-        );
+        let summary: SummaryWire = (vec![], OwnedADict(vec![]));
         let bytes = to_bytes(&summary).unwrap();
         assert_eq!(bytes, [0]);
-        let back: (Vec<(String, (u64, ByteBufWire, OwnedADict))>, OwnedADict) =
-            from_bytes(&bytes).unwrap();
+        let back: SummaryWire = from_bytes(&bytes).unwrap();
         assert_eq!(back, summary);
         // Nested: the inner structure is one byte, so the outer offset is 1; an 8-aligned
         // member after it is padded.
@@ -379,4 +372,9 @@ mod tests {
     }
 
     type ByteBufWire = serde_bytes::ByteBuf;
+    type DirTreeWire = (
+        Vec<(String, ByteBufWire)>,
+        Vec<(String, ByteBufWire, ByteBufWire)>,
+    );
+    type SummaryWire = (Vec<(String, (u64, ByteBufWire, OwnedADict))>, OwnedADict);
 }

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod commit;
 pub mod datetime;
 pub mod deflate;
+pub mod deflate_join;
 pub mod delta;
 pub mod detached;
 pub mod gpg;
