@@ -6,7 +6,10 @@
 //! - [`resolve`]: dependency resolution with resolvo
 //! - [`model`]: the tree model from RPM headers (layout rules, conflicts)
 //! - [`import`]: payloads streamed into the repository
-//! - [`tree`]: [`compose_tree`], the whole compose
+//! - [`conventions`]: rpm-ostree's tree conventions (kernel, /opt, /var, rpmdb, units,
+//!   add-files, os-release, remove-files, root layout), one function each
+//! - [`commit`]: the tree objects, commit metadata and automatic versions
+//! - [`tree`]: [`compose_tree`], the whole compose as its phases
 //! - [`gpgcheck`]: `gpgcheck=1` RPM signature verification before import
 //!
 //! The rpmdb is not a real rpm database: the tree carries the package list in
@@ -14,6 +17,8 @@
 
 pub mod caps;
 pub mod cli;
+pub mod commit;
+pub mod conventions;
 pub mod gpgcheck;
 pub mod import;
 pub mod model;

@@ -60,9 +60,40 @@ pub struct Model {
     pub scriptlets: Vec<String>,
 }
 
-const S_IFDIR: u32 = 0o040000;
-const S_IFREG: u32 = 0o100000;
-const S_IFLNK: u32 = 0o120000;
+/// `st_mode` file types, as ostree stores them in dirmeta and file headers.
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFLNK: u32 = 0o120000;
+
+impl Entry {
+    /// A directory the compose adds, owned by root.
+    pub fn dir(mode: u32) -> Entry {
+        Entry::ours(Node::Dir, S_IFDIR | mode)
+    }
+
+    /// A symlink the compose adds, owned by root.
+    pub fn symlink(target: &str) -> Entry {
+        let node = Node::Symlink {
+            target: target.into(),
+        };
+        Entry::ours(node, S_IFLNK | 0o777)
+    }
+
+    /// A regular file whose content the compose generates, owned by root.
+    pub fn generated(data: Vec<u8>, mode: u32) -> Entry {
+        Entry::ours(Node::Generated { data }, S_IFREG | mode)
+    }
+
+    fn ours(node: Node, mode: u32) -> Entry {
+        Entry {
+            node,
+            mode,
+            user: "root".into(),
+            group: "root".into(),
+            owner: None,
+        }
+    }
+}
 
 /// Where an rpm path lands in the ostree tree.
 enum Place {
@@ -113,7 +144,7 @@ fn place(path: &str) -> Result<Place> {
         d @ ("bin" | "sbin" | "lib" | "lib64" | "lib32") => {
             if rest.is_empty() {
                 // The entry itself: a package's symlink is kept; a directory is replaced by
-                // our symlink in postprocess.
+                // our symlink in `conventions::toplevel_layout`.
                 Place::Tree(d.to_string())
             } else {
                 Place::Tree(format!("usr/{d}/{rest}"))
