@@ -60,6 +60,26 @@ pub fn check_header_sizes(path: &Path) -> Result<()> {
             end - pos,
             len - pos
         );
+        // Each index entry points into the data section; the rpm crate slices at the offset
+        // without checking it (a panic, found by fuzzing). rpm's own limit is the same
+        // (`hdrchkRange`: offset <= data length).
+        let mut index = vec![0u8; (tags * 16) as usize];
+        file.read_exact_at(&mut index, pos + 16)
+            .with_context(|| format!("reading RPM {}", path.display()))?;
+        for (i, entry) in index.chunks_exact(16).enumerate() {
+            let field = |at: usize| {
+                u64::from(u32::from_be_bytes(
+                    entry[at..at + 4].try_into().expect("4 bytes"),
+                ))
+            };
+            let (tag, offset, count) = (field(0), field(8), field(12));
+            ensure!(
+                offset <= data && count <= data.max(1),
+                "RPM {}: entry {i} (tag {tag}) of the {name} header claims {count} items at \
+                 offset {offset} of {data} bytes of data (corrupt)",
+                path.display()
+            );
+        }
         pos = if pad_to_8 {
             end.next_multiple_of(8)
         } else {
@@ -122,5 +142,34 @@ mod tests {
         // Not an RPM.
         std::fs::write(&path, vec![0u8; 500]).unwrap();
         assert!(check_header_sizes(&path).is_err());
+    }
+
+    /// The fuzzer's find: an index entry whose offset lies past the data section made the rpm
+    /// crate slice out of range and panic.
+    #[test]
+    fn entries_pointing_outside_the_data_are_refused() {
+        let src = std::fs::read(&fixture_rpms()[0]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad-offset.rpm");
+        let be = |at: usize| u32::from_be_bytes(src[at..at + 4].try_into().unwrap());
+        let data = be(108);
+        for (entry_field, value) in [(8, data + 1), (8, 100_663_337), (12, data + 1)] {
+            let mut bad = src.clone();
+            // The signature header's first index entry starts at byte 112.
+            bad[112 + entry_field..112 + entry_field + 4].copy_from_slice(&value.to_be_bytes());
+            std::fs::write(&path, &bad).unwrap();
+            let err = format!("{:#}", check_header_sizes(&path).unwrap_err());
+            assert!(
+                err.contains("bad-offset.rpm") && err.contains("entry 0"),
+                "{err}"
+            );
+            // And the whole read path refuses it instead of panicking.
+            assert!(crate::compose::sources::info_from_header(&path, "fuzz").is_err());
+        }
+        let found = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/fuzz-regressions/rpm_import-entry-offset-past-data");
+        let err = format!("{:#}", check_header_sizes(&found).unwrap_err());
+        assert!(err.contains("offset 100663337"), "{err}");
+        assert!(crate::compose::sources::info_from_header(&found, "fuzz").is_err());
     }
 }
