@@ -63,7 +63,7 @@ fn fixture() -> Fixture {
     signer.export(&signer_fpr, &pub_gpg, false);
     signer.export(&signer_fpr, &pub_asc, true);
     let repo = dir.join("srv/repo");
-    capture(af().arg("init").arg(format!("--repo={}", repo.display())));
+    run(af().arg("init").arg(format!("--repo={}", repo.display())));
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
     std::fs::write(tree.join("usr/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
@@ -85,7 +85,7 @@ fn fixture() -> Fixture {
 fn make_client(dir: &Path, name: &str, url: &str, opts: &[&str], key: &Path) -> PathBuf {
     let repo = dir.join(name);
     std::fs::create_dir_all(&repo).unwrap();
-    capture(ostree(&repo).args(["init", "--mode=archive"]));
+    run(ostree(&repo).args(["init", "--mode=archive"]));
     let mut c = ostree(&repo);
     c.args(["remote", "add"]);
     for o in opts {
@@ -94,7 +94,7 @@ fn make_client(dir: &Path, name: &str, url: &str, opts: &[&str], key: &Path) -> 
     c.arg(format!("--gpg-import={}", key.display()))
         .arg("origin")
         .arg(url);
-    capture(&mut c);
+    run(&mut c);
     repo
 }
 
@@ -114,12 +114,11 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     let expiring = make_commit(&f.repo, &f.tree, "test/expired", "expired");
 
     // Sign: by ref name with the GnuPG home (by e-mail), by checksum with a key file.
-    capture(
-        af().arg("gpg-sign")
-            .arg(format!("--repo={}", f.repo.display()))
-            .args(["test/good", "signer@example.org"])
-            .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
-    );
+    run(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args(["test/good", "signer@example.org"])
+        .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
     let secret = f.dir.join("secret.asc");
     std::fs::write(
         &secret,
@@ -130,22 +129,20 @@ fn real_ostree_client_verifies_our_commit_signatures() {
         .stdout,
     )
     .unwrap();
-    capture(
-        af().arg("gpg-sign")
-            .arg(format!("--repo={}", f.repo.display()))
-            .args([&flipped, &f.signer_fpr[f.signer_fpr.len() - 16..]])
-            .arg(format!("--key-file={}", secret.display())),
-    );
-    capture(
-        af().arg("gpg-sign")
-            .arg(format!("--repo={}", f.repo.display()))
-            .args(["test/foreign", &other_fpr])
-            .arg(format!("--gpg-homedir={}", other.dir.display())),
-    );
+    run(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args([&flipped, &f.signer_fpr[f.signer_fpr.len() - 16..]])
+        .arg(format!("--key-file={}", secret.display())));
+    run(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args(["test/foreign", &other_fpr])
+        .arg(format!("--gpg-homedir={}", other.dir.display())));
     assert!(commitmeta_path(&f.repo, &foreign).unwrap().is_file());
     // A key that expires 3 s after creation: sign while it is valid, check after.
     let short = GpgHome::new(&f.dir, "short");
-    capture(short.gpg().args([
+    run(short.gpg().args([
         "--passphrase",
         "",
         "--quick-gen-key",
@@ -155,20 +152,18 @@ fn real_ostree_client_verifies_our_commit_signatures() {
         "seconds=3",
     ]));
     let born = std::time::Instant::now();
-    capture(
-        af().arg("gpg-sign")
-            .arg(format!("--repo={}", f.repo.display()))
-            .args([&expiring, "short@example.org"])
-            .arg(format!("--gpg-homedir={}", short.dir.display())),
-    );
+    run(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args([&expiring, "short@example.org"])
+        .arg(format!("--gpg-homedir={}", short.dir.display())));
 
     // Signing again with the same key keeps a single signature.
-    capture(
-        af().arg("gpg-sign")
-            .arg(format!("--repo={}", f.repo.display()))
-            .args([&good, "signer@example.org"])
-            .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
-    );
+    run(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args([&good, "signer@example.org"])
+        .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
     let meta = DetachedMeta::read(&commitmeta_path(&f.repo, &good).unwrap()).unwrap();
     assert_eq!(meta.gpgsigs.len(), 1);
 
@@ -191,7 +186,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     );
 
     // 1. Good signature: pull works, `ostree show` says so.
-    capture(ostree(&client).args(["pull", "origin", "test/good"]));
+    run(ostree(&client).args(["pull", "origin", "test/good"]));
     let shown =
         capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", "origin:test/good"]));
     assert!(
@@ -224,11 +219,9 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     // trusted by this client, so only its expiry can make the client refuse.
     let short_pub = f.dir.join("short.gpg");
     short.export("short@example.org", &short_pub, false);
-    capture(
-        ostree(&client)
-            .args(["remote", "gpg-import", "origin", "-k"])
-            .arg(&short_pub),
-    );
+    run(ostree(&client)
+        .args(["remote", "gpg-import", "origin", "-k"])
+        .arg(&short_pub));
     std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(born.elapsed()));
     let both = f.dir.join("signer+short.gpg");
     let mut bytes = std::fs::read(&f.pub_gpg).unwrap();
@@ -280,7 +273,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
         &["gpg-verify=true"],
         &other_pub,
     );
-    capture(ostree(&client2).args(["pull", "origin", "test/foreign"]));
+    run(ostree(&client2).args(["pull", "origin", "test/foreign"]));
 }
 
 /// Our `.commitmeta` codec round-trips what the real `ostree gpg-sign` writes, byte for
@@ -289,11 +282,9 @@ fn real_ostree_client_verifies_our_commit_signatures() {
 fn commitmeta_matches_real_ostree_gpg_sign() {
     let f = fixture();
     let commit = make_commit(&f.repo, &f.tree, "test/meta", "meta");
-    capture(
-        ostree(&f.repo)
-            .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
-            .args(["gpg-sign", &commit, &f.signer_fpr]),
-    );
+    run(ostree(&f.repo)
+        .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
+        .args(["gpg-sign", &commit, &f.signer_fpr]));
     let path = commitmeta_path(&f.repo, &commit).unwrap();
     let theirs = std::fs::read(&path).unwrap();
     let meta = DetachedMeta::parse(&theirs, "commitmeta").unwrap();
@@ -304,12 +295,11 @@ fn commitmeta_matches_real_ostree_gpg_sign() {
     let second = f
         .signer
         .gen_key("Second Key <second@example.org>", "ed25519");
-    capture(
-        af().arg("gpg-sign")
-            .arg(format!("--repo={}", f.repo.display()))
-            .args([&commit, &second])
-            .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
-    );
+    run(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args([&commit, &second])
+        .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
     let meta = DetachedMeta::read(&path).unwrap();
     assert_eq!(meta.gpgsigs.len(), 2);
     assert_eq!(
@@ -327,7 +317,7 @@ fn commitmeta_matches_real_ostree_gpg_sign() {
         &["gpg-verify=true"],
         &keys,
     );
-    capture(ostree(&client).args(["pull", "origin", "test/meta"]));
+    run(ostree(&client).args(["pull", "origin", "test/meta"]));
     let shown =
         capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", "origin:test/meta"]));
     assert_eq!(shown.matches("Good signature").count(), 2, "{shown}");
@@ -399,21 +389,20 @@ fn protected_keys_sign_with_their_passphrase_file() {
         "a failed signing wrote a .commitmeta"
     );
 
-    capture(&mut sign(&from_home, &home, Some(&right)));
-    capture(&mut sign(&from_file, &file, Some(&right)));
-    capture(
-        af().args(["summary", "-u", "--gpg-sign=locked@example.org"])
-            .arg(format!("--repo={}", f.repo.display()))
-            .arg(&file)
-            .arg(format!("--gpg-passphrase-file={}", right.display())),
-    );
+    run(&mut sign(&from_home, &home, Some(&right)));
+    run(&mut sign(&from_file, &file, Some(&right)));
+    run(af()
+        .args(["summary", "-u", "--gpg-sign=locked@example.org"])
+        .arg(format!("--repo={}", f.repo.display()))
+        .arg(&file)
+        .arg(format!("--gpg-passphrase-file={}", right.display())));
 
     let server = HttpServer::serve(&f.dir.join("srv"));
     let url = server.url.trim_end_matches('/');
     let opts = ["gpg-verify=true", "gpg-verify-summary=true"];
     let client = make_client(&f.dir, "client", &format!("{url}/repo"), &opts, &public);
     for r in ["test/home", "test/file"] {
-        capture(ostree(&client).args(["pull", "origin", r]));
+        run(ostree(&client).args(["pull", "origin", r]));
         let shown = capture(ostree(&client).args([
             "show",
             "--gpg-verify-remote=origin",
@@ -433,12 +422,11 @@ fn real_ostree_client_verifies_our_summary_signature() {
     let f = fixture();
     make_commit(&f.repo, &f.tree, "test/x86_64", "summary test");
     let summary_u = || {
-        capture(
-            af().args(["summary", "-u"])
-                .arg(format!("--repo={}", f.repo.display()))
-                .arg(format!("--gpg-sign={}", f.signer_fpr))
-                .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
-        );
+        run(af()
+            .args(["summary", "-u"])
+            .arg(format!("--repo={}", f.repo.display()))
+            .arg(format!("--gpg-sign={}", f.signer_fpr))
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
     };
     // Twice: the second run must replace the first signature, not keep a stale one.
     summary_u();
@@ -463,12 +451,11 @@ fn real_ostree_client_verifies_our_summary_signature() {
     let good = make_client(&f.dir, "good", &format!("{url}/repo"), &opts, &f.pub_gpg);
     let refs = capture(ostree(&good).args(["remote", "refs", "origin"]));
     assert!(refs.contains("origin:test/x86_64"), "{refs}");
-    capture(
-        af().arg("verify")
-            .arg(format!("--repo={}", f.repo.display()))
-            .arg("--summary")
-            .arg(format!("--keyring={}", f.pub_asc.display())),
-    );
+    run(af()
+        .arg("verify")
+        .arg(format!("--repo={}", f.repo.display()))
+        .arg("--summary")
+        .arg(format!("--keyring={}", f.pub_asc.display())));
 
     // What an image ships: our armored public key and a remotes.d entry pointing at it
     // (gpgkeypath, no keyring import). The real client verifies summary and commit with it.
@@ -477,15 +464,14 @@ fn real_ostree_client_verifies_our_summary_signature() {
             .unwrap();
     let shipped_key = f.dir.join("RPM-GPG-KEY-test");
     std::fs::write(&shipped_key, signer.public_key_armored().unwrap()).unwrap();
-    capture(
-        af().arg("gpg-sign")
-            .arg(format!("--repo={}", f.repo.display()))
-            .args(["test/x86_64", &f.signer_fpr])
-            .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
-    );
+    run(af()
+        .arg("gpg-sign")
+        .arg(format!("--repo={}", f.repo.display()))
+        .args(["test/x86_64", &f.signer_fpr])
+        .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
     let shipped = f.dir.join("shipped");
     std::fs::create_dir(&shipped).unwrap();
-    capture(ostree(&shipped).args(["init", "--mode=archive"]));
+    run(ostree(&shipped).args(["init", "--mode=archive"]));
     let mut config = std::fs::read_to_string(shipped.join("config")).unwrap();
     config.push_str(&atomic_factory::ostree::sign::remote_conf(
         "origin",
@@ -494,7 +480,7 @@ fn real_ostree_client_verifies_our_summary_signature() {
         true,
     ));
     std::fs::write(shipped.join("config"), config).unwrap();
-    capture(ostree(&shipped).args(["pull", "origin", "test/x86_64"]));
+    run(ostree(&shipped).args(["pull", "origin", "test/x86_64"]));
     let shown = capture(ostree(&shipped).args([
         "show",
         "--gpg-verify-remote=origin",
@@ -570,17 +556,15 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
     let sign = |home: &GpgHome, keyid: &str, name: &str| -> PathBuf {
         let p = f.dir.join(name);
         std::fs::copy(&src, &p).unwrap();
-        capture(
-            Command::new("rpmsign")
-                .arg("--define")
-                .arg(format!("_gpg_name {keyid}"))
-                .arg("--define")
-                .arg(format!("_gpg_path {}", home.dir.display()))
-                // Debian's rpm macros name `gpg2`, which Debian does not ship.
-                .args(["--define", "__gpg /usr/bin/gpg", "--addsign"])
-                .arg(&p)
-                .stdin(std::process::Stdio::null()),
-        );
+        run(Command::new("rpmsign")
+            .arg("--define")
+            .arg(format!("_gpg_name {keyid}"))
+            .arg("--define")
+            .arg(format!("_gpg_path {}", home.dir.display()))
+            // Debian's rpm macros name `gpg2`, which Debian does not ship.
+            .args(["--define", "__gpg /usr/bin/gpg", "--addsign"])
+            .arg(&p)
+            .stdin(std::process::Stdio::null()));
         p
     };
     let good = sign(&f.signer, &f.signer_fpr, "good.rpm");
@@ -600,8 +584,8 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
         c.arg("--dbpath").arg(&dbpath);
         c
     };
-    capture(rpm().arg("--initdb"));
-    capture(rpm().arg("--import").arg(&f.pub_asc));
+    run(rpm().arg("--initdb"));
+    run(rpm().arg("--import").arg(&f.pub_asc));
 
     // (case, package, accepted, gpgcheck on)
     let cases = [
@@ -633,7 +617,7 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
         )
         .unwrap();
         let repo = w.join("repo");
-        capture(af().arg("init").arg(format!("--repo={}", repo.display())));
+        run(af().arg("init").arg(format!("--repo={}", repo.display())));
         let mut compose = af();
         compose
             .args(["compose", "tree", "-q"])
@@ -651,7 +635,7 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
                 &["gpg-verify=true"],
                 &f.pub_gpg,
             );
-            capture(ostree(&client).args(["pull", "origin", "test/x86_64/base"]));
+            run(ostree(&client).args(["pull", "origin", "test/x86_64/base"]));
             let shown =
                 capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", &commit]));
             assert!(shown.contains("Good signature"), "{case}: {shown}");
@@ -720,23 +704,21 @@ fn bench_sign_and_verify_vs_ostree() {
     .unwrap();
     let t = std::time::Instant::now();
     for c in ours {
-        capture(
-            af().arg("gpg-sign")
-                .arg(format!("--repo={}", f.repo.display()))
-                .args([c, &f.signer_fpr])
-                .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
-        );
+        run(af()
+            .arg("gpg-sign")
+            .arg(format!("--repo={}", f.repo.display()))
+            .args([c, &f.signer_fpr])
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
     }
     let ours_home = t.elapsed();
     // Re-sign is a no-op, so time key-file signing on the ostree half first, then wipe it.
     let t = std::time::Instant::now();
     for c in theirs {
-        capture(
-            af().arg("gpg-sign")
-                .arg(format!("--repo={}", f.repo.display()))
-                .args([c, &f.signer_fpr])
-                .arg(format!("--key-file={}", secret.display())),
-        );
+        run(af()
+            .arg("gpg-sign")
+            .arg(format!("--repo={}", f.repo.display()))
+            .args([c, &f.signer_fpr])
+            .arg(format!("--key-file={}", secret.display())));
     }
     let ours_file = t.elapsed();
     for c in theirs {
@@ -744,22 +726,19 @@ fn bench_sign_and_verify_vs_ostree() {
     }
     let t = std::time::Instant::now();
     for c in theirs {
-        capture(
-            ostree(&f.repo)
-                .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
-                .args(["gpg-sign", c, &f.signer_fpr]),
-        );
+        run(ostree(&f.repo)
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
+            .args(["gpg-sign", c, &f.signer_fpr]));
     }
     let ostree_sign = t.elapsed();
     // Verify all 2N signatures: ours with the exported key, ostree show with the homedir.
     let t = std::time::Instant::now();
     for c in &commits {
-        capture(
-            af().arg("verify")
-                .arg(format!("--repo={}", f.repo.display()))
-                .arg(c)
-                .arg(format!("--keyring={}", f.pub_gpg.display())),
-        );
+        run(af()
+            .arg("verify")
+            .arg(format!("--repo={}", f.repo.display()))
+            .arg(c)
+            .arg(format!("--keyring={}", f.pub_gpg.display())));
     }
     let ours_verify = t.elapsed();
     let client = make_client(
@@ -774,7 +753,7 @@ fn bench_sign_and_verify_vs_ostree() {
     for i in 0..2 * N {
         pull.arg(format!("bench/{i}"));
     }
-    capture(&mut pull);
+    run(&mut pull);
     let t = std::time::Instant::now();
     for c in &commits {
         let out = capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", c]));
