@@ -1,6 +1,6 @@
 //! Commit, dirtree and dirmeta reading (GVariant), with a property: what we parse and write
 //! again parses to the same value and writes to the same bytes (a fixed point after one
-//! round). Byte identity with ostree-made objects is checked in tests/ostree_commit_compat.rs.
+//! round). Byte identity with ostree-made objects is checked in tests/it/ostree_commit_compat.rs.
 #![no_main]
 
 use atomic_factory::ostree::objects::{

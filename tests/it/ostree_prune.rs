@@ -3,15 +3,15 @@
 //! ref without a policy refuse before deleting anything; SIGKILL at any point leaves a repo
 //! `ostree fsck` accepts.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::support::files::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 const DAY: u64 = 86_400;
 
@@ -50,7 +50,7 @@ fn history(
                 );
             }
             let ts = now() - (n - i) * DAY - 3600;
-            let c = stdout(
+            let c = capture(
                 ours()
                     .arg("commit")
                     .arg(format!("--repo={}", repo.display()))
@@ -85,7 +85,7 @@ fn our_prune(repo: &Path, args: &[&str]) {
 }
 
 fn deltas(repo: &Path) -> String {
-    stdout(ostree(repo).args(["static-delta", "list"]))
+    capture(ostree(repo).args(["static-delta", "list"]))
 }
 
 /// Same loose objects (names only: both sides delete, never rewrite), same refs, same
@@ -102,8 +102,8 @@ fn assert_same_state(mine: &Path, theirs: &Path) {
         "objects differ; only ours: {only_a:?}; only ostree's: {only_b:?}"
     );
     assert_eq!(
-        stdout(ostree(mine).args(["refs"])),
-        stdout(ostree(theirs).args(["refs"]))
+        capture(ostree(mine).args(["refs"])),
+        capture(ostree(theirs).args(["refs"]))
     );
     assert_eq!(deltas(mine), deltas(theirs));
 }
@@ -117,7 +117,7 @@ fn commit_objects(repo: &Path) -> usize {
 
 #[test]
 fn policy_prune_leaves_what_ostree_prune_leaves() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let (repo, commits) = history(tmp.path(), &["os/a", "os/b", "os/c", "os/d"], 5, 3);
     let theirs = tmp.path().join("theirs");
@@ -160,7 +160,7 @@ fn policy_prune_leaves_what_ostree_prune_leaves() {
 
 #[test]
 fn options_prune_like_ostree() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let (repo, commits) = history(tmp.path(), &["os/a", "os/b"], 4, 2);
     let cases: Vec<Vec<String>> = vec![
@@ -209,11 +209,11 @@ fn options_prune_like_ostree() {
 
 #[test]
 fn bad_policies_refuse_before_deleting_anything() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let (repo, _) = history(tmp.path(), &["os/a", "os/b"], 3, 1);
     let before = objects(&repo);
-    let refs_before = stdout(ostree(&repo).arg("refs"));
+    let refs_before = capture(ostree(&repo).arg("refs"));
     let cases = [
         (
             "refs:\n  os/a: { keep: depth:0 }\n  os/b: { keep: all }\n  os/gone: { keep: all }\n",
@@ -253,7 +253,7 @@ fn bad_policies_refuse_before_deleting_anything() {
             before,
             "objects changed after a refused prune"
         );
-        assert_eq!(stdout(ostree(&repo).arg("refs")), refs_before);
+        assert_eq!(capture(ostree(&repo).arg("refs")), refs_before);
     }
     let out = ours()
         .arg("prune")
@@ -269,7 +269,7 @@ fn bad_policies_refuse_before_deleting_anything() {
 /// interrupted repo passes `ostree fsck`, and finishing the prune gives what ostree leaves.
 #[test]
 fn sigkill_during_prune_leaves_a_repo_fsck_accepts() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let (repo, _) = history(tmp.path(), &["os/a", "os/b", "os/c"], 6, 150);
     let theirs = tmp.path().join("theirs");

@@ -1,7 +1,7 @@
 //! Benchmark of `mirror serve`'s `/metalink` under wrk on loopback, against the same document
 //! served as a static file by `python3 -m http.server` (there is no MirrorManager here).
 //!
-//! Run: `cargo test --release --test mirror_bench -- --ignored --nocapture`
+//! Run: `cargo test --release --test it mirror_bench -- --ignored --nocapture`
 //! (BENCH_SECS=60 by default; the reference runs for a sixth of that).
 
 use std::io::{BufRead, BufReader};
@@ -10,10 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::require;
-
-const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
+use crate::support::{BIN, benchmark_lock, require};
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -120,10 +117,11 @@ fn master(root: &Path, n: usize) {
 }
 
 #[test]
-#[ignore = "benchmark: cargo test --release --test mirror_bench -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test --release --test it mirror_bench -- --ignored --nocapture"]
 fn metalink_throughput_latency_and_memory() {
-    require("wrk");
-    require("python3");
+    let _bench = benchmark_lock();
+    require(&["wrk"]);
+    require(&["python3"]);
     let secs: u64 = std::env::var("BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -1,6 +1,5 @@
-//! Shared helpers for the compose tests: build RPMs with the real `rpmbuild`, make rpm-md
-//! repos with `createrepo_c`, run `ostree`.
-#![allow(dead_code)]
+//! For the compose tests: RPMs built with the real `rpmbuild`, rpm-md repositories made
+//! with `createrepo_c`, a work directory to compose in.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -9,26 +8,13 @@ use std::process::Command;
 use atomic_factory::compose::{ComposeOptions, ComposeOutcome, compose_tree};
 use atomic_factory::ostree::{Repo, RepoMode};
 
+use super::run;
+
 /// Real RPMs from rpm-rs's test assets (see tests/fixtures/README.md), kept in the repo so
 /// CI needs nothing else.
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rpms");
 
-/// Fails (never skips) when a tool is missing, naming vm/prepare.
-pub fn require_tools(tools: &[&str]) {
-    for t in tools {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {t}"))
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        assert!(
-            found,
-            "`{t}` is not installed; run vm/prepare (it installs rpm, createrepo-c, ostree, cpio)"
-        );
-    }
-}
-
+/// The RPM fixtures: `AF_RPM_FIXTURES` or the copy in the repository.
 pub fn fixtures_dir() -> PathBuf {
     let p = std::env::var("AF_RPM_FIXTURES").unwrap_or_else(|_| FIXTURES.to_string());
     let p = PathBuf::from(p);
@@ -124,10 +110,6 @@ impl Spec {
     }
     pub fn post(mut self, s: &str) -> Self {
         self.post = Some(s.into());
-        self
-    }
-    pub fn release(mut self, r: &str) -> Self {
-        self.release = r.into();
         self
     }
     pub fn arch(mut self, a: &str) -> Self {
@@ -261,17 +243,9 @@ fn base64_encode(data: &[u8]) -> String {
     out
 }
 
+/// Makes `dir` an rpm-md repository with the real `createrepo_c`.
 pub fn createrepo(dir: &Path) {
-    let out = Command::new("createrepo_c")
-        .arg("--quiet")
-        .arg(dir)
-        .output()
-        .expect("running createrepo_c (vm/prepare installs it)");
-    assert!(
-        out.status.success(),
-        "createrepo_c failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(Command::new("createrepo_c").arg("--quiet").arg(dir));
 }
 
 /// A work dir with `rpms/` (an rpm-md repo once `createrepo` runs), `t.repo` pointing at it
@@ -339,19 +313,10 @@ impl Work {
     }
 }
 
-/// Runs `ostree ARGS`, asserting success; returns stdout.
-pub fn ostree(args: &[&str]) -> String {
-    let out = Command::new("ostree")
-        .args(args)
-        .output()
-        .expect("running ostree (vm/prepare installs it)");
-    assert!(
-        out.status.success(),
-        "ostree {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// Runs the real `ostree ARGS` (the repository among them), which must succeed; returns
+/// stdout as printed.
+pub fn ostree_stdout(args: &[&str]) -> String {
+    String::from_utf8_lossy(&run(Command::new("ostree").args(args)).stdout).into_owned()
 }
 
 /// The error chain as one string.

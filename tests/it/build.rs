@@ -1,25 +1,22 @@
 //! `atomic-factory build` end to end on the demo image: stand-in distribution composed,
 //! installed by the stand-in installer under TCG, post-processed and boot-tested.
-//! Each test works in its own copy of the demo definition, so they can run in parallel.
+//! Each test works in its own copy of the demo definition, so they can run in parallel with
+//! each other (`vm::shared_with_builds`), not with other areas' VMs.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-mod vmcommon;
-
-const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
+use crate::support::gpg::GpgHome;
+use crate::support::http::HttpServer;
+use crate::support::ostree::{fsck, ostree};
+use crate::support::{BIN, capture, productmd, require, root as project, run, vm};
 
 /// Fails (never skips) when vm/prepare has not built the stand-in fixtures.
 fn require_fixtures() {
-    vmcommon::installer();
-    vmcommon::need(&project().join("vm/out/distro/repo/repodata/repomd.xml"));
-}
-
-fn project() -> PathBuf {
-    vmcommon::root()
+    vm::installer();
+    vm::need(&project().join("vm/out/distro/repo/repodata/repomd.xml"));
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -116,7 +113,7 @@ fn qemu_processes_using(dir: &Path) -> Vec<String> {
 /// Checks the demo's published formats against CHECKSUM and productmd; returns each file by
 /// its productmd format.
 fn published_formats(out: &Path) -> std::collections::BTreeMap<String, PathBuf> {
-    let loaded = common::productmd_load(&out.join("images.json"));
+    let loaded = productmd::load(&out.join("images.json"));
     let text = String::from_utf8_lossy(&loaded.stdout).into_owned();
     assert!(
         loaded.status.success(),
@@ -170,6 +167,7 @@ const ALL: [&str; 7] = [
 
 #[test]
 fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
+    let _vms = vm::shared_with_builds();
     let dir = tempfile::tempdir().unwrap();
     let definition = demo_copy(dir.path());
     let out = dir.path().join("out");
@@ -212,13 +210,11 @@ fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
     std::fs::write(&vhd, &unxz.stdout).unwrap();
     let unpacked = dir.path().join("box");
     std::fs::create_dir(&unpacked).unwrap();
-    common::run(
-        Command::new("tar")
-            .arg("-xf")
-            .arg(&published["vagrant-libvirt.box"])
-            .arg("-C")
-            .arg(&unpacked),
-    );
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&published["vagrant-libvirt.box"])
+        .arg("-C")
+        .arg(&unpacked));
     // TCG: on these machines the KVM probe has passed and the VM then hung (seen with this
     // very call); the point here is that QEMU reads the vpc and the box's qcow2 and boots.
     let check = Command::new(BIN)
@@ -335,6 +331,7 @@ fn manifest_commit(manifest: &Path) -> String {
 
 #[test]
 fn killed_during_install_resumes_without_redoing_compose() {
+    let _vms = vm::shared_with_builds();
     let dir = tempfile::tempdir().unwrap();
     let definition = demo_copy(dir.path());
     let out = dir.path().join("out");
@@ -432,12 +429,12 @@ fn bad_stage_names_and_definitions_are_clear_errors() {
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    let run = build(&bad, &out_dir, &[]);
-    assert!(!run.ok);
+    let built = build(&bad, &out_dir, &[]);
+    assert!(!built.ok);
     assert!(
-        run.stderr.contains("signing") && run.stderr.contains("nobody@example.org"),
+        built.stderr.contains("signing") && built.stderr.contains("nobody@example.org"),
         "{}",
-        run.stderr
+        built.stderr
     );
     assert!(
         !out_dir.exists(),
@@ -465,12 +462,11 @@ fn remote_section(config: &str, name: &str) -> Option<Vec<(String, String)>> {
 /// remote verifies updates with it. The real `ostree` client is the judge throughout.
 #[test]
 fn signed_build_ships_its_key_and_a_verifying_remote() {
-    for tool in ["gpg", "gpgconf", "ostree", "debugfs", "sfdisk", "qemu-img"] {
-        common::require(tool);
-    }
+    let _vms = vm::shared_with_builds();
+    require(&["gpg", "gpgconf", "ostree", "debugfs", "sfdisk", "qemu-img"]);
     let dir = tempfile::tempdir().unwrap();
     let definition = demo_copy(dir.path());
-    let keys = common::GpgHome::new(dir.path(), "gnupg");
+    let keys = GpgHome::new(dir.path(), "gnupg");
     let fpr = keys.gen_protected_key("Demo Builder <builder@example.org>", "rsa3072", "s3cret");
     let passphrase = dir.path().join("builder.pass");
     std::fs::write(&passphrase, "s3cret\n").unwrap();
@@ -499,9 +495,9 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
         &format!(", passphrase_file: {} }}\n", passphrase.display()),
     );
     std::fs::write(&definition, format!("{yaml}{signing}")).unwrap();
-    let run = build(&definition, &out, &[]);
-    assert!(run.ok, "signed demo build failed:\n{}", run.stderr);
-    assert_eq!(run.stages("stage-finished"), ALL, "{:?}", run.events);
+    let built = build(&definition, &out, &[]);
+    assert!(built.ok, "signed demo build failed:\n{}", built.stderr);
+    assert_eq!(built.stages("stage-finished"), ALL, "{:?}", built.events);
 
     // With the key gone, a build from a stage after summary still works (it reuses the
     // signed output), and one that would sign again fails naming the key.
@@ -538,32 +534,30 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
 
     // The published repository: commit and summary signatures hold for the real client
     // that trusts our key, and one that trusts another key refuses the pull.
-    let server = common::HttpServer::serve(&repo);
+    let server = HttpServer::serve(&repo);
     let client = |name: &str, key: &Path| {
         let client = dir.path().join(name);
-        common::run(common::ostree(&client).args(["init", "--mode=archive"]));
-        common::run(
-            common::ostree(&client)
-                .args([
-                    "remote",
-                    "add",
-                    "--set=gpg-verify=true",
-                    "--set=gpg-verify-summary=true",
-                ])
-                .arg(format!("--gpg-import={}", key.display()))
-                .args(["origin", &server.url]),
-        );
+        run(ostree(&client).args(["init", "--mode=archive"]));
+        run(ostree(&client)
+            .args([
+                "remote",
+                "add",
+                "--set=gpg-verify=true",
+                "--set=gpg-verify-summary=true",
+            ])
+            .arg(format!("--gpg-import={}", key.display()))
+            .args(["origin", &server.url]));
         client
     };
     let trusting = client("trusting", &public_key);
-    common::run(common::ostree(&trusting).args(["remote", "refs", "origin"]));
-    common::run(common::ostree(&trusting).args(["pull", "origin", &ostree_ref]));
-    let other = common::GpgHome::new(dir.path(), "other");
+    run(ostree(&trusting).args(["remote", "refs", "origin"]));
+    run(ostree(&trusting).args(["pull", "origin", &ostree_ref]));
+    let other = GpgHome::new(dir.path(), "other");
     let other_fpr = other.gen_key("Someone Else <else@example.org>", "rsa3072");
     let other_key = dir.path().join("other.asc");
     other.export(&other_fpr, &other_key, true);
     let doubting = client("doubting", &other_key);
-    let refused = common::ostree(&doubting)
+    let refused = ostree(&doubting)
         .args(["pull", "origin", &ostree_ref])
         .output()
         .unwrap();
@@ -573,14 +567,11 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
     );
 
     // The public key is in the commit, where ostree deploys /etc from.
-    let shipped = common::stdout(common::ostree(&repo).args([
-        "cat",
-        &ostree_ref,
-        "/usr/etc/pki/ostree/standin.gpg",
-    ]));
+    let shipped =
+        capture(ostree(&repo).args(["cat", &ostree_ref, "/usr/etc/pki/ostree/standin.gpg"]));
     let shipped_file = dir.path().join("shipped.asc");
     std::fs::write(&shipped_file, format!("{shipped}\n")).unwrap();
-    let shown = common::stdout(
+    let shown = capture(
         keys.gpg()
             .args(["--with-colons", "--show-keys"])
             .arg(&shipped_file),
@@ -593,27 +584,25 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
     // The installed disk: the deployment holds the key, and the remote the %post set up
     // verifies with it and points at the published repository, not the install server.
     let raw = dir.path().join("installed.raw");
-    vmcommon::run(
-        Command::new("qemu-img")
-            .args(["convert", "-O", "raw"])
-            .arg(out.join("installed.qcow2"))
-            .arg(&raw),
-    );
-    let root = vmcommon::partition_offsets(&raw)[1];
-    let listing = vmcommon::debugfs(&raw, root, "ls /ostree/deploy/standin/deploy");
+    run(Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(out.join("installed.qcow2"))
+        .arg(&raw));
+    let root = vm::partition_offsets(&raw)[1];
+    let listing = vm::debugfs(&raw, root, "ls /ostree/deploy/standin/deploy");
     let deployment = listing
         .split_whitespace()
         .find(|n| n.ends_with(".0"))
         .unwrap_or_else(|| panic!("no deployment in:\n{listing}"));
     let etc = format!("/ostree/deploy/standin/deploy/{deployment}/etc");
-    let installed_key = vmcommon::debugfs(&raw, root, &format!("cat {etc}/pki/ostree/standin.gpg"));
+    let installed_key = vm::debugfs(&raw, root, &format!("cat {etc}/pki/ostree/standin.gpg"));
     assert_eq!(installed_key.trim(), shipped.trim(), "the deployment's key");
-    let remotes_d = vmcommon::debugfs(
+    let remotes_d = vm::debugfs(
         &raw,
         root,
         &format!("cat {etc}/ostree/remotes.d/standin.conf"),
     );
-    let repo_config = vmcommon::debugfs(&raw, root, "cat /ostree/repo/config");
+    let repo_config = vm::debugfs(&raw, root, "cat /ostree/repo/config");
     assert!(
         remote_section(&repo_config, "standin").is_none(),
         "the installer's unverified remote is still in /ostree/repo/config:\n{repo_config}"
@@ -639,24 +628,22 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
     // commit on the same ref.
     let installed_like = dir.path().join("installed-like");
     std::fs::write(dir.path().join("installed.gpg"), &installed_key).unwrap();
-    common::run(common::ostree(&installed_like).args(["init", "--mode=archive"]));
+    run(ostree(&installed_like).args(["init", "--mode=archive"]));
     let mut config = std::fs::read_to_string(installed_like.join("config")).unwrap();
     config.push_str(&remotes_d.replace(update_url, &server.url).replace(
         "/etc/pki/ostree/standin.gpg",
         &dir.path().join("installed.gpg").display().to_string(),
     ));
     std::fs::write(installed_like.join("config"), config).unwrap();
-    common::run(common::ostree(&installed_like).args(["pull", "standin", &ostree_ref]));
+    run(ostree(&installed_like).args(["pull", "standin", &ostree_ref]));
     let tree = dir.path().join("unsigned-tree/usr");
     std::fs::create_dir_all(&tree).unwrap();
     std::fs::write(tree.join("evil"), "not from the builder\n").unwrap();
-    common::run(
-        common::ostree(&repo)
-            .args(["commit", "-b", &ostree_ref, "-s", "unsigned"])
-            .arg(format!("--tree=dir={}", tree.parent().unwrap().display())),
-    );
-    common::run(common::ostree(&repo).args(["summary", "-u"]));
-    let refused = common::ostree(&installed_like)
+    run(ostree(&repo)
+        .args(["commit", "-b", &ostree_ref, "-s", "unsigned"])
+        .arg(format!("--tree=dir={}", tree.parent().unwrap().display())));
+    run(ostree(&repo).args(["summary", "-u"]));
+    let refused = ostree(&installed_like)
         .args(["pull", "standin", &ostree_ref])
         .output()
         .unwrap();
@@ -672,7 +659,8 @@ fn signed_build_ships_its_key_and_a_verifying_remote() {
 /// that lists the deltas; a client at the previous commit upgrades through a delta.
 #[test]
 fn successive_builds_chain_commits_generate_deltas_and_prune() {
-    common::require("ostree");
+    // Builds until summary: no VM.
+    require(&["ostree"]);
     let dir = tempfile::tempdir().unwrap();
     let definition = demo_copy(dir.path());
     let demo = definition.parent().unwrap().to_path_buf();
@@ -698,21 +686,21 @@ fn successive_builds_chain_commits_generate_deltas_and_prune() {
     let mut commits = Vec::new();
     for i in 1..=3 {
         std::fs::write(demo.join("motd"), format!("release {i}\n")).unwrap();
-        let run = build(&definition, &out, &["--until", "summary"]);
-        assert!(run.ok, "build {i} failed:\n{}", run.stderr);
-        commits.push(common::stdout(
-            common::ostree(&repo).args(["rev-parse", "standin/x86_64/demo"]),
+        let built = build(&definition, &out, &["--until", "summary"]);
+        assert!(built.ok, "build {i} failed:\n{}", built.stderr);
+        commits.push(capture(
+            ostree(&repo).args(["rev-parse", "standin/x86_64/demo"]),
         ));
     }
     let (c1, c2, c3) = (&commits[0], &commits[1], &commits[2]);
     assert!(c1 != c2 && c2 != c3);
     // Parent chain, and depth:1 kept c3 and c2 only.
     assert_eq!(
-        common::stdout(common::ostree(&repo).args(["rev-parse", "standin/x86_64/demo^"])),
+        capture(ostree(&repo).args(["rev-parse", "standin/x86_64/demo^"])),
         *c2
     );
     assert!(
-        !common::ostree(&repo)
+        !ostree(&repo)
             .args(["show", c1])
             .output()
             .unwrap()
@@ -720,8 +708,8 @@ fn successive_builds_chain_commits_generate_deltas_and_prune() {
             .success(),
         "the policy should have pruned {c1}"
     );
-    common::fsck(&repo);
-    let deltas = common::stdout(common::ostree(&repo).args(["static-delta", "list"]));
+    fsck(&repo);
+    let deltas = capture(ostree(&repo).args(["static-delta", "list"]));
     for want in [
         format!("{c2}-{c3}"),
         format!("{c1}-{c3}"),
@@ -735,41 +723,33 @@ fn successive_builds_chain_commits_generate_deltas_and_prune() {
     }
     // The from-scratch delta to the pruned c1 went with it.
     assert!(!deltas.lines().any(|l| l == c1.as_str()), "{deltas}");
-    let view = common::stdout(common::ostree(&repo).args(["summary", "--view"]));
+    let view = capture(ostree(&repo).args(["summary", "--view"]));
     assert!(view.contains(&format!("{c2}-{c3}")), "{view}");
 
     // A bare-user client at c2 upgrades to c3 through the delta.
-    let server = common::HttpServer::serve(&repo);
+    let server = HttpServer::serve(&repo);
     let client = dir.path().join("client");
-    common::run(
-        Command::new("ostree")
-            .arg("init")
-            .arg(format!("--repo={}", client.display()))
-            .arg("--mode=bare-user"),
-    );
-    common::run(common::ostree(&client).args([
-        "remote",
-        "add",
-        "--no-gpg-verify",
-        "origin",
-        &server.url,
-    ]));
-    common::run(common::ostree(&client).args([
+    run(Command::new("ostree")
+        .arg("init")
+        .arg(format!("--repo={}", client.display()))
+        .arg("--mode=bare-user"));
+    run(ostree(&client).args(["remote", "add", "--no-gpg-verify", "origin", &server.url]));
+    run(ostree(&client).args([
         "pull",
         "--disable-static-deltas",
         "origin",
         &format!("standin/x86_64/demo@{c2}"),
     ]));
-    let pull = common::stdout(common::ostree(&client).args([
+    let pull = capture(ostree(&client).args([
         "pull",
         "--require-static-deltas",
         "origin",
         "standin/x86_64/demo",
     ]));
     assert!(pull.contains("delta parts"), "{pull}");
-    common::fsck(&client);
+    fsck(&client);
     assert_eq!(
-        common::stdout(common::ostree(&client).args(["rev-parse", "origin:standin/x86_64/demo"])),
+        capture(ostree(&client).args(["rev-parse", "origin:standin/x86_64/demo"])),
         *c3
     );
 }

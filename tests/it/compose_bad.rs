@@ -1,11 +1,10 @@
 //! Acceptance for bad input (issue 3, item 3): each case fails with a clear error naming
 //! the input, and leaves no new commit (the ref stays where it was, no commit object added).
 
-mod compose_util;
-
 use std::path::Path;
 
-use compose_util::*;
+use crate::support::compose::*;
+use crate::support::require;
 
 fn commit_objects(repo: &Path) -> usize {
     walkdir::WalkDir::new(repo.join("objects"))
@@ -17,7 +16,7 @@ fn commit_objects(repo: &Path) -> usize {
 
 /// A work dir with a good first commit; returns (work, treefile, first commit).
 fn with_good_commit() -> (Work, std::path::PathBuf, String) {
-    require_tools(&["rpmbuild", "createrepo_c", "ostree"]);
+    require(&["rpmbuild", "createrepo_c", "ostree"]);
     let w = Work::new();
     w.add(&Spec::new("setup", "1").file("/etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644));
     w.add(
@@ -43,7 +42,7 @@ fn assert_no_new_commit(w: &Work, before: &str) {
         1,
         "no commit object may be written"
     );
-    ostree(&["fsck", &format!("--repo={}", w.repo().display())]);
+    ostree_stdout(&["fsck", &format!("--repo={}", w.repo().display())]);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Acceptance tests of `install` (issue 5), under TCG, with the stand-in installer and
-//! distribution that `vm/prepare` builds. The VM tests of this file run one at a time.
+//! distribution that `vm/prepare` builds. The VM tests of this file run one at a time, and
+//! alone (`vm::exclusive`).
 //!
 //! The repository is made with the real `ostree commit` from the extracted stand-in RPMs
 //! (until compose lands); the installed disk is checked from the host with `qemu-img`,
@@ -7,23 +8,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-mod vmcommon;
-use vmcommon as common;
-
 use atomic_factory::vm::install::{self, InstallConfig, KsVia, MediaSource};
-use common::{REF, installer, kickstart, run, test_repo};
 
-/// One VM at a time: the machines have 2 cores.
-fn vm_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::support::vm::{self, REF, installer, kickstart, test_repo};
+use crate::support::{capture, run};
 
 fn config(dir: &Path, ks: PathBuf) -> InstallConfig {
-    let mut c = common::install_config(dir, ks);
+    let mut c = vm::install_config(dir, ks);
     c.repo = Some(test_repo().to_path_buf());
     c.ostree_ref = Some(REF.into());
     c.inactivity_timeout = Some(Duration::from_secs(120));
@@ -73,14 +66,14 @@ fn check_installed_disk(dir: &Path, disk: &Path) -> PathBuf {
         .args(["convert", "-O", "raw"])
         .arg(disk)
         .arg(&raw));
-    let parts = vmcommon::partition_offsets(&raw);
+    let parts = vm::partition_offsets(&raw);
     assert_eq!(parts.len(), 2, "expected /boot and / partitions");
-    let deploys = vmcommon::debugfs(&raw, parts[1], "ls -l /ostree/deploy/standin/deploy");
+    let deploys = vm::debugfs(&raw, parts[1], "ls -l /ostree/deploy/standin/deploy");
     assert!(
         deploys.contains(".0"),
         "no deployment on the disk:\n{deploys}"
     );
-    let cfg = vmcommon::debugfs(&raw, parts[0], "cat /loader.1/syslinux.cfg");
+    let cfg = vm::debugfs(&raw, parts[0], "cat /loader.1/syslinux.cfg");
     assert!(
         cfg.contains("ostree=/ostree/boot.1/standin/"),
         "bootloader config:\n{cfg}"
@@ -91,19 +84,23 @@ fn check_installed_disk(dir: &Path, disk: &Path) -> PathBuf {
     );
     let copy = dir.join("rdump");
     std::fs::create_dir_all(&copy).unwrap();
-    vmcommon::debugfs(
+    vm::debugfs(
         &raw,
         parts[1],
         &format!("rdump /ostree/repo {}", copy.display()),
     );
     let sysrepo = format!("--repo={}", copy.join("repo").display());
     run(Command::new("ostree").arg(&sysrepo).arg("fsck"));
-    let installed = run(Command::new("ostree")
-        .arg(&sysrepo)
-        .args(["rev-parse", &format!("standin:{REF}")]));
-    let served = run(Command::new("ostree")
-        .arg(format!("--repo={}", test_repo().display()))
-        .args(["rev-parse", REF]));
+    let installed = capture(
+        Command::new("ostree")
+            .arg(&sysrepo)
+            .args(["rev-parse", &format!("standin:{REF}")]),
+    );
+    let served = capture(
+        Command::new("ostree")
+            .arg(format!("--repo={}", test_repo().display()))
+            .args(["rev-parse", REF]),
+    );
     assert_eq!(
         installed.trim(),
         served.trim(),
@@ -144,7 +141,7 @@ fn boot(dir: &Path, disk: &Path) -> String {
 /// deployment, %post ran in the deployment, and the disk boots to the ready marker.
 #[test]
 fn install_standin_over_http_and_boot() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let dir = tempfile::tempdir().unwrap();
     let ks = kickstart(dir.path(), "http://10.0.2.2/repo", "");
     let cfg = config(dir.path(), ks);
@@ -177,7 +174,7 @@ fn install_standin_over_http_and_boot() {
 /// kickstart in a cpio appended to the initrd.
 #[test]
 fn install_from_boot_iso_with_kickstart_in_initrd() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let dir = tempfile::tempdir().unwrap();
     let (kernel, initrd) = installer();
     let tree = dir.path().join("iso/images/pxeboot");
@@ -224,7 +221,7 @@ fn install_from_boot_iso_with_kickstart_in_initrd() {
 /// Acceptance 3: a wrong ostreesetup URL fails within 60 s with the installer's error lines.
 #[test]
 fn wrong_ostree_url_fails_fast_with_the_installer_lines() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let dir = tempfile::tempdir().unwrap();
     let ks = kickstart(dir.path(), "http://10.0.2.2/no-such-repo", "");
     let cfg = config(dir.path(), ks);
@@ -252,7 +249,7 @@ fn wrong_ostree_url_fails_fast_with_the_installer_lines() {
 /// is saved, QEMU is gone; `--accel auto` fell back to TCG saying so once.
 #[test]
 fn hanging_installer_hits_inactivity_timeout_via_cli_with_accel_auto() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let dir = tempfile::tempdir().unwrap();
     let (kernel, initrd) = installer();
     let ks = kickstart(dir.path(), "http://10.0.2.2/repo", "");
@@ -326,7 +323,7 @@ fn hanging_installer_hits_inactivity_timeout_via_cli_with_accel_auto() {
 /// Acceptance 5: an installer that powers off without the token is a failure.
 #[test]
 fn poweroff_without_token_is_no_success_signal() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let dir = tempfile::tempdir().unwrap();
     // Runs before the injected token %post and powers the VM off.
     let ks = kickstart(

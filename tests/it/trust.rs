@@ -3,26 +3,20 @@
 //! refused by them and by us. Keys are made here with GnuPG, most without passphrase.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use atomic_factory::ostree::detached::{DetachedMeta, commitmeta_path};
 
-mod common;
-use common::{GpgHome, HttpServer, ostree, ours as af};
+use atomic_factory::command::CommandExt;
 
-fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-/// Runs and requires success; returns stdout.
-fn ok(cmd: &mut Command) -> String {
-    String::from_utf8_lossy(&common::run(cmd).stdout).into_owned()
-}
+use crate::support::gpg::GpgHome;
+use crate::support::http::HttpServer;
+use crate::support::ostree::ostree;
+use crate::support::{benchmark_lock, capture, ours as af, require, run};
 
 /// Runs and requires failure; returns stdout+stderr.
 fn fails(cmd: &mut Command) -> String {
-    let out = run(cmd);
+    let out = cmd.run_unchecked().unwrap_or_else(|e| panic!("{e:#}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -34,11 +28,12 @@ fn fails(cmd: &mut Command) -> String {
 
 /// Commits a small tree with our `commit`, returns the checksum.
 fn make_commit(repo: &Path, tree: &Path, branch: &str, subject: &str) -> String {
-    let out = ok(af()
-        .arg("commit")
-        .arg(format!("--repo={}", repo.display()))
-        .args(["-b", branch, "-s", subject])
-        .arg(format!("--tree=dir={}", tree.display())));
+    let out = capture(
+        af().arg("commit")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["-b", branch, "-s", subject])
+            .arg(format!("--tree=dir={}", tree.display())),
+    );
     let c = out.trim().to_string();
     assert_eq!(c.len(), 64, "commit printed {out:?}");
     c
@@ -57,9 +52,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    for tool in ["gpg", "gpgconf", "ostree"] {
-        common::require(tool);
-    }
+    require(&["gpg", "gpgconf", "ostree"]);
     let tmp = tempfile::Builder::new().prefix("trust").tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let signer = GpgHome::new(&dir, "gnupg");
@@ -70,7 +63,7 @@ fn fixture() -> Fixture {
     signer.export(&signer_fpr, &pub_gpg, false);
     signer.export(&signer_fpr, &pub_asc, true);
     let repo = dir.join("srv/repo");
-    ok(af().arg("init").arg(format!("--repo={}", repo.display())));
+    run(af().arg("init").arg(format!("--repo={}", repo.display())));
     let tree = dir.join("tree");
     std::fs::create_dir_all(tree.join("usr/bin")).unwrap();
     std::fs::write(tree.join("usr/bin/hello"), "#!/bin/sh\necho hi\n").unwrap();
@@ -92,7 +85,7 @@ fn fixture() -> Fixture {
 fn make_client(dir: &Path, name: &str, url: &str, opts: &[&str], key: &Path) -> PathBuf {
     let repo = dir.join(name);
     std::fs::create_dir_all(&repo).unwrap();
-    ok(ostree(&repo).args(["init", "--mode=archive"]));
+    run(ostree(&repo).args(["init", "--mode=archive"]));
     let mut c = ostree(&repo);
     c.args(["remote", "add"]);
     for o in opts {
@@ -101,7 +94,7 @@ fn make_client(dir: &Path, name: &str, url: &str, opts: &[&str], key: &Path) -> 
     c.arg(format!("--gpg-import={}", key.display()))
         .arg("origin")
         .arg(url);
-    ok(&mut c);
+    run(&mut c);
     repo
 }
 
@@ -121,7 +114,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     let expiring = make_commit(&f.repo, &f.tree, "test/expired", "expired");
 
     // Sign: by ref name with the GnuPG home (by e-mail), by checksum with a key file.
-    ok(af()
+    run(af()
         .arg("gpg-sign")
         .arg(format!("--repo={}", f.repo.display()))
         .args(["test/good", "signer@example.org"])
@@ -129,17 +122,19 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     let secret = f.dir.join("secret.asc");
     std::fs::write(
         &secret,
-        ok(f.signer
+        run(f
+            .signer
             .gpg()
-            .args(["--armor", "--export-secret-keys", &f.signer_fpr])),
+            .args(["--armor", "--export-secret-keys", &f.signer_fpr]))
+        .stdout,
     )
     .unwrap();
-    ok(af()
+    run(af()
         .arg("gpg-sign")
         .arg(format!("--repo={}", f.repo.display()))
         .args([&flipped, &f.signer_fpr[f.signer_fpr.len() - 16..]])
         .arg(format!("--key-file={}", secret.display())));
-    ok(af()
+    run(af()
         .arg("gpg-sign")
         .arg(format!("--repo={}", f.repo.display()))
         .args(["test/foreign", &other_fpr])
@@ -147,7 +142,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     assert!(commitmeta_path(&f.repo, &foreign).unwrap().is_file());
     // A key that expires 3 s after creation: sign while it is valid, check after.
     let short = GpgHome::new(&f.dir, "short");
-    ok(short.gpg().args([
+    run(short.gpg().args([
         "--passphrase",
         "",
         "--quick-gen-key",
@@ -157,14 +152,14 @@ fn real_ostree_client_verifies_our_commit_signatures() {
         "seconds=3",
     ]));
     let born = std::time::Instant::now();
-    ok(af()
+    run(af()
         .arg("gpg-sign")
         .arg(format!("--repo={}", f.repo.display()))
         .args([&expiring, "short@example.org"])
         .arg(format!("--gpg-homedir={}", short.dir.display())));
 
     // Signing again with the same key keeps a single signature.
-    ok(af()
+    run(af()
         .arg("gpg-sign")
         .arg(format!("--repo={}", f.repo.display()))
         .args([&good, "signer@example.org"])
@@ -191,28 +186,30 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     );
 
     // 1. Good signature: pull works, `ostree show` says so.
-    ok(ostree(&client).args(["pull", "origin", "test/good"]));
+    run(ostree(&client).args(["pull", "origin", "test/good"]));
     let shown =
-        ok(ostree(&client).args(["show", "--gpg-verify-remote=origin", "origin:test/good"]));
+        capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", "origin:test/good"]));
     assert!(
         shown.contains("Good signature from \"Atomic Factory Test <signer@example.org>\""),
         "{shown}"
     );
     // Our verify agrees, with the binary and the armored keyring.
     for keyring in [&f.pub_gpg, &f.pub_asc] {
-        let out = ok(af()
-            .arg("verify")
-            .arg(format!("--repo={}", f.repo.display()))
-            .arg("test/good")
-            .arg(format!("--keyring={}", keyring.display())));
+        let out = capture(
+            af().arg("verify")
+                .arg(format!("--repo={}", f.repo.display()))
+                .arg("test/good")
+                .arg(format!("--keyring={}", keyring.display())),
+        );
         assert!(out.contains("Good signature from"), "{out}");
     }
     // And straight from the GnuPG home's keybox (pubring.kbx).
-    let out = ok(af()
-        .arg("verify")
-        .arg(format!("--repo={}", f.repo.display()))
-        .arg(&good)
-        .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
+    let out = capture(
+        af().arg("verify")
+            .arg(format!("--repo={}", f.repo.display()))
+            .arg(&good)
+            .arg(format!("--gpg-homedir={}", f.signer.dir.display())),
+    );
     assert!(
         out.contains("Good signature from \"Atomic Factory Test <signer@example.org>\""),
         "{out}"
@@ -222,7 +219,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
     // trusted by this client, so only its expiry can make the client refuse.
     let short_pub = f.dir.join("short.gpg");
     short.export("short@example.org", &short_pub, false);
-    ok(ostree(&client)
+    run(ostree(&client)
         .args(["remote", "gpg-import", "origin", "-k"])
         .arg(&short_pub));
     std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(born.elapsed()));
@@ -276,7 +273,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
         &["gpg-verify=true"],
         &other_pub,
     );
-    ok(ostree(&client2).args(["pull", "origin", "test/foreign"]));
+    run(ostree(&client2).args(["pull", "origin", "test/foreign"]));
 }
 
 /// Our `.commitmeta` codec round-trips what the real `ostree gpg-sign` writes, byte for
@@ -285,7 +282,7 @@ fn real_ostree_client_verifies_our_commit_signatures() {
 fn commitmeta_matches_real_ostree_gpg_sign() {
     let f = fixture();
     let commit = make_commit(&f.repo, &f.tree, "test/meta", "meta");
-    ok(ostree(&f.repo)
+    run(ostree(&f.repo)
         .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
         .args(["gpg-sign", &commit, &f.signer_fpr]));
     let path = commitmeta_path(&f.repo, &commit).unwrap();
@@ -298,7 +295,7 @@ fn commitmeta_matches_real_ostree_gpg_sign() {
     let second = f
         .signer
         .gen_key("Second Key <second@example.org>", "ed25519");
-    ok(af()
+    run(af()
         .arg("gpg-sign")
         .arg(format!("--repo={}", f.repo.display()))
         .args([&commit, &second])
@@ -320,9 +317,9 @@ fn commitmeta_matches_real_ostree_gpg_sign() {
         &["gpg-verify=true"],
         &keys,
     );
-    ok(ostree(&client).args(["pull", "origin", "test/meta"]));
+    run(ostree(&client).args(["pull", "origin", "test/meta"]));
     let shown =
-        ok(ostree(&client).args(["show", "--gpg-verify-remote=origin", "origin:test/meta"]));
+        capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", "origin:test/meta"]));
     assert_eq!(shown.matches("Good signature").count(), 2, "{shown}");
 }
 
@@ -345,7 +342,7 @@ fn protected_keys_sign_with_their_passphrase_file() {
     let secret = f.dir.join("locked.sec.asc");
     std::fs::write(
         &secret,
-        ok(locked.gpg().args([
+        run(locked.gpg().args([
             "--pinentry-mode",
             "loopback",
             "--passphrase-file",
@@ -353,7 +350,8 @@ fn protected_keys_sign_with_their_passphrase_file() {
             "--armor",
             "--export-secret-keys",
             "locked@example.org",
-        ])),
+        ]))
+        .stdout,
     )
     .unwrap();
     let public = f.dir.join("locked.pub.gpg");
@@ -391,9 +389,9 @@ fn protected_keys_sign_with_their_passphrase_file() {
         "a failed signing wrote a .commitmeta"
     );
 
-    ok(&mut sign(&from_home, &home, Some(&right)));
-    ok(&mut sign(&from_file, &file, Some(&right)));
-    ok(af()
+    run(&mut sign(&from_home, &home, Some(&right)));
+    run(&mut sign(&from_file, &file, Some(&right)));
+    run(af()
         .args(["summary", "-u", "--gpg-sign=locked@example.org"])
         .arg(format!("--repo={}", f.repo.display()))
         .arg(&file)
@@ -404,8 +402,8 @@ fn protected_keys_sign_with_their_passphrase_file() {
     let opts = ["gpg-verify=true", "gpg-verify-summary=true"];
     let client = make_client(&f.dir, "client", &format!("{url}/repo"), &opts, &public);
     for r in ["test/home", "test/file"] {
-        ok(ostree(&client).args(["pull", "origin", r]));
-        let shown = ok(ostree(&client).args([
+        run(ostree(&client).args(["pull", "origin", r]));
+        let shown = capture(ostree(&client).args([
             "show",
             "--gpg-verify-remote=origin",
             &format!("origin:{r}"),
@@ -424,7 +422,7 @@ fn real_ostree_client_verifies_our_summary_signature() {
     let f = fixture();
     make_commit(&f.repo, &f.tree, "test/x86_64", "summary test");
     let summary_u = || {
-        ok(af()
+        run(af()
             .args(["summary", "-u"])
             .arg(format!("--repo={}", f.repo.display()))
             .arg(format!("--gpg-sign={}", f.signer_fpr))
@@ -451,9 +449,9 @@ fn real_ostree_client_verifies_our_summary_signature() {
     let url = server.url.trim_end_matches('/');
     let opts = ["gpg-verify=true", "gpg-verify-summary=true"];
     let good = make_client(&f.dir, "good", &format!("{url}/repo"), &opts, &f.pub_gpg);
-    let refs = ok(ostree(&good).args(["remote", "refs", "origin"]));
+    let refs = capture(ostree(&good).args(["remote", "refs", "origin"]));
     assert!(refs.contains("origin:test/x86_64"), "{refs}");
-    ok(af()
+    run(af()
         .arg("verify")
         .arg(format!("--repo={}", f.repo.display()))
         .arg("--summary")
@@ -466,14 +464,14 @@ fn real_ostree_client_verifies_our_summary_signature() {
             .unwrap();
     let shipped_key = f.dir.join("RPM-GPG-KEY-test");
     std::fs::write(&shipped_key, signer.public_key_armored().unwrap()).unwrap();
-    ok(af()
+    run(af()
         .arg("gpg-sign")
         .arg(format!("--repo={}", f.repo.display()))
         .args(["test/x86_64", &f.signer_fpr])
         .arg(format!("--gpg-homedir={}", f.signer.dir.display())));
     let shipped = f.dir.join("shipped");
     std::fs::create_dir(&shipped).unwrap();
-    ok(ostree(&shipped).args(["init", "--mode=archive"]));
+    run(ostree(&shipped).args(["init", "--mode=archive"]));
     let mut config = std::fs::read_to_string(shipped.join("config")).unwrap();
     config.push_str(&atomic_factory::ostree::sign::remote_conf(
         "origin",
@@ -482,9 +480,12 @@ fn real_ostree_client_verifies_our_summary_signature() {
         true,
     ));
     std::fs::write(shipped.join("config"), config).unwrap();
-    ok(ostree(&shipped).args(["pull", "origin", "test/x86_64"]));
-    let shown =
-        ok(ostree(&shipped).args(["show", "--gpg-verify-remote=origin", "origin:test/x86_64"]));
+    run(ostree(&shipped).args(["pull", "origin", "test/x86_64"]));
+    let shown = capture(ostree(&shipped).args([
+        "show",
+        "--gpg-verify-remote=origin",
+        "origin:test/x86_64",
+    ]));
     assert!(shown.contains("Good signature"), "{shown}");
 
     // Tampered summary: flip a byte of a ref name.
@@ -545,9 +546,7 @@ fn build_rpm(path: &Path) {
 /// key imported) agrees with every verdict.
 #[test]
 fn compose_gpgcheck_agrees_with_rpm_k() {
-    for tool in ["rpmsign", "rpm"] {
-        common::require(tool);
-    }
+    require(&["rpmsign", "rpm"]);
     let f = fixture();
     let other = GpgHome::new(&f.dir, "other");
     let other_fpr = other.gen_key("Other Packager <other@example.org>", "ed25519");
@@ -557,7 +556,7 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
     let sign = |home: &GpgHome, keyid: &str, name: &str| -> PathBuf {
         let p = f.dir.join(name);
         std::fs::copy(&src, &p).unwrap();
-        ok(Command::new("rpmsign")
+        run(Command::new("rpmsign")
             .arg("--define")
             .arg(format!("_gpg_name {keyid}"))
             .arg("--define")
@@ -585,8 +584,8 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
         c.arg("--dbpath").arg(&dbpath);
         c
     };
-    ok(rpm().arg("--initdb"));
-    ok(rpm().arg("--import").arg(&f.pub_asc));
+    run(rpm().arg("--initdb"));
+    run(rpm().arg("--import").arg(&f.pub_asc));
 
     // (case, package, accepted, gpgcheck on)
     let cases = [
@@ -618,7 +617,7 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
         )
         .unwrap();
         let repo = w.join("repo");
-        ok(af().arg("init").arg(format!("--repo={}", repo.display())));
+        run(af().arg("init").arg(format!("--repo={}", repo.display())));
         let mut compose = af();
         compose
             .args(["compose", "tree", "-q"])
@@ -627,7 +626,7 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
             .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
             .arg(w.join("tf.yaml"));
         if accept {
-            let commit = ok(&mut compose).trim().to_string();
+            let commit = capture(&mut compose).trim().to_string();
             // The composed commit carries our signature; the real client checks it.
             let client = make_client(
                 &w,
@@ -636,8 +635,9 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
                 &["gpg-verify=true"],
                 &f.pub_gpg,
             );
-            ok(ostree(&client).args(["pull", "origin", "test/x86_64/base"]));
-            let shown = ok(ostree(&client).args(["show", "--gpg-verify-remote=origin", &commit]));
+            run(ostree(&client).args(["pull", "origin", "test/x86_64/base"]));
+            let shown =
+                capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", &commit]));
             assert!(shown.contains("Good signature"), "{case}: {shown}");
         } else {
             let err = fails(&mut compose);
@@ -652,7 +652,11 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
             );
         }
         if gpgcheck {
-            let k = run(rpm().arg("-K").arg(pkg));
+            let k = rpm()
+                .arg("-K")
+                .arg(pkg)
+                .run_unchecked()
+                .unwrap_or_else(|e| panic!("{e:#}"));
             let k_text = String::from_utf8_lossy(&k.stdout).into_owned();
             let rpm_accepts = k.status.success() && k_text.contains("signatures OK");
             assert_eq!(rpm_accepts, accept, "{case}: rpm -K said {k_text}");
@@ -675,13 +679,14 @@ fn compose_gpgcheck_agrees_with_rpm_k() {
     assert!(err.contains("file://"), "{err}");
 }
 
-/// Benchmark (run: `cargo test --release --test trust -- --ignored --nocapture bench`):
+/// Benchmark (run: `cargo test --release --test it bench_sign_and_verify -- --ignored --nocapture`):
 /// signing and verifying N commits with ours vs the real `ostree gpg-sign` / `ostree show`
 /// (gpgme), same key and repository, in the same run. Prints the ratios.
 #[test]
 #[ignore]
 fn bench_sign_and_verify_vs_ostree() {
     const N: usize = 20;
+    let _bench = benchmark_lock();
     let f = fixture();
     let commits: Vec<String> = (0..2 * N)
         .map(|i| make_commit(&f.repo, &f.tree, &format!("bench/{i}"), &format!("c{i}")))
@@ -690,14 +695,16 @@ fn bench_sign_and_verify_vs_ostree() {
     let secret = f.dir.join("secret.asc");
     std::fs::write(
         &secret,
-        ok(f.signer
+        run(f
+            .signer
             .gpg()
-            .args(["--armor", "--export-secret-keys", &f.signer_fpr])),
+            .args(["--armor", "--export-secret-keys", &f.signer_fpr]))
+        .stdout,
     )
     .unwrap();
     let t = std::time::Instant::now();
     for c in ours {
-        ok(af()
+        run(af()
             .arg("gpg-sign")
             .arg(format!("--repo={}", f.repo.display()))
             .args([c, &f.signer_fpr])
@@ -707,7 +714,7 @@ fn bench_sign_and_verify_vs_ostree() {
     // Re-sign is a no-op, so time key-file signing on the ostree half first, then wipe it.
     let t = std::time::Instant::now();
     for c in theirs {
-        ok(af()
+        run(af()
             .arg("gpg-sign")
             .arg(format!("--repo={}", f.repo.display()))
             .args([c, &f.signer_fpr])
@@ -719,7 +726,7 @@ fn bench_sign_and_verify_vs_ostree() {
     }
     let t = std::time::Instant::now();
     for c in theirs {
-        ok(ostree(&f.repo)
+        run(ostree(&f.repo)
             .arg(format!("--gpg-homedir={}", f.signer.dir.display()))
             .args(["gpg-sign", c, &f.signer_fpr]));
     }
@@ -727,7 +734,7 @@ fn bench_sign_and_verify_vs_ostree() {
     // Verify all 2N signatures: ours with the exported key, ostree show with the homedir.
     let t = std::time::Instant::now();
     for c in &commits {
-        ok(af()
+        run(af()
             .arg("verify")
             .arg(format!("--repo={}", f.repo.display()))
             .arg(c)
@@ -746,10 +753,10 @@ fn bench_sign_and_verify_vs_ostree() {
     for i in 0..2 * N {
         pull.arg(format!("bench/{i}"));
     }
-    ok(&mut pull);
+    run(&mut pull);
     let t = std::time::Instant::now();
     for c in &commits {
-        let out = ok(ostree(&client).args(["show", "--gpg-verify-remote=origin", c]));
+        let out = capture(ostree(&client).args(["show", "--gpg-verify-remote=origin", c]));
         assert!(out.contains("Good signature"), "{out}");
     }
     let ostree_verify = t.elapsed();

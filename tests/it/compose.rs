@@ -3,15 +3,15 @@
 //! passes `ostree fsck`, has rpm-ostree's layout under `ostree checkout`, and every file's
 //! content and mode equal what `rpm2cpio | cpio -idm` extracts.
 
-mod compose_util;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use atomic_factory::compose::ComposeOptions;
-use compose_util::*;
+
+use crate::support::compose::*;
+use crate::support::{ours, require, run};
 
 const KVER: &str = "6.1.0-test.x86_64";
 
@@ -225,13 +225,13 @@ fn compare_with_cpio(rpm: &Path, checkout: &Path, tmp: &Path) -> usize {
 fn checkout(w: &Work, rev: &str) -> PathBuf {
     let co = w.path().join(format!("co-{}", &rev[..8]));
     let repo = format!("--repo={}", w.repo().display());
-    ostree(&["checkout", "-U", &repo, rev, co.to_str().unwrap()]);
+    ostree_stdout(&["checkout", "-U", &repo, rev, co.to_str().unwrap()]);
     co
 }
 
 #[test]
 fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
-    require_tools(&["rpmbuild", "createrepo_c", "ostree", "rpm2cpio", "cpio"]);
+    require(&["rpmbuild", "createrepo_c", "ostree", "rpm2cpio", "cpio"]);
     let w = Work::new();
     let rpms = distro(&w);
     let tf = w.treefile(
@@ -242,20 +242,20 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
     assert!(out.changed);
     let c = out.commit.to_string();
     let repo = format!("--repo={}", w.repo().display());
-    ostree(&["fsck", &repo]);
+    ostree_stdout(&["fsck", &repo]);
 
     // Metadata as rpm-ostree writes it.
-    let show = ostree(&["show", &repo, "--print-metadata-key=ostree.linux", &c]);
+    let show = ostree_stdout(&["show", &repo, "--print-metadata-key=ostree.linux", &c]);
     assert_eq!(show.trim(), format!("'{KVER}'"));
     assert_eq!(
-        ostree(&["show", &repo, "--print-metadata-key=ostree.bootable", &c]).trim(),
+        ostree_stdout(&["show", &repo, "--print-metadata-key=ostree.bootable", &c]).trim(),
         "true"
     );
     assert_eq!(
-        ostree(&["show", &repo, "--print-metadata-key=version", &c]).trim(),
+        ostree_stdout(&["show", &repo, "--print-metadata-key=version", &c]).trim(),
         "'1'"
     );
-    let pkglist = ostree(&[
+    let pkglist = ostree_stdout(&[
         "show",
         &repo,
         "--print-metadata-key=rpmostree.rpmdb.pkglist",
@@ -273,7 +273,7 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
         !pkglist.contains("'1.0', '1', 'noarch'), ('libfoo'"),
         "{pkglist}"
     );
-    let scripts = ostree(&[
+    let scripts = ostree_stdout(&[
         "show",
         &repo,
         "--print-metadata-key=atomic-factory.skipped-scriptlets",
@@ -285,7 +285,7 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
         "{scripts}"
     );
     assert_eq!(out.inputhash.len(), 64);
-    let ih = ostree(&[
+    let ih = ostree_stdout(&[
         "show",
         &repo,
         "--print-metadata-key=rpmostree.inputhash",
@@ -293,7 +293,7 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
     ]);
     assert_eq!(ih.trim(), format!("'{}'", out.inputhash));
     // Empty subject, like rpm-ostree.
-    let log = ostree(&["log", &repo, "test/x86_64/base"]);
+    let log = ostree_stdout(&["log", &repo, "test/x86_64/base"]);
     assert!(
         log.contains("(no subject)") || !log.contains("    "),
         "{log}"
@@ -354,7 +354,7 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
     assert!(osr.contains("OSTREE_VERSION='1'"), "{osr}");
 
     // Ownership mapped through the tree's passwd/group; file caps as an xattr.
-    let ls = ostree(&[
+    let ls = ostree_stdout(&[
         "ls",
         &repo,
         &c,
@@ -369,7 +369,7 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
         ls.contains("-00640 0 10"),
         "root:wheel must map to 0:10: {ls}"
     );
-    let ls = ostree(&[
+    let ls = ostree_stdout(&[
         "ls",
         "-X",
         &repo,
@@ -377,7 +377,7 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
         "/usr/lib/opt/rpm-file-attrs/with_caps",
     ]);
     assert!(ls.contains("security.capability"), "{ls}");
-    let ls = ostree(&["ls", &repo, &c, "/usr/bin/su-lite"]);
+    let ls = ostree_stdout(&["ls", &repo, &c, "/usr/bin/su-lite"]);
     assert!(ls.contains("-04755"), "setuid bit kept: {ls}");
 
     // Content and mode against rpm2cpio | cpio -idm, for every package in the tree.
@@ -403,7 +403,7 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
 
 #[test]
 fn every_fixture_compression_imports_like_cpio() {
-    require_tools(&["rpmbuild", "createrepo_c", "ostree", "rpm2cpio", "cpio"]);
+    require(&["rpmbuild", "createrepo_c", "ostree", "rpm2cpio", "cpio"]);
     let fx = fixtures_dir();
     let w0 = Work::new();
     let deps: Vec<PathBuf> = [
@@ -432,7 +432,7 @@ fn every_fixture_compression_imports_like_cpio() {
             .compose(&tf)
             .unwrap_or_else(|e| panic!("{variant}: {e:#}"));
         let repo = format!("--repo={}", w.repo().display());
-        ostree(&["fsck", &repo]);
+        ostree_stdout(&["fsck", &repo]);
         let co = checkout(&w, &out.commit.to_string());
         let tmp = tempfile::tempdir().unwrap();
         let n = compare_with_cpio(&rpm, &co, tmp.path());
@@ -442,7 +442,7 @@ fn every_fixture_compression_imports_like_cpio() {
 
 #[test]
 fn unchanged_inputs_make_no_commit_and_one_changed_package_does() {
-    require_tools(&["rpmbuild", "createrepo_c", "ostree"]);
+    require(&["rpmbuild", "createrepo_c", "ostree"]);
     let w = Work::new();
     w.add(&Spec::new("setup", "1").file("/etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644));
     w.add(
@@ -470,7 +470,7 @@ fn unchanged_inputs_make_no_commit_and_one_changed_package_does() {
     assert!(touched.exists());
     let repo = format!("--repo={}", w.repo().display());
     assert_eq!(
-        ostree(&[
+        ostree_stdout(&[
             "show",
             &repo,
             "--print-metadata-key=build.id",
@@ -483,19 +483,14 @@ fn unchanged_inputs_make_no_commit_and_one_changed_package_does() {
     // Same inputs: no commit, the ref does not move, the stamp is not touched.
     std::fs::remove_file(&touched).unwrap();
     std::fs::remove_file(&commitid).unwrap();
-    let exe = env!("CARGO_BIN_EXE_atomic-factory");
-    let o = Command::new(exe)
-        .args([
-            "compose",
-            "tree",
-            &repo,
-            "--touch-if-changed",
-            touched.to_str().unwrap(),
-            tf.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(ours().args([
+        "compose",
+        "tree",
+        &repo,
+        "--touch-if-changed",
+        touched.to_str().unwrap(),
+        tf.to_str().unwrap(),
+    ]));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("No apparent changes since previous commit")
     );
@@ -504,7 +499,7 @@ fn unchanged_inputs_make_no_commit_and_one_changed_package_does() {
         !touched.exists(),
         "--touch-if-changed must not touch without a change"
     );
-    let log = ostree(&["log", &repo, "test/x86_64/base"]);
+    let log = ostree_stdout(&["log", &repo, "test/x86_64/base"]);
     assert_eq!(log.matches("commit ").count(), 1, "{log}");
 
     // --force-nocache commits anyway (same tree, new commit with the first as parent).
@@ -532,19 +527,19 @@ fn unchanged_inputs_make_no_commit_and_one_changed_package_does() {
     createrepo(&w.rpms());
     let second = w.compose(&tf).unwrap();
     assert!(second.changed);
-    let log = ostree(&["log", &repo, "test/x86_64/base"]);
+    let log = ostree_stdout(&["log", &repo, "test/x86_64/base"]);
     assert_eq!(log.matches("commit ").count(), 3, "{log}");
     assert_eq!(
-        ostree(&["cat", &repo, "test/x86_64/base", "/usr/bin/tool"]),
+        ostree_stdout(&["cat", &repo, "test/x86_64/base", "/usr/bin/tool"]),
         "v2\n"
     );
     assert_eq!(second.version.as_deref(), Some("42.2"));
-    ostree(&["fsck", &repo]);
+    ostree_stdout(&["fsck", &repo]);
 }
 
 #[test]
 fn same_inputs_on_different_days_give_the_same_checksum() {
-    require_tools(&["rpmbuild", "createrepo_c", "ostree"]);
+    require(&["rpmbuild", "createrepo_c", "ostree"]);
     let built = Work::new();
     let rpms = vec![
         built.add(
@@ -567,20 +562,11 @@ fn same_inputs_on_different_days_give_the_same_checksum() {
         for r in &rpms {
             let dst = w.rpms().join(r.file_name().unwrap());
             std::fs::copy(r, &dst).unwrap();
-            let st = Command::new("touch")
-                .args(["-d", mtime])
-                .arg(&dst)
-                .status()
-                .unwrap();
-            assert!(st.success());
+            run(Command::new("touch").args(["-d", mtime]).arg(&dst));
         }
         createrepo(&w.rpms());
         let tf = w.treefile(&["tool"], "");
-        Command::new("touch")
-            .args(["-d", mtime])
-            .arg(&tf)
-            .status()
-            .unwrap();
+        run(Command::new("touch").args(["-d", mtime]).arg(&tf));
         let out = w
             .compose_opts(
                 &tf,
@@ -592,8 +578,8 @@ fn same_inputs_on_different_days_give_the_same_checksum() {
             )
             .unwrap();
         let repo = format!("--repo={}", w.repo().display());
-        ostree(&["fsck", &repo]);
-        let ts = ostree(&["show", &repo, &out.commit.to_string()]);
+        ostree_stdout(&["fsck", &repo]);
+        let ts = ostree_stdout(&["show", &repo, &out.commit.to_string()]);
         assert!(
             ts.contains("2023-11-14"),
             "timestamp from SOURCE_DATE_EPOCH: {ts}"

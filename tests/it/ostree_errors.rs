@@ -5,13 +5,13 @@
     reason = "mkfifo and mknod make the special files the tests feed in"
 )]
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::support::files::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 /// Runs our commit, expects failure, returns stderr; checks no panic and no ref was written.
 fn commit_fails(repo: &Path, tree: &Path, branch: &str, wrap: Option<&[&str]>) -> String {
@@ -132,7 +132,7 @@ fn special_files_are_rejected_with_their_path() {
 fn unreadable_file_is_reported_with_its_path() {
     // Root reads everything, so drop CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH from the bounding
     // set with setpriv (util-linux): then a 0000 file owned by someone else is unreadable.
-    require("setpriv");
+    require(&["setpriv"]);
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
     our_init(&repo);

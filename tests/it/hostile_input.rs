@@ -3,10 +3,13 @@
 //! fixed (the minimised inputs are in tests/fixtures/fuzz-regressions/).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use atomic_factory::vm::server::GuestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::run;
 
 const SECRET: &str = "SECRET-OUTSIDE-THE-ROOT";
 
@@ -278,18 +281,6 @@ fn repomd_locations_outside_the_repository_are_refused() {
     }
 }
 
-fn run(cmd: &str, args: &[&str]) {
-    let out = std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd} (install it with vm/prepare): {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A qemu-img image whose 2048 L1 entries all name its one L2 table: loading a table per entry
 /// cost 128 MiB for a 300 KiB file before the reader refused shared tables.
 #[test]
@@ -297,8 +288,8 @@ fn qcow2_l1_entries_sharing_one_l2_table_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let img = d.path().join("shared-l2.qcow2");
     let s = img.to_str().unwrap();
-    run("qemu-img", &["create", "-q", "-f", "qcow2", s, "1T"]);
-    run("qemu-io", &["-f", "qcow2", "-c", "write -P 0x5a 0 4k", s]);
+    run(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", s, "1T"]));
+    run(Command::new("qemu-io").args(["-f", "qcow2", "-c", "write -P 0x5a 0 4k", s]));
     let mut bytes = std::fs::read(&img).unwrap();
     let be64 = |b: &[u8], at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
     let l1_size = u32::from_be_bytes(bytes[36..40].try_into().unwrap()) as usize;
@@ -370,7 +361,7 @@ fn a_summary_with_nothing_in_it_is_written_as_glib_does() {
     let d = tempfile::tempdir().unwrap();
     let repo = d.path().join("repo");
     let repo_arg = format!("--repo={}", repo.display());
-    run("ostree", &["init", "--mode=archive-z2", &repo_arg]);
+    run(Command::new("ostree").args(["init", "--mode=archive-z2", &repo_arg]));
     std::fs::write(repo.join("summary"), &written).unwrap();
     let out = std::process::Command::new("ostree")
         .args(["summary", "--view", &repo_arg])

@@ -1,18 +1,17 @@
 //! Benchmark of `install` (BENCHMARKS.md, section "install"):
-//!   cargo test --release --test install_bench -- --ignored --nocapture
+//!   cargo test --release --test it install_bench -- --ignored --nocapture
 //! 1. our overhead outside the guest: set-up before QEMU starts, and guest poweroff to our
 //!    return (disk renamed, server stopped);
 //! 2. the guest's `ostree pull` time from our server vs from `python3 -m http.server` on the
 //!    same repository, measured inside the guest (/proc/uptime around the pull).
 
-mod vmcommon;
-use vmcommon as common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use atomic_factory::vm::install::{self, InstallOutcome, KsVia};
-use common::{install_config as config, kickstart, test_repo};
+
+use crate::support::vm::{self, REF, install_config as config, kickstart, test_repo};
+use crate::support::{benchmark_lock, run};
 
 /// The guest's own measurement: `standin: pull took N.NN s`.
 fn guest_pull_seconds(o: &InstallOutcome) -> f64 {
@@ -30,8 +29,10 @@ fn guest_pull_seconds(o: &InstallOutcome) -> f64 {
 }
 
 #[test]
-#[ignore = "benchmark: cargo test --release --test install_bench -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test --release --test it install_bench -- --ignored --nocapture"]
 fn install_overhead_and_pull_speed() {
+    let _bench = benchmark_lock();
+    let _vms = vm::exclusive();
     let repo = test_repo();
     let rounds = 2;
     let mut ours = Vec::new();
@@ -100,8 +101,9 @@ fn install_overhead_and_pull_speed() {
 /// `python3 -m http.server`, same repository (the stand-in plus 3000 small files, so that
 /// per-request cost shows), fresh target repository each round.
 #[test]
-#[ignore = "benchmark: cargo test --release --test install_bench -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test --release --test it install_bench -- --ignored --nocapture"]
 fn host_pull_ours_vs_python_http_server() {
+    let _bench = benchmark_lock();
     use std::time::Instant;
     let base = tempfile::tempdir().unwrap();
     let tree = base.path().join("tree");
@@ -117,38 +119,27 @@ fn host_pull_ours_vs_python_http_server() {
     let repo = base.path().join("srv/repo");
     std::fs::create_dir_all(base.path().join("srv")).unwrap();
     let r = format!("--repo={}", repo.display());
-    common::run(Command::new("ostree").args([&r, "init", "--mode=archive"]));
-    common::run(
-        Command::new("ostree")
-            .args([&r, "pull-local"])
-            .arg(test_repo()),
-    );
-    common::run(
-        Command::new("ostree")
-            .args([
-                &r,
-                "commit",
-                "-b",
-                "bench",
-                "--owner-uid=0",
-                "--owner-gid=0",
-            ])
-            .arg(format!("--tree=dir={}", tree.display())),
-    );
+    run(Command::new("ostree").args([&r, "init", "--mode=archive"]));
+    run(Command::new("ostree")
+        .args([&r, "pull-local"])
+        .arg(test_repo()));
+    run(Command::new("ostree")
+        .args([
+            &r,
+            "commit",
+            "-b",
+            "bench",
+            "--owner-uid=0",
+            "--owner-gid=0",
+        ])
+        .arg(format!("--tree=dir={}", tree.display())));
     let pull = |url: &str| -> f64 {
         let dest = tempfile::tempdir().unwrap();
         let d = format!("--repo={}", dest.path().join("r").display());
-        common::run(Command::new("ostree").args([&d, "init", "--mode=archive"]));
-        common::run(Command::new("ostree").args([
-            &d,
-            "remote",
-            "add",
-            "--no-gpg-verify",
-            "s",
-            url,
-        ]));
+        run(Command::new("ostree").args([&d, "init", "--mode=archive"]));
+        run(Command::new("ostree").args([&d, "remote", "add", "--no-gpg-verify", "s", url]));
         let t = Instant::now();
-        common::run(Command::new("ostree").args([&d, "pull", "s", "bench", common::REF]));
+        run(Command::new("ostree").args([&d, "pull", "s", "bench", REF]));
         t.elapsed().as_secs_f64()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()

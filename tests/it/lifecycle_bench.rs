@@ -7,19 +7,20 @@
 //!   transferred and wall time;
 //! - prune of a repository with 30 commits on 3 refs (`--refs-only --depth=2`).
 //!
-//!   cargo test --release --test lifecycle_bench -- --ignored --nocapture --test-threads=1
+//!   cargo test --release --test it lifecycle_bench -- --ignored --nocapture
 //!
 //! BENCH_FILES (20000) and BENCH_MB (1024) shrink the tree for a quick check; the trees and
 //! repositories live in a temporary directory.
-
-mod common;
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use common::*;
+use crate::support::files::*;
+use crate::support::http::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -51,7 +52,7 @@ fn timed(cmd: &mut Command) -> f64 {
 
 /// "Total Size: N" of `ostree static-delta show` (parts plus fallbacks).
 fn delta_size(repo: &Path, id: &str) -> u64 {
-    let show = stdout(ostree(repo).args(["static-delta", "show", id]));
+    let show = capture(ostree(repo).args(["static-delta", "show", id]));
     show.lines()
         .find_map(|l| l.strip_prefix("Total Size: "))
         .and_then(|v| v.split_whitespace().next())
@@ -60,7 +61,7 @@ fn delta_size(repo: &Path, id: &str) -> u64 {
 }
 
 fn commit(repo: &Path, tree: &Path, ts: u64) -> String {
-    stdout(
+    capture(
         ours()
             .arg("commit")
             .arg(format!("--repo={}", repo.display()))
@@ -89,7 +90,8 @@ fn transferred(pull_output: &str) -> f64 {
 #[test]
 #[ignore]
 fn bench_static_delta_generate_and_pull() {
-    require("ostree");
+    let _bench = benchmark_lock();
+    require(&["ostree"]);
     let files = env_or("BENCH_FILES", 20_000);
     let total = env_or("BENCH_MB", 1024) << 20;
     let tmp = tempfile::tempdir().unwrap();
@@ -180,7 +182,7 @@ fn bench_static_delta_generate_and_pull() {
             &format!("bench@{a}"),
         ]));
         let t = Instant::now();
-        let out = stdout(ostree(&c).args(["pull", flag, "origin", "bench"]));
+        let out = capture(ostree(&c).args(["pull", flag, "origin", "bench"]));
         let secs = t.elapsed().as_secs_f64();
         let last = out.lines().last().unwrap_or_default().to_string();
         println!(
@@ -199,7 +201,8 @@ fn bench_static_delta_generate_and_pull() {
 #[test]
 #[ignore]
 fn bench_prune_30_commits_on_3_refs() {
-    require("ostree");
+    let _bench = benchmark_lock();
+    require(&["ostree"]);
     let files = env_or("BENCH_FILES", 20_000) / 10;
     let tmp = tempfile::tempdir().unwrap();
     let repo = tmp.path().join("repo");
@@ -220,7 +223,7 @@ fn bench_prune_30_commits_on_3_refs() {
                     );
                 }
             }
-            stdout(
+            capture(
                 ours()
                     .arg("commit")
                     .arg(format!("--repo={}", repo.display()))

@@ -1,17 +1,35 @@
-//! Shared by the install tests and the install benchmark: the stand-in fixtures, a test
-//! repository made with the real `ostree commit`, and kickstarts.
-#![allow(dead_code)]
+//! For the tests that run VMs (install, upgrade-test, boot-test, build): the lock that keeps
+//! their VMs apart, the stand-in fixtures, a test repository made with the real `ostree
+//! commit`, kickstarts, and looks into installed disks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::{capture, root, run};
+
+/// The ref of the stand-in distribution in [`test_repo`].
 pub const REF: &str = "standin/x86_64/demo";
 
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// Taken by every test that runs a VM. The machines have 2 cores, and tests of one area
+/// look for leftover QEMUs by names another area's VMs use too (upgrade-test's overlays are
+/// the build's upgrade-test stage's too), so areas never overlap. Before the tests became
+/// one binary each area was its own process, which cargo ran one after the other.
+static VMS: RwLock<()> = RwLock::new(());
+
+/// For a test whose VMs must run alone: install and upgrade-test (one VM at a time, as
+/// each area always ran), boot-test (whose timeouts are tight).
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    VMS.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// For a build test: builds run alongside each other (each in its own copy of the demo,
+/// as their area always ran), never alongside another area's VMs.
+pub fn shared_with_builds() -> RwLockReadGuard<'static, ()> {
+    VMS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `path`, which vm/prepare makes; fails naming vm/prepare when it is missing.
 pub fn need(path: &Path) -> PathBuf {
     assert!(
         path.exists(),
@@ -27,21 +45,8 @@ pub fn installer() -> (PathBuf, PathBuf) {
     (need(&d.join("vmlinuz")), need(&d.join("installer.img")))
 }
 
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run vm/prepare)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The stand-in distribution committed with the real `ostree commit` (built once per test
-/// binary), in `<dir>/repo`.
+/// run), in `<dir>/repo`.
 pub fn test_repo() -> &'static Path {
     static REPO: OnceLock<PathBuf> = OnceLock::new();
     REPO.get_or_init(|| {
@@ -97,7 +102,7 @@ pub fn kickstart(dir: &Path, url: &str, extra: &str) -> PathBuf {
 
 /// Byte offsets of the partitions of a raw disk image, in table order.
 pub fn partition_offsets(raw: &Path) -> Vec<u64> {
-    let json = run(Command::new("sfdisk").arg("-J").arg(raw));
+    let json = capture(Command::new("sfdisk").arg("-J").arg(raw));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     v["partitiontable"]["partitions"]
         .as_array()
@@ -107,12 +112,14 @@ pub fn partition_offsets(raw: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// Runs one debugfs request on the ext4 file system at `offset` in a raw image (no mount).
+/// Runs one debugfs request on the ext4 file system at `offset` in a raw image (no mount);
+/// returns its stdout as printed (`cat` of a file: the file).
 pub fn debugfs(raw: &Path, offset: u64, request: &str) -> String {
-    run(Command::new("debugfs")
+    let out = run(Command::new("debugfs")
         .arg("-R")
         .arg(request)
-        .arg(format!("{}?offset={offset}", raw.display())))
+        .arg(format!("{}?offset={offset}", raw.display())));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// An install of the stand-in installer under TCG into `dir/disk.qcow2`: 2 GiB disk,

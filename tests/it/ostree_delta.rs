@@ -3,12 +3,13 @@
 //! `--inline` deltas; `ostree static-delta show` and ours read each other's deltas; the
 //! summary lists deltas byte for byte as `ostree summary -u` does; bad deltas are refused.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::support::files::*;
+use crate::support::http::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -21,7 +22,7 @@ struct Fixture {
 }
 
 fn commit(repo: &Path, tree: &Path, ts: u64) -> String {
-    stdout(
+    capture(
         ours()
             .arg("commit")
             .arg(format!("--repo={}", repo.display()))
@@ -35,7 +36,7 @@ fn commit(repo: &Path, tree: &Path, ts: u64) -> String {
 /// old objects), shifts bytes all over a library (bsdiff material), adds,
 /// removes, re-links, adds a subtree and a 5 MB incompressible file (a fallback).
 fn fixture() -> Fixture {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let tree = dir.join("tree");
@@ -80,7 +81,7 @@ fn fixture() -> Fixture {
     fs::write(tree.join("usr/share/new/readme"), b"new in B\n").unwrap();
     write_random(&tree.join("usr/share/new/blob"), 5_000_000, &mut rng);
     let b = commit(&repo, &tree, 1_700_086_400);
-    let big = stdout(ostree(&repo).args(["ls", "-C", &b, "/usr/share/new/blob"]));
+    let big = capture(ostree(&repo).args(["ls", "-C", &b, "/usr/share/new/blob"]));
     let big = vec![big.split_whitespace().nth(4).unwrap().to_string()];
     Fixture {
         _tmp: tmp,
@@ -193,7 +194,7 @@ fn assert_no_loose_content(reqs: &[(String, u16)], allowed: &[String]) {
 fn assert_client_has_b(f: &Fixture, client: &Path) {
     fsck(client);
     assert_eq!(
-        stdout(ostree(client).args(["rev-parse", "origin:demo/x86_64"])),
+        capture(ostree(client).args(["rev-parse", "origin:demo/x86_64"])),
         f.b
     );
     let theirs = checkout_snapshot(&f.repo, &f.b, &f.dir.join("co-server"));
@@ -206,7 +207,7 @@ fn client_at_a_pulls_b_through_our_delta() {
     let f = fixture();
     generate(&f.repo, &["--to=demo/x86_64"]); // from its parent, A
     summary_u(&f.repo);
-    let show = stdout(ostree(&f.repo).args(["static-delta", "show", &format!("{}-{}", f.a, f.b)]));
+    let show = capture(ostree(&f.repo).args(["static-delta", "show", &format!("{}-{}", f.a, f.b)]));
     assert!(
         show.contains("bspatch=") && !show.contains("bspatch=0"),
         "no bsdiff in:\n{show}"
@@ -262,7 +263,7 @@ fn empty_and_inline_deltas_bring_an_empty_client_to_b() {
         ],
     );
     summary_u(&f.repo);
-    let sb_dir = stdout(
+    let sb_dir = capture(
         Command::new("sh")
             .arg("-c")
             .arg(format!("cd {} && ls -d deltas/*/*", f.repo.display())),
@@ -317,8 +318,8 @@ fn show_reads_both_ways_and_ostree_and_our_deltas_end_in_the_same_commit() {
         "--to=demo/x86_64",
     ]));
     for repo in [&f.repo, &theirs_repo] {
-        let o = stdout(ostree(repo).args(["static-delta", "show", &id]));
-        let m = stdout(
+        let o = capture(ostree(repo).args(["static-delta", "show", &id]));
+        let m = capture(
             ours()
                 .args(["static-delta", "show"])
                 .arg(format!("--repo={}", repo.display()))
@@ -331,8 +332,8 @@ fn show_reads_both_ways_and_ostree_and_our_deltas_end_in_the_same_commit() {
             repo.display()
         );
         assert_eq!(
-            stdout(ostree(repo).args(["static-delta", "list"])),
-            stdout(
+            capture(ostree(repo).args(["static-delta", "list"])),
+            capture(
                 ours()
                     .args(["static-delta", "list"])
                     .arg(format!("--repo={}", repo.display()))
@@ -351,7 +352,7 @@ fn show_reads_both_ways_and_ostree_and_our_deltas_end_in_the_same_commit() {
         run(ostree(&c).args(["pull", "--require-static-deltas", "origin", "demo/x86_64"]));
         fsck(&c);
         snaps.push((
-            stdout(ostree(&c).args(["rev-parse", "origin:demo/x86_64"])),
+            capture(ostree(&c).args(["rev-parse", "origin:demo/x86_64"])),
             checkout_snapshot(&c, &f.b, &f.dir.join(format!("co{i}"))),
         ));
     }
@@ -369,7 +370,7 @@ fn summary_lists_deltas_like_ostree() {
     let theirs = f.dir.join("theirs");
     run(Command::new("cp").arg("-a").arg(&f.repo).arg(&theirs));
     run(ostree(&theirs).args(["summary", "-u"]));
-    let view = stdout(ostree(&theirs).args(["summary", "--view"]));
+    let view = capture(ostree(&theirs).args(["summary", "--view"]));
     assert!(view.contains("ostree.static-deltas"), "{view}");
     let raw = fs::read(theirs.join("summary")).unwrap();
     // last-modified is the only clock-dependent value: reuse ostree's.
@@ -429,7 +430,7 @@ fn a_part_with_a_wrong_checksum_is_refused_and_a_corrupt_superblock_is_named() {
             "unexpected error: {err}"
         );
         assert_eq!(
-            stdout(ostree(&c).args(["rev-parse", "origin:demo/x86_64"])),
+            capture(ostree(&c).args(["rev-parse", "origin:demo/x86_64"])),
             f.a,
             "the client moved its ref despite the error"
         );

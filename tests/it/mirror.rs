@@ -11,15 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{ostree, require};
+use crate::support::ostree::ostree;
+use crate::support::{BIN, capture, require, run};
 
-/// Runs a command that must succeed; returns its stdout as text.
-fn run(cmd: &mut Command) -> String {
-    String::from_utf8(common::run(cmd).stdout).expect("utf-8 output")
-}
-
-const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
 const REF: &str = "exampleos/x86_64/stable";
 const REPO_DIR: &str = "pub/fedora/linux/atomic/21";
 
@@ -35,7 +29,7 @@ fn commit(repo: &Path, work: &Path, content: &str) -> String {
     run(ostree(repo).args(["summary", "-u"]));
     // From the second commit on, publish a static delta from the parent too (issue 14):
     // scan, crawl and metalinks must work on a repository with deltas/ and delta-indexes/.
-    if common::ostree(repo)
+    if ostree(repo)
         .args(["rev-parse", &format!("{REF}^")])
         .output()
         .unwrap()
@@ -49,9 +43,7 @@ fn commit(repo: &Path, work: &Path, content: &str) -> String {
             .args(["summary", "-u"])
             .arg(format!("--repo={}", repo.display())));
     }
-    run(ostree(repo).args(["rev-parse", REF]))
-        .trim()
-        .to_string()
+    capture(ostree(repo).args(["rev-parse", REF]))
 }
 
 fn init_repo(repo: &Path) {
@@ -265,7 +257,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        require("ostree");
+        require(&["ostree"]);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -316,11 +308,13 @@ impl World {
             .arg("-o")
             .arg(&state)
             .args(["--alias", "fedora-atomic-21=atomic-21"]));
-        let report = run(Command::new(BIN)
-            .args(["mirror", "crawl", "--timeout", "5", "--mirrors"])
-            .arg(&mirrors_yaml)
-            .arg("--state")
-            .arg(&state));
+        let report = capture(
+            Command::new(BIN)
+                .args(["mirror", "crawl", "--timeout", "5", "--mirrors"])
+                .arg(&mirrors_yaml)
+                .arg("--state")
+                .arg(&state),
+        );
         let line = |name: &str| {
             report
                 .lines()
@@ -357,7 +351,7 @@ impl World {
 
 fn pull_and_check(client: &Path, want: &str) {
     run(ostree(client).args(["pull", "origin", REF]));
-    let got = run(ostree(client).args(["rev-parse", &format!("origin:{REF}")]));
+    let got = capture(ostree(client).args(["rev-parse", &format!("origin:{REF}")]));
     assert_eq!(got.trim(), want, "pulled the wrong commit");
     run(ostree(client).args(["fsck"]));
 }
@@ -559,14 +553,13 @@ fn unknown_repos_get_the_error_document_and_hostile_queries_a_4xx() {
 
 /// sha256sum & co. as the oracle for our digests.
 fn digest(tool: &str, file: &Path) -> String {
-    let out = run(Command::new(tool).arg(file));
+    let out = capture(Command::new(tool).arg(file));
     out.split_whitespace().next().unwrap().to_string()
 }
 
 #[test]
 fn scan_finds_every_repository_and_ignores_decoys() {
-    require("ostree");
-    require("createrepo_c");
+    require(&["ostree", "createrepo_c"]);
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     let atomic = root.join("pub/fedora/linux/atomic/21");
@@ -693,19 +686,21 @@ fn scan_finds_every_repository_and_ignores_decoys() {
         "mirrors:\n  - {name: m, urls: [http://m.example/], country: DE, always_up_to_date: true}\n",
     )
     .unwrap();
-    let doc = run(Command::new(BIN)
-        .args([
-            "mirror",
-            "metalink",
-            "--repo",
-            "fedora-39",
-            "--arch",
-            "x86_64",
-            "--mirrors",
-        ])
-        .arg(&mirrors)
-        .arg("--state")
-        .arg(&state));
+    let doc = capture(
+        Command::new(BIN)
+            .args([
+                "mirror",
+                "metalink",
+                "--repo",
+                "fedora-39",
+                "--arch",
+                "x86_64",
+                "--mirrors",
+            ])
+            .arg(&mirrors)
+            .arg("--state")
+            .arg(&state),
+    );
     let repomd = yum.join("repodata/repomd.xml");
     assert!(doc.contains("<file name=\"repomd.xml\">"), "{doc}");
     assert!(
@@ -723,19 +718,21 @@ fn scan_finds_every_repository_and_ignores_decoys() {
 #[test]
 fn metalink_command_prints_what_the_server_serves() {
     let w = World::new();
-    let out = run(Command::new(BIN)
-        .args([
-            "mirror",
-            "metalink",
-            "--repo",
-            "atomic-21",
-            "--arch",
-            "x86_64",
-            "--mirrors",
-        ])
-        .arg(&w.mirrors_yaml)
-        .arg("--state")
-        .arg(&w.state));
+    let out = capture(
+        Command::new(BIN)
+            .args([
+                "mirror",
+                "metalink",
+                "--repo",
+                "atomic-21",
+                "--arch",
+                "x86_64",
+                "--mirrors",
+            ])
+            .arg(&w.mirrors_yaml)
+            .arg("--state")
+            .arg(&w.state),
+    );
     assert!(out.contains("<file name=\"summary\">"), "{out}");
     assert!(
         out.contains(&format!("{}{REPO_DIR}/summary", w.good.url())),

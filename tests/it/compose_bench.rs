@@ -3,19 +3,17 @@
 //! same RPMs plus `ostree commit` into an archive repo, in the same run. Prints the ratio,
 //! our peak RSS and the no-change check time.
 //!
-//!   cargo test --release --test compose_bench -- --ignored --nocapture
+//!   cargo test --release --test it compose_bench -- --ignored --nocapture
 //!
 //! The generated RPMs are cached in /tmp/af-compose-bench (delete it to regenerate).
-
-#![allow(unsafe_code, reason = "getrusage for the children's peak memory")]
-
-mod compose_util;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use compose_util::*;
+use crate::support::compose::*;
+use crate::support::ostree::fsck;
+use crate::support::{BIN, benchmark_lock, require, run, run_measuring_peak_rss};
 
 const PACKAGES: usize = 200;
 const CACHE: &str = "/tmp/af-compose-bench-v1";
@@ -84,28 +82,18 @@ fn generate(dir: &Path) -> u64 {
     total
 }
 
-fn max_rss_children_kib() -> i64 {
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct we own.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    ru.ru_maxrss
-}
-
-fn run(cmd: &mut Command) -> f64 {
+/// Wall time in seconds of a command that must succeed.
+fn timed(cmd: &mut Command) -> f64 {
     let t = Instant::now();
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(cmd);
     t.elapsed().as_secs_f64()
 }
 
 #[test]
-#[ignore = "benchmark: cargo test --release --test compose_bench -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test --release --test it compose_bench -- --ignored --nocapture"]
 fn compose_benchmark() {
-    require_tools(&["createrepo_c", "ostree", "rpm2cpio", "cpio"]);
+    let _bench = benchmark_lock();
+    require(&["createrepo_c", "ostree", "rpm2cpio", "cpio"]);
     let cache = PathBuf::from(CACHE);
     let rpms = cache.join("rpms");
     let payload = generate(&rpms);
@@ -136,30 +124,23 @@ fn compose_benchmark() {
     .unwrap();
 
     // Ours.
-    let exe = env!("CARGO_BIN_EXE_atomic-factory");
     let ours_repo = w.join("ours");
-    run(Command::new(exe).args(["init", "--repo"]).arg(&ours_repo));
-    let rss_before = max_rss_children_kib();
-    let ours = run(Command::new(exe)
-        .args(["compose", "tree", "-q", "--repo"])
-        .arg(&ours_repo)
-        .arg(w.join("tf.yaml")));
-    let rss = max_rss_children_kib();
-    assert!(rss >= rss_before);
-    let nochange = run(Command::new(exe)
-        .args(["compose", "tree", "-q", "--repo"])
-        .arg(&ours_repo)
-        .arg(w.join("tf.yaml")));
-    let fsck = Command::new("ostree")
-        .arg("fsck")
-        .arg(format!("--repo={}", ours_repo.display()))
-        .output()
-        .unwrap();
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stderr)
+    run(Command::new(BIN).args(["init", "--repo"]).arg(&ours_repo));
+    let t = Instant::now();
+    let (_, rss) = run_measuring_peak_rss(
+        Command::new(BIN)
+            .args(["compose", "tree", "-q", "--repo"])
+            .arg(&ours_repo)
+            .arg(w.join("tf.yaml")),
     );
+    let ours = t.elapsed().as_secs_f64();
+    let nochange = timed(
+        Command::new(BIN)
+            .args(["compose", "tree", "-q", "--repo"])
+            .arg(&ours_repo)
+            .arg(w.join("tf.yaml")),
+    );
+    fsck(&ours_repo);
 
     // Reference: rpm2cpio | cpio -idm of every package, then ostree commit (archive repo).
     let ref_repo = w.join("reference");
@@ -177,10 +158,12 @@ fn compose_benchmark() {
             .current_dir(&rootfs));
     }
     let extract = t.elapsed().as_secs_f64();
-    let commit = run(Command::new("ostree")
-        .args(["commit", "-b", "bench/x86_64", "--tree=dir=rootfs"])
-        .arg(format!("--repo={}", ref_repo.display()))
-        .current_dir(w));
+    let commit = timed(
+        Command::new("ostree")
+            .args(["commit", "-b", "bench/x86_64", "--tree=dir=rootfs"])
+            .arg(format!("--repo={}", ref_repo.display()))
+            .current_dir(w),
+    );
     let reference = extract + commit;
 
     println!(

@@ -4,14 +4,14 @@
 //! every other object is in place and synced, the ref only after the commit, and the number
 //! of fsyncs does not grow with the number of objects.
 
-mod common;
-
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
+use crate::support::files::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 #[derive(Debug)]
 enum Event {
@@ -115,8 +115,8 @@ fn build_tree(root: &Path) {
 
 #[test]
 fn objects_become_visible_only_after_their_data_is_synced() {
-    require("ostree");
-    require("strace");
+    require(&["ostree"]);
+    require(&["strace"]);
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     build_tree(&tree);

@@ -2,31 +2,26 @@
 //! that `vm/prepare` builds: an image installed from commit A upgrades inside the guest to B
 //! (one changed file, one new file, checked in the guest by an external test), reboots into
 //! B, rolls back and reboots into A; and each failure of the matrix names its step.
-//! The VM tests of this file run one at a time.
+//! The VM tests of this file run one at a time, and alone (`vm::exclusive`), and so do the
+//! ones that may install image N-1 on first use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
-
-mod vmcommon;
-use vmcommon as common;
 
 use atomic_factory::vm::install;
 use atomic_factory::vm::upgrade_test::{self, Outcome, UpgradeReport, UpgradeTestConfig};
-use common::{REF, kickstart, run, test_repo};
 
-/// One VM at a time: the machines have 2 cores.
-fn vm_lock() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::support::vm::{self, REF, kickstart, test_repo};
+use crate::support::{benchmark_lock, capture, root, run};
 
 fn scratch() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("upgrade-{}", std::process::id()))
 }
 
-/// The image N-1: the stand-in distribution at commit A, installed once per test binary.
+/// The image N-1: the stand-in distribution at commit A, installed once per test run (by the
+/// first test that needs it, which holds `vm::exclusive`).
 fn image() -> &'static (PathBuf, String) {
     static IMAGE: OnceLock<(PathBuf, String)> = OnceLock::new();
     IMAGE.get_or_init(|| {
@@ -34,7 +29,7 @@ fn image() -> &'static (PathBuf, String) {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let ks = kickstart(&dir, "http://10.0.2.2/repo", "");
-        let mut cfg = common::install_config(&dir, ks);
+        let mut cfg = vm::install_config(&dir, ks);
         cfg.repo = Some(test_repo().to_path_buf());
         cfg.ostree_ref = Some(REF.into());
         cfg.accel = atomic_factory::vm::accel::AccelChoice::Tcg;
@@ -45,11 +40,11 @@ fn image() -> &'static (PathBuf, String) {
 }
 
 fn rev(repo: &Path, r: &str) -> String {
-    run(Command::new("ostree")
-        .arg(format!("--repo={}", repo.display()))
-        .args(["rev-parse", r]))
-    .trim()
-    .to_string()
+    capture(
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["rev-parse", r]),
+    )
 }
 
 /// A copy of the test repository with a commit on top of A, made with the real `ostree
@@ -133,7 +128,7 @@ fn config(name: &str, repo: &Path) -> UpgradeTestConfig {
 }
 
 fn sha256(path: &Path) -> String {
-    run(Command::new("sha256sum").arg(path))
+    capture(Command::new("sha256sum").arg(path))
         .split_whitespace()
         .next()
         .unwrap()
@@ -165,7 +160,7 @@ fn failed_step(report: &UpgradeReport) -> (String, String) {
 }
 
 fn validate_junit(path: &Path) {
-    let schema = common::root().join("tests/fixtures/junit.xsd");
+    let schema = root().join("tests/fixtures/junit.xsd");
     run(Command::new("xmllint")
         .args(["--noout", "--schema"])
         .arg(schema)
@@ -177,7 +172,7 @@ fn validate_junit(path: &Path) {
 /// file is unchanged and no QEMU is left.
 #[test]
 fn demo_upgrade_and_rollback() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let (image, a) = image();
     let (repo, b) = repo_b();
     let before = sha256(image);
@@ -249,7 +244,7 @@ fn demo_upgrade_and_rollback() {
 /// B's kernel panics: the reboot step fails and says the new deployment did not come up.
 #[test]
 fn kernel_panic_in_the_new_deployment_fails_the_reboot_step() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let (repo, _) = repo_with_next_commit("panic", |tree| {
         let modules = tree.join("usr/lib/modules");
         for kver in std::fs::read_dir(&modules).unwrap() {
@@ -272,7 +267,7 @@ fn kernel_panic_in_the_new_deployment_fails_the_reboot_step() {
 /// An external test that exits 1 fails its step, with its output in the report.
 #[test]
 fn failing_external_test_fails_its_step() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let (repo, _) = repo_b();
     let tests = scratch().join("failing-tests");
     write_test(
@@ -297,7 +292,7 @@ fn failing_external_test_fails_its_step() {
 /// A guest that stops answering: the inactivity timeout fails the step, with a screendump.
 #[test]
 fn guest_that_stops_answering_fails_with_a_screendump() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let (repo, _) = repo_b();
     let tests = scratch().join("hang-tests");
     // Stops the shell that runs the tests: nothing answers any more.
@@ -318,6 +313,7 @@ fn guest_that_stops_answering_fails_with_a_screendump() {
 /// B is not in the served repository: refused before boot, naming the step and the commit.
 #[test]
 fn commit_missing_from_the_served_repo_is_refused_before_boot() {
+    let _vms = vm::exclusive();
     let (repo, _) = repo_b();
     let missing = "0123456789abcdef".repeat(4);
     let mut cfg = config("missing", repo);
@@ -349,6 +345,7 @@ fn commit_missing_from_the_served_repo_is_refused_before_boot() {
 /// booted commit from --from or the image's manifest), unless --allow-downgrade.
 #[test]
 fn target_that_does_not_descend_is_refused_before_boot() {
+    let _vms = vm::exclusive();
     let (_, a) = image();
     let (repo, b) = repo_b();
     let mut cfg = config("downgrade", repo);
@@ -384,7 +381,7 @@ fn target_that_does_not_descend_is_refused_before_boot() {
 /// SIGKILL of our process mid-run leaves no QEMU behind, and the image is unchanged.
 #[test]
 fn sigkill_leaves_nothing_running() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let (image, _) = image();
     let (repo, _) = repo_b();
     let before = sha256(image);
@@ -421,13 +418,14 @@ fn sigkill_leaves_nothing_running() {
 }
 
 /// Benchmark (BENCHMARKS.md, section "upgrade-test"):
-///   cargo test --release --test upgrade_test -- --ignored --nocapture upgrade_cycle_benchmark
+///   cargo test --release --test it upgrade_cycle_benchmark -- --ignored --nocapture
 /// The whole upgrade-and-rollback cycle (three boots) three times, with our overhead outside
 /// the guest (QEMU start to first console byte) and the guest command round trip.
 #[test]
-#[ignore = "benchmark: cargo test --release --test upgrade_test -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test --release --test it upgrade_cycle_benchmark -- --ignored --nocapture"]
 fn upgrade_cycle_benchmark() {
-    let _l = vm_lock();
+    let _bench = benchmark_lock();
+    let _vms = vm::exclusive();
     let (repo, _) = repo_b();
     let mut cycles = Vec::new();
     let mut first_output = Vec::new();
@@ -481,7 +479,7 @@ fn upgrade_cycle_benchmark() {
 /// the upgrade, and sees the commit booted each time.
 #[test]
 fn tests_run_again_after_the_upgrade_when_asked() {
-    let _l = vm_lock();
+    let _vms = vm::exclusive();
     let (repo, _) = repo_b();
     let tests = scratch().join("again-tests");
     write_test(

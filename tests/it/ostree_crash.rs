@@ -2,14 +2,14 @@
 //! large commit never leaves a repo `ostree fsck` rejects nor a ref to a missing object, and
 //! the next commit succeeds.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::files::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 /// About 64 MiB in 400 files of mixed size, some compressible.
 fn build_large_tree(root: &Path) {
@@ -82,7 +82,7 @@ fn assert_consistent(repo: &Path, what: &str) {
 
 #[test]
 fn sigkill_during_commit_never_corrupts_the_repo() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     build_large_tree(&tree);

@@ -8,40 +8,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
+use crate::support::{BIN, productmd, require, run, run_measuring_peak_rss};
 
-const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
-
-/// Fails (never skips) when a tool the test needs is missing.
-fn need(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-                .any(|d| d.join(tool).is_file())
-        })
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed: run vm/prepare (it installs qemu-utils, e2fsprogs, fdisk, xz-utils)"
-    );
-}
-
-fn sh(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
+/// `prog ARGS`, failing first (never skipping) when `prog` is not installed.
 fn cmd(prog: &str, args: &[&str]) -> Command {
-    need(prog);
+    require(&[prog]);
     let mut c = Command::new(prog);
     c.args(args);
     // e2fsprogs live in /usr/sbin, which a CI user's PATH may lack.
@@ -107,17 +78,17 @@ fn assert_round_trips(dir: &Path, input: &Path) {
             input.display(),
             String::from_utf8_lossy(&r.stderr)
         );
-        let check = sh(&mut cmd("qemu-img", &["check", s(&out)]));
+        let check = run(&mut cmd("qemu-img", &["check", s(&out)]));
         assert!(
             String::from_utf8_lossy(&check.stdout).contains("No errors were found"),
             "{comp}: {check:?}"
         );
-        let cmp = sh(&mut cmd("qemu-img", &["compare", s(input), s(&out)]));
+        let cmp = run(&mut cmd("qemu-img", &["compare", s(input), s(&out)]));
         assert!(
             String::from_utf8_lossy(&cmp.stdout).contains("Images are identical"),
             "{comp}: {cmp:?}"
         );
-        let info = sh(&mut cmd("qemu-img", &["info", "--output=json", s(&out)]));
+        let info = run(&mut cmd("qemu-img", &["info", "--output=json", s(&out)]));
         let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
         let ty = &info["format-specific"]["data"]["compression-type"];
         let want = if comp == "zstd" { "zstd" } else { "zlib" };
@@ -133,7 +104,7 @@ fn qcow2_from_raw(dir: &Path, raw: &[u8], name: &str, opts: &[&str]) -> PathBuf 
     let mut args = vec!["convert", "-O", "qcow2"];
     args.extend_from_slice(opts);
     args.extend_from_slice(&[s(&r), s(&q)]);
-    sh(&mut cmd("qemu-img", &args));
+    run(&mut cmd("qemu-img", &args));
     fs::remove_file(&r).unwrap();
     q
 }
@@ -154,7 +125,7 @@ fn mixed_raw(size: usize) -> Vec<u8> {
 fn empty_image_round_trips() {
     let t = tempfile::tempdir().unwrap();
     let img = t.path().join("empty.qcow2");
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &["create", "-q", "-f", "qcow2", s(&img), "256M"],
     ));
@@ -169,7 +140,7 @@ fn random_image_round_trips_and_stays_uncompressed() {
     // Incompressible clusters are stored plain, as QEMU does.
     let out = t.path().join("r.qcow2");
     assert!(postprocess(&img, &out, &[]).status.success());
-    let check = sh(&mut cmd("qemu-img", &["check", s(&out)]));
+    let check = run(&mut cmd("qemu-img", &["check", s(&out)]));
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("0.00% compressed clusters"),
         "{check:?}"
@@ -200,11 +171,11 @@ fn virtual_size_not_a_cluster_multiple_round_trips() {
     let img = t.path().join("odd.qcow2");
     // 10 MiB + 1536 bytes: the last 64 KiB cluster is mostly outside the disk.
     let size = (10 << 20) + 1536;
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &["create", "-q", "-f", "qcow2", s(&img), &size.to_string()],
     ));
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-io",
         &[
             "-c",
@@ -217,7 +188,7 @@ fn virtual_size_not_a_cluster_multiple_round_trips() {
     assert_round_trips(t.path(), &img);
     // And from a raw input of the same odd size.
     let raw = t.path().join("odd.raw");
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &["convert", "-O", "raw", s(&img), s(&raw)],
     ));
@@ -233,7 +204,7 @@ fn backing_chain_is_flattened_with_relative_names_resolved_next_to_the_image() {
     let mid = d.join("mid.qcow2");
     let top = d.join("top.qcow2");
     // Relative names, and a top that is larger than its backing file.
-    sh(cmd(
+    run(cmd(
         "qemu-img",
         &[
             "create",
@@ -248,7 +219,7 @@ fn backing_chain_is_flattened_with_relative_names_resolved_next_to_the_image() {
         ],
     )
     .current_dir(&d));
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-io",
         &[
             "-c",
@@ -258,7 +229,7 @@ fn backing_chain_is_flattened_with_relative_names_resolved_next_to_the_image() {
             s(&mid),
         ],
     ));
-    sh(cmd(
+    run(cmd(
         "qemu-img",
         &[
             "create",
@@ -274,7 +245,7 @@ fn backing_chain_is_flattened_with_relative_names_resolved_next_to_the_image() {
         ],
     )
     .current_dir(&d));
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-io",
         &[
             "-c",
@@ -292,13 +263,13 @@ fn backing_chain_is_flattened_with_relative_names_resolved_next_to_the_image() {
         .output()
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    let info = sh(&mut cmd("qemu-img", &["info", "--output=json", s(&out)]));
+    let info = run(&mut cmd("qemu-img", &["info", "--output=json", s(&out)]));
     assert!(
         !String::from_utf8_lossy(&info.stdout).contains("backing-filename"),
         "output must not need a backing file"
     );
-    sh(&mut cmd("qemu-img", &["check", s(&out)]));
-    let cmp = sh(&mut cmd("qemu-img", &["compare", s(&top), s(&out)]));
+    run(&mut cmd("qemu-img", &["check", s(&out)]));
+    let cmp = run(&mut cmd("qemu-img", &["compare", s(&top), s(&out)]));
     assert!(String::from_utf8_lossy(&cmp.stdout).contains("identical"));
     assert_round_trips(t.path(), &top);
 
@@ -342,7 +313,7 @@ fn ext4_disk(
     let mut child = c.spawn().unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), table.as_bytes()).unwrap();
     assert!(child.wait().unwrap().success(), "sfdisk failed");
-    sh(&mut cmd(
+    run(&mut cmd(
         "mkfs.ext4",
         &[
             "-q",
@@ -377,7 +348,7 @@ fn ext4_disk_with_mbr_round_trips() {
         ],
     );
     let q = t.path().join("ext4.qcow2");
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &["convert", "-O", "qcow2", s(&disk), s(&q)],
     ));
@@ -400,12 +371,12 @@ fn discard_unused_drops_deleted_file_and_keeps_filesystem_intact() {
                 ("big.bin", random_bytes(24 << 20, 13)),
             ],
         );
-        sh(&mut cmd(
+        run(&mut cmd(
             "debugfs",
             &["-w", "-R", "rm big.bin", &fs_spec(&disk, off)],
         ));
         let q = t.path().join("in.qcow2");
-        sh(&mut cmd(
+        run(&mut cmd(
             "qemu-img",
             &["convert", "-O", "qcow2", s(&disk), s(&q)],
         ));
@@ -424,16 +395,16 @@ fn discard_unused_drops_deleted_file_and_keeps_filesystem_intact() {
             ds + (20 << 20) < ps,
             "{label}/{bs}: discarded image {ds} bytes, plain {ps} bytes"
         );
-        sh(&mut cmd("qemu-img", &["check", s(&disc)]));
+        run(&mut cmd("qemu-img", &["check", s(&disc)]));
 
         let back = t.path().join("back.raw");
-        sh(&mut cmd(
+        run(&mut cmd(
             "qemu-img",
             &["convert", "-O", "raw", s(&disc), s(&back)],
         ));
-        sh(&mut cmd("e2fsck", &["-fn", &fs_spec(&back, off)]));
+        run(&mut cmd("e2fsck", &["-fn", &fs_spec(&back, off)]));
         for (name, want) in [("keep.txt", &keep_txt), ("keep.bin", &keep_bin)] {
-            let got = sh(&mut cmd(
+            let got = run(&mut cmd(
                 "debugfs",
                 &["-R", &format!("cat {name}"), &fs_spec(&back, off)],
             ));
@@ -443,7 +414,7 @@ fn discard_unused_drops_deleted_file_and_keeps_filesystem_intact() {
             );
         }
         // Without the flag the deleted data is still there: the image equals its input.
-        sh(&mut cmd("qemu-img", &["compare", s(&q), s(&plain)]));
+        run(&mut cmd("qemu-img", &["compare", s(&q), s(&plain)]));
     }
 }
 
@@ -524,7 +495,7 @@ fn corrupt_and_encrypted_inputs_are_refused_without_output() {
     assert_refused(t.path(), &rc, "refcount inconsistency");
 
     let enc = t.path().join("enc.qcow2");
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &[
             "create",
@@ -552,7 +523,7 @@ fn raw_and_raw_xz_outputs_match_the_input() {
             .status
             .success()
     );
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &["compare", "-F", "raw", s(&img), s(&raw)],
     ));
@@ -564,7 +535,7 @@ fn raw_and_raw_xz_outputs_match_the_input() {
     );
     let unpacked = t.path().join("unpacked.raw");
     unxz(&xz, &unpacked);
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &["compare", "-F", "raw", s(&img), s(&unpacked)],
     ));
@@ -611,11 +582,11 @@ fn checksum_verifies_with_sha256sum_and_manifest_describes_the_image() {
         .split_once(") = ")
         .unwrap();
     fs::write(pub_dir.join("sums"), format!("{hex}  {name}\n")).unwrap();
-    sh(cmd("sha256sum", &["-c", "sums"]).current_dir(&pub_dir));
+    run(cmd("sha256sum", &["-c", "sums"]).current_dir(&pub_dir));
 
     let m: serde_json::Value =
         serde_json::from_slice(&fs::read(pub_dir.join("manifest.json")).unwrap()).unwrap();
-    let info = sh(&mut cmd("qemu-img", &["info", "--output=json", s(&out)]));
+    let info = run(&mut cmd("qemu-img", &["info", "--output=json", s(&out)]));
     let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
     assert_eq!(m["name"], "Fedora-Atomic-41.x86_64.qcow2");
     assert_eq!(m["format"], "qcow2");
@@ -674,7 +645,7 @@ fn qemu_info_as(path: &Path, format: Option<&str>) -> serde_json::Value {
         args.extend(["-f", f]);
     }
     args.push(s(path));
-    let out = sh(&mut cmd("qemu-img", &args));
+    let out = run(&mut cmd("qemu-img", &args));
     assert!(
         out.stderr.is_empty(),
         "qemu-img info complained: {}",
@@ -688,7 +659,7 @@ fn qemu_info(path: &Path) -> serde_json::Value {
 }
 
 fn assert_identical(a: &Path, a_fmt: &str, b: &Path, b_fmt: &str) {
-    let cmp = sh(&mut cmd(
+    let cmp = run(&mut cmd(
         "qemu-img",
         &["compare", "-f", a_fmt, "-F", b_fmt, s(a), s(b)],
     ));
@@ -714,7 +685,7 @@ fn assert_reproducible(img: &Path, output: &Path, extra: &[&str], epoch: u64) {
 
 /// The SHA-256 of `path` as `sha256sum` prints it.
 fn sha256sum(path: &Path) -> String {
-    let out = sh(&mut cmd("sha256sum", &[s(path)]));
+    let out = run(&mut cmd("sha256sum", &[s(path)]));
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -724,7 +695,7 @@ fn sha256sum(path: &Path) -> String {
 
 /// `qemu-img check` finds nothing wrong with `path`.
 fn assert_qemu_check(path: &Path) {
-    let check = sh(&mut cmd("qemu-img", &["check", s(path)]));
+    let check = run(&mut cmd("qemu-img", &["check", s(path)]));
     assert!(
         String::from_utf8_lossy(&check.stdout).contains("No errors were found"),
         "{check:?}"
@@ -733,22 +704,22 @@ fn assert_qemu_check(path: &Path) {
 
 /// Decompresses `xz` with `xz -dc` into `to`.
 fn unxz(xz: &Path, to: &Path) {
-    fs::write(to, sh(&mut cmd("xz", &["-dc", s(xz)])).stdout).unwrap();
+    fs::write(to, run(&mut cmd("xz", &["-dc", s(xz)])).stdout).unwrap();
 }
 
 /// Lists a package (box, OVA) with `tar`, checks every entry is a 0644 file of root's with
 /// the mtime of SOURCE_DATE_EPOCH=1700000000, extracts it into `into`; returns the names in
 /// archive order.
 fn unpack_package(archive: &Path, into: &Path) -> Vec<String> {
-    need("tar");
-    let list = sh(&mut cmd("tar", &["--full-time", "-tvf", s(archive)]));
+    require(&["tar"]);
+    let list = run(&mut cmd("tar", &["--full-time", "-tvf", s(archive)]));
     let list = String::from_utf8_lossy(&list.stdout).into_owned();
     for line in list.lines() {
         assert!(line.starts_with("-rw-r--r-- 0/0"), "{line}");
         assert!(line.contains("2023-11-14 22:13:20"), "{line}");
     }
     fs::create_dir(into).unwrap();
-    sh(&mut cmd("tar", &["-xf", s(archive), "-C", s(into)]));
+    run(&mut cmd("tar", &["-xf", s(archive), "-C", s(into)]));
     list.lines()
         .filter_map(|l| l.rsplit(' ').next())
         .map(str::to_owned)
@@ -784,7 +755,7 @@ fn vhd_and_vhdfixed_xz_are_fixed_vpc_disks_qemu_reads_as_the_input() {
     let data = t.path().join("data.raw");
     fs::write(&data, &bytes[..bytes.len() - 512]).unwrap();
     let reference = t.path().join("qemu.vhd");
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &[
             "convert",
@@ -850,8 +821,8 @@ fn scattered_raw() -> Vec<u8> {
 
 #[test]
 fn gce_tar_gz_holds_one_sparse_disk_raw_equal_to_the_disk() {
-    need("tar");
-    need("gzip");
+    require(&["tar"]);
+    require(&["gzip"]);
     let t = tempfile::tempdir().unwrap();
     for (name, raw) in [
         ("mixed", mixed_raw(ODD_SIZE)),
@@ -861,7 +832,7 @@ fn gce_tar_gz_holds_one_sparse_disk_raw_equal_to_the_disk() {
         let gz = t.path().join(format!("{name}.tar.gz"));
         ok(postprocess_at(&img, &gz, &["-O", "gce"], 1_700_000_000));
 
-        let list = sh(&mut cmd("tar", &["--full-time", "-tvzf", s(&gz)]));
+        let list = run(&mut cmd("tar", &["--full-time", "-tvzf", s(&gz)]));
         let list = String::from_utf8_lossy(&list.stdout).into_owned();
         let lines: Vec<&str> = list.lines().collect();
         assert_eq!(lines.len(), 1, "{list}");
@@ -873,7 +844,7 @@ fn gce_tar_gz_holds_one_sparse_disk_raw_equal_to_the_disk() {
         assert!(lines[0].contains("0/0"), "owner: {list}");
         assert!(lines[0].contains("2023-11-14 22:13:20"), "mtime: {list}");
         // The entry is a GNU sparse one (type flag 'S' in the first header).
-        let head = sh(&mut cmd("gzip", &["-dc", s(&gz)])).stdout;
+        let head = run(&mut cmd("gzip", &["-dc", s(&gz)])).stdout;
         assert_eq!(head[156], b'S', "not a sparse entry");
         assert!(
             fs::metadata(&gz).unwrap().len() < raw.len() as u64 / 4,
@@ -882,7 +853,7 @@ fn gce_tar_gz_holds_one_sparse_disk_raw_equal_to_the_disk() {
 
         let x = t.path().join(format!("x-{name}"));
         fs::create_dir(&x).unwrap();
-        sh(&mut cmd("tar", &["-xzf", s(&gz), "-C", s(&x)]));
+        run(&mut cmd("tar", &["-xzf", s(&gz), "-C", s(&x)]));
         let disk = x.join("disk.raw");
         assert!(
             fs::read(&disk).unwrap() == raw,
@@ -894,7 +865,7 @@ fn gce_tar_gz_holds_one_sparse_disk_raw_equal_to_the_disk() {
 
 #[test]
 fn vagrant_libvirt_box_unpacks_to_a_qcow2_metadata_and_vagrantfile() {
-    need("tar");
+    require(&["tar"]);
     let t = tempfile::tempdir().unwrap();
     let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &[]);
     let boxfile = t.path().join("demo-1.x86_64.vagrant-libvirt.box");
@@ -959,7 +930,7 @@ fn images_json_and_checksum_list_every_format_and_productmd_loads_it() {
         ));
     }
     let json = pub_dir.join("images.json");
-    let load = common::productmd_load;
+    let load = productmd::load;
     let loaded = load(&json);
     assert!(
         loaded.status.success(),
@@ -991,7 +962,7 @@ fn images_json_and_checksum_list_every_format_and_productmd_loads_it() {
     }
     assert_eq!(checksum.lines().count(), 2 * formats.len(), "{checksum}");
     fs::write(pub_dir.join("sums"), sums).unwrap();
-    sh(cmd("sha256sum", &["-c", "sums"]).current_dir(&pub_dir));
+    run(cmd("sha256sum", &["-c", "sums"]).current_dir(&pub_dir));
 
     // productmd does check the names: a type it does not know is refused.
     let bad = t.path().join("bad.json");
@@ -1031,7 +1002,7 @@ fn an_unknown_format_lists_the_known_ones() {
 /// a temporary file behind.
 #[test]
 fn a_full_disk_leaves_no_partial_output_in_any_format() {
-    need("bash");
+    require(&["bash"]);
     let t = tempfile::tempdir().unwrap();
     let img = qcow2_from_raw(t.path(), &random_bytes(8 << 20, 3), "big", &[]);
     let out_dir = t.path().join("pub");
@@ -1103,7 +1074,7 @@ fn assert_vmdk(img: &Path, vmdk: &Path, create_type: &str) {
 fn assert_vmdk_no_bigger_than_qemu_img(img: &Path, vmdk: &Path, subformat: &str) {
     let theirs = vmdk.with_extension("qemu.vmdk");
     let option = format!("subformat={subformat}");
-    sh(&mut cmd(
+    run(&mut cmd(
         "qemu-img",
         &["convert", "-O", "vmdk", "-o", &option, s(img), s(&theirs)],
     ));
@@ -1211,7 +1182,7 @@ fn ovf_disk_reference(ovf: &str) -> (String, u64, u64) {
 
 #[test]
 fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
-    need("tar");
+    require(&["tar"]);
     let t = tempfile::tempdir().unwrap();
     let img = qcow2_from_raw(t.path(), &mixed_raw(ODD_SIZE), "mixed", &[]);
 
@@ -1274,32 +1245,17 @@ fn vagrant_virtualbox_box_and_ova_hold_an_ovf_and_its_stream_optimized_disk() {
     }
 }
 
-/// Peak RSS in MiB of `atomic-factory postprocess INPUT -o OUTPUT -O FORMAT`, measured by
-/// `/usr/bin/time`, which forks the command itself (so the test process is not counted).
+/// Peak RSS in MiB of `atomic-factory postprocess INPUT -o OUTPUT -O FORMAT` (the child
+/// alone, not this process).
 fn postprocess_peak_rss_mib(input: &Path, output: &Path, format: &str) -> u64 {
-    need("time");
-    let report = output.with_extension("rss");
-    let out = Command::new("/usr/bin/time")
-        .args([
-            "-f",
-            "%M",
-            "-o",
-            s(&report),
-            BIN,
-            "postprocess",
-            s(input),
-            "-o",
-        ])
-        .arg(output)
-        .args(["-q", "-O", format])
-        .output()
-        .expect("running /usr/bin/time atomic-factory");
-    ok(out);
-    let kib: u64 = fs::read_to_string(&report)
-        .unwrap()
-        .trim()
-        .parse()
-        .expect("/usr/bin/time -f %M prints KiB");
+    let (_, kib) = run_measuring_peak_rss(
+        Command::new(BIN)
+            .arg("postprocess")
+            .arg(input)
+            .arg("-o")
+            .arg(output)
+            .args(["-q", "-O", format]),
+    );
     kib >> 10
 }
 
@@ -1345,9 +1301,9 @@ fn every_format_streams_a_few_hundred_mib_disk_in_under_256_mib() {
 
 #[test]
 fn gpg_sign_writes_a_detached_checksum_signature_gpg_verifies() {
-    need("gpg");
+    require(&["gpg"]);
     let dir = tempfile::tempdir().unwrap();
-    let home = common::GpgHome::new(dir.path(), "gnupg");
+    let home = crate::support::gpg::GpgHome::new(dir.path(), "gnupg");
     let fpr = home.gen_key("builder@example.org", "ed25519");
     let input = dir.path().join("disk.raw");
     fs::write(&input, mixed_raw(16 << 20)).unwrap();

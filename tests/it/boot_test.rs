@@ -1,16 +1,13 @@
 //! `atomic-factory boot-test` against real QEMU (TCG): tiny bootable disks made here with
 //! syslinux on FAT (no mounts, no root needed), whose init passes, panics or stays silent.
+//! The tests that boot run alone (`vm::exclusive`): their timeouts are tight.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-mod common;
-
-use common::{require, run};
-
-const BIN: &str = env!("CARGO_BIN_EXE_atomic-factory");
+use crate::support::{BIN, capture, require, root, run, vm};
 
 /// The Debian cloud kernel that vm/prepare installs (linux-image-cloud-amd64).
 fn kernel() -> PathBuf {
@@ -31,7 +28,7 @@ fn kernel() -> PathBuf {
 /// A 64 MiB FAT disk that SeaBIOS boots through syslinux into a busybox initramfs
 /// running `init_script`.
 fn make_disk(dir: &Path, name: &str, init_script: &str) -> PathBuf {
-    for tool in [
+    require(&[
         "mkfs.vfat",
         "syslinux",
         "mcopy",
@@ -39,18 +36,14 @@ fn make_disk(dir: &Path, name: &str, init_script: &str) -> PathBuf {
         "busybox",
         "qemu-system-x86_64",
         "qemu-img",
-    ] {
-        require(tool);
-    }
+    ]);
     let root = dir.join(format!("{name}-initramfs"));
     std::fs::create_dir_all(root.join("bin")).unwrap();
     for d in ["proc", "sys", "dev"] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
-    let busybox =
-        String::from_utf8(run(Command::new("sh").args(["-c", "command -v busybox"])).stdout)
-            .unwrap();
-    std::fs::copy(busybox.trim(), root.join("bin/busybox")).unwrap();
+    let busybox = capture(Command::new("sh").args(["-c", "command -v busybox"]));
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
     std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
     std::fs::write(root.join("init"), format!("#!/bin/sh\n{init_script}\n")).unwrap();
     run(Command::new("chmod").arg("755").arg(root.join("init")));
@@ -99,6 +92,7 @@ const SILENT_INIT: &str = "/bin/busybox sleep 3600";
 
 #[test]
 fn passing_image_passes_and_is_not_modified() {
+    let _vms = vm::exclusive();
     let dir = tempfile::tempdir().unwrap();
     let good = make_disk(dir.path(), "good", GOOD_INIT);
     // Also convert it to qcow2: boot-test must take both formats.
@@ -130,7 +124,8 @@ fn passing_image_passes_and_is_not_modified() {
 
 #[test]
 fn panic_and_silence_fail_with_console_lines_and_valid_junit() {
-    require("xmllint");
+    let _vms = vm::exclusive();
+    require(&["xmllint"]);
     let dir = tempfile::tempdir().unwrap();
     let good = make_disk(dir.path(), "good", GOOD_INIT);
     let panics = make_disk(dir.path(), "panics", PANIC_INIT);
@@ -170,7 +165,7 @@ fn panic_and_silence_fail_with_console_lines_and_valid_junit() {
         "{stderr}"
     );
 
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/junit.xsd");
+    let schema = root().join("tests/fixtures/junit.xsd");
     let check = Command::new("xmllint")
         .arg("--noout")
         .arg("--schema")

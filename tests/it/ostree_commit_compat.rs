@@ -1,13 +1,14 @@
 //! Acceptance 1 and 2 of issue 2: `atomic-factory commit` against `ostree commit` 2022.7 on a
 //! tree with every kind of entry; `ostree fsck`, `ostree checkout` and `ostree pull` of ours.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use common::*;
+use crate::support::files::*;
+use crate::support::http::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 /// Builds the acceptance tree: empty/small/50 MiB files, odd modes, symlinks of every kind,
 /// nested and empty dirs, spaces and UTF-8 names, user xattrs, hardlinks, several owners.
@@ -67,7 +68,7 @@ fn build_tree(root: &Path) {
 
 #[test]
 fn commit_matches_ostree_and_ostree_reads_it() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     build_tree(&tree);
@@ -106,7 +107,7 @@ fn commit_matches_ostree_and_ostree_reads_it() {
     for (i, args) in variants.iter().enumerate() {
         let ts = format!("--timestamp=@{}", 1_704_164_645 + i as u64);
         let tree_arg = format!("--tree=dir={}", tree.display());
-        let a = stdout(
+        let a = capture(
             ours()
                 .arg("commit")
                 .arg(format!("--repo={}", mine.display()))
@@ -114,7 +115,7 @@ fn commit_matches_ostree_and_ostree_reads_it() {
                 .arg(&ts)
                 .arg(&tree_arg),
         );
-        let b = stdout(
+        let b = capture(
             ostree(&theirs)
                 .arg("commit")
                 .args(args)
@@ -131,13 +132,13 @@ fn commit_matches_ostree_and_ostree_reads_it() {
     // A second commit on a branch gets the current commit as parent, like ostree.
     let ts = "--timestamp=2024-02-03 04:05:06Z";
     let tree_arg = format!("--tree=dir={}", tree.display());
-    let a = stdout(
+    let a = capture(
         ours()
             .arg("commit")
             .arg(format!("--repo={}", mine.display()))
             .args(["-b", "test/x86_64", ts, &tree_arg]),
     );
-    let b = stdout(
+    let b = capture(
         ostree(&theirs)
             .arg("commit")
             .args(["-b", "test/x86_64", ts, &tree_arg]),
@@ -182,15 +183,15 @@ fn commit_matches_ostree_and_ostree_reads_it() {
     );
 
     // ls/show agree with ostree on our repo.
-    let ls_ours = stdout(
+    let ls_ours = capture(
         ours()
             .arg("ls")
             .arg(format!("--repo={}", mine.display()))
             .args(["-R", "test/x86_64"]),
     );
-    let ls_theirs = stdout(ostree(&mine).args(["ls", "-R", "test/x86_64"]));
+    let ls_theirs = capture(ostree(&mine).args(["ls", "-R", "test/x86_64"]));
     assert_eq!(ls_ours, ls_theirs);
-    let show = stdout(
+    let show = capture(
         ours()
             .arg("show")
             .arg(format!("--repo={}", mine.display()))
@@ -217,7 +218,7 @@ fn library_api_builds_the_same_commit_as_ostree() {
     use atomic_factory::ostree::{
         CommitSpec, DirMeta, FileMeta, MetaValue, MutableTree, Repo, RepoMode,
     };
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repo::create(&tmp.path().join("api"), RepoMode::ArchiveZ2).unwrap();
     let root_meta = repo
@@ -279,7 +280,7 @@ fn library_api_builds_the_same_commit_as_ostree() {
     symlink("hello.txt", src.join("link")).unwrap();
     let theirs = tmp.path().join("theirs");
     ostree_init(&theirs);
-    let b = stdout(
+    let b = capture(
         ostree(&theirs)
             .args([
                 "commit",

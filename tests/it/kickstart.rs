@@ -658,10 +658,11 @@ fn render_takes_the_ref_from_the_treefile() {
 
 /// Speed of our lint against ksvalidator on the same rendered kickstarts, each run as a
 /// process (what a user or the pipeline pays). Run with:
-///   cargo test --release --test kickstart -- --ignored --nocapture bench_lint_vs_ksvalidator
+///   cargo test --release --test it bench_lint_vs_ksvalidator -- --ignored --nocapture
 #[test]
 #[ignore]
 fn bench_lint_vs_ksvalidator() {
+    let _bench = crate::support::benchmark_lock();
     use std::time::Instant;
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();

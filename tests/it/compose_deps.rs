@@ -1,15 +1,15 @@
 //! Acceptance for dependency resolution (issue 3, item 2), on rpm-md metadata that
 //! `createrepo_c` made from packages built here with `rpmbuild`.
 
-mod compose_util;
-
 use atomic_factory::compose::resolve::{Request, resolve};
 use atomic_factory::compose::sources::{RepoDef, load_repo};
-use compose_util::*;
+
+use crate::support::compose::*;
+use crate::support::require;
 
 /// Builds `specs` into a fresh rpm-md repo and resolves `wanted`; returns sorted NEVRAs.
 fn solve(specs: &[Spec], wanted: &[&str]) -> anyhow::Result<Vec<String>> {
-    require_tools(&["rpmbuild", "createrepo_c"]);
+    require(&["rpmbuild", "createrepo_c"]);
     let w = Work::new();
     for s in specs {
         w.add(s);

@@ -1,12 +1,12 @@
 //! Acceptance 3 of issue 2: our summary is byte-identical to `ostree summary -u` for the same
 //! last-modified value; `ostree summary --view` and `ostree pull` read ours; we read ostree's.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 
-use common::*;
+use crate::support::http::*;
+use crate::support::ostree::*;
+use crate::support::*;
 
 fn commit_both(
     tree: &Path,
@@ -27,19 +27,19 @@ fn commit_both(
         args.push(format!("--add-metadata-string=version={v}"));
     }
     args.push(format!("--tree=dir={}", tree.display()));
-    let a = stdout(
+    let a = capture(
         ours()
             .arg("commit")
             .arg(format!("--repo={}", mine.display()))
             .args(&args),
     );
-    let b = stdout(ostree(theirs).arg("commit").args(&args));
+    let b = capture(ostree(theirs).arg("commit").args(&args));
     assert_eq!(a, b);
 }
 
 #[test]
 fn summary_matches_ostree_bytes_and_both_read_each_other() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     fs::create_dir_all(tree.join("usr/bin")).unwrap();
@@ -87,8 +87,8 @@ fn summary_matches_ostree_bytes_and_both_read_each_other() {
     assert!(!mine.join("summary.sig").exists() && !theirs.join("summary.sig").exists());
 
     // ostree reads ours; we read ostree's, and print the same facts.
-    let view_theirs = stdout(ostree(&mine).args(["summary", "--view"]));
-    let view_ours = stdout(
+    let view_theirs = capture(ostree(&mine).args(["summary", "--view"]));
+    let view_ours = capture(
         ours()
             .args(["summary", "--view"])
             .arg(format!("--repo={}", theirs.display())),
@@ -106,7 +106,7 @@ fn summary_matches_ostree_bytes_and_both_read_each_other() {
         "alpha/x86_64/cloud",
         &tmp.path().join("client"),
     );
-    let refs = stdout(ostree(&tmp.path().join("client")).args(["remote", "refs", "origin"]));
+    let refs = capture(ostree(&tmp.path().join("client")).args(["remote", "refs", "origin"]));
     for r in [
         "origin:Beta",
         "origin:alpha/aarch64",
@@ -122,7 +122,7 @@ fn summary_matches_ostree_bytes_and_both_read_each_other() {
 
 #[test]
 fn summary_with_extra_metadata_matches_ostree() {
-    require("ostree");
+    require(&["ostree"]);
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("tree");
     fs::create_dir_all(&tree).unwrap();
