@@ -23,4 +23,5 @@ pub mod mirror;
 pub mod ostree;
 pub mod pipeline;
 pub mod runtime;
+pub mod size;
 pub mod vm;
