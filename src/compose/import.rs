@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
-use sha2::Digest;
 
 use super::model::{Header, Model, Node};
 use super::progress::Progress;
+use super::sources::{DynHasher, hasher_for};
 use crate::ostree::{Checksum, FileMeta, Repo};
 
 /// Reads a file through a hasher shared with the caller, so the package checksum comes
@@ -29,32 +29,6 @@ struct HashState {
     file: File,
     hasher: Box<dyn DynHasher>,
     bytes: u64,
-}
-
-trait DynHasher {
-    fn update(&mut self, d: &[u8]);
-    fn hex(&mut self) -> String;
-}
-
-impl<D: Digest + Clone> DynHasher for D {
-    fn update(&mut self, d: &[u8]) {
-        Digest::update(self, d);
-    }
-    fn hex(&mut self) -> String {
-        hex::encode(self.clone().finalize())
-    }
-}
-
-fn hasher_for(kind: &str) -> Result<Box<dyn DynHasher>> {
-    Ok(match kind {
-        "sha256" => Box::new(sha2::Sha256::new()),
-        "sha512" => Box::new(sha2::Sha512::new()),
-        "sha384" => Box::new(sha2::Sha384::new()),
-        "sha224" => Box::new(sha2::Sha224::new()),
-        "sha1" | "sha" => Box::new(sha1::Sha1::new()),
-        "md5" => Box::new(md5::Md5::new()),
-        other => bail!("unsupported package checksum type {other:?}"),
-    })
 }
 
 impl Read for HashingFile {
@@ -131,7 +105,7 @@ fn import_one(
         .unwrap_or("sha256");
     let state = Rc::new(RefCell::new(HashState {
         file,
-        hasher: hasher_for(kind)?,
+        hasher: hasher_for(kind).with_context(|| format!("package {}", info.path.display()))?,
         bytes: 0,
     }));
     let reader = BufReader::with_capacity(
