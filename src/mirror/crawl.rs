@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
@@ -211,11 +211,7 @@ pub fn crawl_to_file(
 ) -> Result<Vec<Outcome>> {
     let cfg = super::config::load(mirrors)?;
     let snapshot = state::load(state_path)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let outcomes = rt.block_on(crawl(&cfg, &snapshot, opts));
+    let outcomes = crate::runtime::block_on(crawl(&cfg, &snapshot, opts))?;
     let _lock = state::StateLock::acquire(state_path)?;
     let mut current = state::load(state_path)?;
     let mut fresh: BTreeMap<String, BTreeMap<String, CrawlResult>> = BTreeMap::new();
