@@ -11,13 +11,13 @@ use sha2::{Digest, Sha256};
 use super::import::{self, ImportCtx};
 use super::model::{self, Entry, Header, Model, Node};
 use super::package::PkgInfo;
-use super::progress::Progress;
 use super::resolve::{self, Request};
 use super::sources::{self, RepoDef};
 use super::treefile::{self, Treefile};
 use crate::ostree::{
     Checksum, CommitSpec, DirMeta, FileMeta, MetaValue, Metadata, MutableTree, Repo,
 };
+use crate::progress::Reporter;
 
 /// Options of a compose, mirroring `rpm-ostree compose tree`.
 #[derive(Debug, Clone, Default)]
@@ -230,7 +230,7 @@ pub fn compose_tree(
     opts: &ComposeOptions,
 ) -> Result<ComposeOutcome> {
     let t0 = Instant::now();
-    let mut progress = Progress::new(opts.quiet);
+    let progress = Reporter::new(opts.quiet);
     let mut tf = treefile::load(treefile_path)?;
     // An absolute source stays absolute under `tf.dir.join`; the input hash covers these.
     tf.add_files.extend(
@@ -366,7 +366,6 @@ pub fn compose_tree(
 
     // Import payloads.
     let _lock = repo.lock()?;
-    progress.start_import(headers.len() as u64);
     let mut imported = import::import_all(
         &ImportCtx {
             repo: &repo,
@@ -377,7 +376,6 @@ pub fn compose_tree(
         },
         &model,
     )?;
-    progress.finish();
 
     // rpm-ostree conventions.
     let version = tf.automatic_version_prefix.as_deref().map(|p| {

@@ -18,7 +18,6 @@ pub mod images_json;
 pub mod manifest;
 pub mod ovf;
 pub mod package;
-mod progress;
 pub mod qcow2_read;
 pub mod qcow2_write;
 pub mod raw_read;
@@ -356,7 +355,11 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     } else {
         1
     };
-    let mut progress = progress::Progress::new(size * passes, cfg.quiet);
+    let progress = crate::progress::Reporter::new(cfg.quiet).task(
+        "postprocess",
+        size * passes,
+        crate::progress::Unit::Bytes,
+    );
     let started = std::time::Instant::now();
     let what = || format!("writing {}", cfg.output.display());
     let mtime = epoch.unwrap_or(0);
@@ -364,20 +367,17 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         OutputFormat::Qcow2 => {
             let codec = cfg.compression.codec();
             let mut w = qcow2_write::Qcow2Writer::new(file, size, codec).with_context(what)?;
-            let stats =
-                convert::run(&*src, &free, codec, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, codec, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::Raw => {
             let mut w = raw_write::RawSink { file, size };
-            let stats =
-                convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::RawXz => {
             let mut w = xz::XzSink::new(file, size).with_context(what)?;
-            let stats =
-                convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::Vhd | OutputFormat::VhdfixedXz => {
@@ -392,14 +392,14 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
             if cfg.format == OutputFormat::Vhd {
                 let mut w = vhd::Digesting::new(raw_write::RawSink { file, size });
                 let stats =
-                    convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+                    convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
                 let (w, id) = w.into_parts();
                 let footer = vhd::footer(len, mtime, &id);
                 (stats, w.finish_padded(len, &footer).with_context(what)?.1)
             } else {
                 let mut w = vhd::Digesting::new(xz::XzSink::new(file, size).with_context(what)?);
                 let stats =
-                    convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+                    convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
                 let (w, id) = w.into_parts();
                 let footer = vhd::footer(len, mtime, &id);
                 (stats, w.finish_padded(len, &footer).with_context(what)?.1)
@@ -407,18 +407,17 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         }
         OutputFormat::Gce => {
             let (stats, _, len) =
-                gce::write(&*src, &free, file, mtime, &mut progress).with_context(what)?;
+                gce::write(&*src, &free, file, mtime, &progress).with_context(what)?;
             (stats, len)
         }
         OutputFormat::Vmdk if cfg.vmdk_subformat == vmdk::Subformat::MonolithicSparse => {
             let mut w = vmdk::SparseWriter::new(file, size, &name, mtime).with_context(what)?;
-            let stats =
-                convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::Vmdk => {
             let mut w = vmdk::VmdkWriter::new(file, size, &name, mtime).with_context(what)?;
-            let stats = convert::run(&*src, &free, Some(Codec::ZlibStream), &mut w, &mut progress)
+            let stats = convert::run(&*src, &free, Some(Codec::ZlibStream), &mut w, &progress)
                 .with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
@@ -427,34 +426,26 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
                 .subvariant
                 .clone()
                 .unwrap_or_else(|| default_subvariant(&name, cfg.format));
-            let (stats, _, len) = vagrant::write_virtualbox(
-                &*src,
-                &free,
-                file,
-                &dir,
-                &subvariant,
-                mtime,
-                &mut progress,
-            )
-            .with_context(what)?;
+            let (stats, _, len) =
+                vagrant::write_virtualbox(&*src, &free, file, &dir, &subvariant, mtime, &progress)
+                    .with_context(what)?;
             (stats, len)
         }
         OutputFormat::Ova => {
             let stem = default_subvariant(&name, cfg.format);
-            let (stats, _, len) =
-                ovf::write_ova(&*src, &free, file, &dir, &stem, mtime, &mut progress)
-                    .with_context(what)?;
+            let (stats, _, len) = ovf::write_ova(&*src, &free, file, &dir, &stem, mtime, &progress)
+                .with_context(what)?;
             (stats, len)
         }
         OutputFormat::VagrantLibvirt => {
             let codec = cfg.compression.codec();
             let (stats, _, len) =
-                vagrant::write_libvirt(&*src, &free, codec, file, &dir, mtime, &mut progress)
+                vagrant::write_libvirt(&*src, &free, codec, file, &dir, mtime, &progress)
                     .with_context(what)?;
             (stats, len)
         }
     };
-    drop(progress);
+    progress.finish();
     tracing::info!(
         "image written and synced in {:.2} s",
         started.elapsed().as_secs_f64()
