@@ -53,22 +53,35 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
-/// The SHA-256 of a file's content, hex-encoded, read in 1 MiB chunks.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use sha2::Digest;
+/// Reads the file at `path` to its end in 1 MiB chunks, handing each to `consume`, and
+/// returns its length: the one read loop behind every whole-file digest.
+pub fn stream_file(path: &Path, mut consume: impl FnMut(&[u8])) -> Result<u64> {
     let mut file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
     loop {
         let n = file
             .read(&mut buf)
             .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
-            break;
+            return Ok(len);
         }
-        hasher.update(&buf[..n]);
+        consume(&buf[..n]);
+        len += n as u64;
     }
+}
+
+/// The hex digest of a file's content under any RustCrypto hash (`sha2::Sha256`,
+/// `md5::Md5`, ...).
+pub fn digest_file<D: sha2::Digest>(path: &Path) -> Result<String> {
+    let mut hasher = D::new();
+    stream_file(path, |chunk| hasher.update(chunk))?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// The SHA-256 of a file's content, hex-encoded.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    digest_file::<sha2::Sha256>(path)
 }
 
 /// Deterministic pseudo-random bytes (xorshift64) for unit tests: incompressible and with no
@@ -95,4 +108,53 @@ pub(crate) fn test_text(n: usize) -> Vec<u8> {
         .cycle()
         .take(n)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_digests_match_the_known_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc");
+        fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            digest_file::<md5::Md5>(&path).unwrap(),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+    }
+
+    #[test]
+    fn a_file_longer_than_one_chunk_streams_whole() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let data = test_noise((1 << 20) * 2 + 123, 7);
+        fs::write(&path, &data).unwrap();
+        let mut chunks = 0;
+        let mut seen = Vec::new();
+        let len = stream_file(&path, |c| {
+            chunks += 1;
+            seen.extend_from_slice(c);
+        })
+        .unwrap();
+        assert_eq!(len, data.len() as u64);
+        assert!(chunks >= 3);
+        assert!(seen == data);
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            hex::encode(sha2::Sha256::digest(&data))
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_named_in_the_error() {
+        let err = sha256_file(Path::new("/nonexistent/x.qcow2")).unwrap_err();
+        assert!(format!("{err:#}").contains("opening /nonexistent/x.qcow2"));
+    }
 }

@@ -22,5 +22,7 @@ pub mod layers;
 pub mod mirror;
 pub mod ostree;
 pub mod pipeline;
+pub mod progress;
 pub mod runtime;
+pub mod size;
 pub mod vm;

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
-use sha2::Digest;
 
 use super::model::{Header, Model, Node};
-use super::progress::Progress;
+use super::sources::{DynHasher, hasher_for};
 use crate::ostree::{Checksum, FileMeta, Repo};
+use crate::progress::{Reporter, Task, Unit};
 
 /// Reads a file through a hasher shared with the caller, so the package checksum comes
 /// from the same read as the payload.
@@ -29,32 +29,6 @@ struct HashState {
     file: File,
     hasher: Box<dyn DynHasher>,
     bytes: u64,
-}
-
-trait DynHasher {
-    fn update(&mut self, d: &[u8]);
-    fn hex(&mut self) -> String;
-}
-
-impl<D: Digest + Clone> DynHasher for D {
-    fn update(&mut self, d: &[u8]) {
-        Digest::update(self, d);
-    }
-    fn hex(&mut self) -> String {
-        hex::encode(self.clone().finalize())
-    }
-}
-
-fn hasher_for(kind: &str) -> Result<Box<dyn DynHasher>> {
-    Ok(match kind {
-        "sha256" => Box::new(sha2::Sha256::new()),
-        "sha512" => Box::new(sha2::Sha512::new()),
-        "sha384" => Box::new(sha2::Sha384::new()),
-        "sha224" => Box::new(sha2::Sha224::new()),
-        "sha1" | "sha" => Box::new(sha1::Sha1::new()),
-        "md5" => Box::new(md5::Md5::new()),
-        other => bail!("unsupported package checksum type {other:?}"),
-    })
 }
 
 impl Read for HashingFile {
@@ -76,7 +50,7 @@ pub struct ImportCtx<'a> {
     pub headers: &'a [Header],
     pub uids: &'a BTreeMap<String, u32>,
     pub gids: &'a BTreeMap<String, u32>,
-    pub progress: &'a Progress,
+    pub progress: &'a Reporter,
 }
 
 /// Imports every package that owns regular files in the model.
@@ -96,16 +70,23 @@ pub fn import_all(ctx: &ImportCtx<'_>, model: &Model) -> Result<Imported> {
             .unwrap_or(0)
     };
     order.sort_by_key(|i| std::cmp::Reverse(size(*i)));
-    let done = AtomicU64::new(0);
+    let progress = ImportProgress {
+        packages: ctx.progress.task(
+            "importing",
+            ctx.headers.len() as u64,
+            Unit::Items("packages"),
+        ),
+        bytes: AtomicU64::new(0),
+    };
     let results: Vec<Result<Vec<(String, Checksum)>>> = order
         .par_iter()
         .map(|&i| {
-            let r = import_one(ctx, model, i, &wanted[i]);
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            ctx.progress.set(n);
+            let r = import_one(ctx, model, i, &wanted[i], &progress);
+            progress.packages.advance(1);
             r
         })
         .collect();
+    progress.packages.finish();
     let mut out = Imported::new();
     for r in results {
         out.extend(r?);
@@ -113,11 +94,25 @@ pub fn import_all(ctx: &ImportCtx<'_>, model: &Model) -> Result<Imported> {
     Ok(out)
 }
 
+/// Packages imported, and the file bytes written so far shown beside them.
+struct ImportProgress {
+    packages: Task,
+    bytes: AtomicU64,
+}
+
+impl ImportProgress {
+    fn add_bytes(&self, n: u64) {
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        self.packages.set_detail(format!("{} MiB", total >> 20));
+    }
+}
+
 fn import_one(
     ctx: &ImportCtx<'_>,
     model: &Model,
     pi: usize,
     wanted: &HashMap<&str, &str>,
+    progress: &ImportProgress,
 ) -> Result<Vec<(String, Checksum)>> {
     let h = &ctx.headers[pi];
     let info = &h.info;
@@ -131,7 +126,7 @@ fn import_one(
         .unwrap_or("sha256");
     let state = Rc::new(RefCell::new(HashState {
         file,
-        hasher: hasher_for(kind)?,
+        hasher: hasher_for(kind).with_context(|| format!("package {}", info.path.display()))?,
         bytes: 0,
     }));
     let reader = BufReader::with_capacity(
@@ -207,7 +202,7 @@ fn import_one(
                 .with_context(|| format!("importing {src}"))?;
             f.finish()
                 .with_context(|| format!("reading payload entry {src}"))?;
-            ctx.progress.add_bytes(*size);
+            progress.add_bytes(*size);
             by_digest.insert(digest.clone(), csum);
             out.push((tpath.to_string(), csum));
         }

@@ -23,7 +23,6 @@ pub mod gpgcheck;
 pub mod import;
 pub mod model;
 pub mod package;
-mod progress;
 pub mod resolve;
 pub mod rpm_bounds;
 pub mod sources;

@@ -129,32 +129,41 @@ fn open_decompressed(path: &Path) -> Result<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::with_capacity(256 * 1024, r)))
 }
 
+/// A hash chosen at run time by its rpm-md checksum type name ([`hasher_for`]).
+pub trait DynHasher {
+    fn update(&mut self, data: &[u8]);
+    /// The hex digest of what was fed so far.
+    fn hex(&mut self) -> String;
+}
+
+impl<D: Digest + Clone> DynHasher for D {
+    fn update(&mut self, data: &[u8]) {
+        Digest::update(self, data);
+    }
+    fn hex(&mut self) -> String {
+        hex::encode(self.clone().finalize())
+    }
+}
+
+/// The hash an rpm-md checksum type names (`sha256`, `sha512`, `sha384`, `sha224`, `sha1`,
+/// `sha`, `md5`): the one table for repomd.xml's and primary.xml's checksums.
+pub fn hasher_for(kind: &str) -> Result<Box<dyn DynHasher>> {
+    Ok(match kind {
+        "sha256" => Box::new(sha2::Sha256::new()),
+        "sha512" => Box::new(sha2::Sha512::new()),
+        "sha384" => Box::new(sha2::Sha384::new()),
+        "sha224" => Box::new(sha2::Sha224::new()),
+        "sha1" | "sha" => Box::new(sha1::Sha1::new()),
+        "md5" => Box::new(md5::Md5::new()),
+        other => bail!("unsupported checksum type {other:?}"),
+    })
+}
+
 /// Hex digest of a file with the rpm-md checksum type name (`sha256`, `sha1`, `md5`, `sha512`).
 pub fn file_digest(path: &Path, kind: &str) -> Result<String> {
-    fn run<D: Digest>(mut f: std::fs::File, path: &Path) -> Result<String> {
-        let mut h = D::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f
-                .read(&mut buf)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(hex::encode(h.finalize()))
-    }
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    match kind {
-        "sha256" => run::<sha2::Sha256>(f, path),
-        "sha512" => run::<sha2::Sha512>(f, path),
-        "sha384" => run::<sha2::Sha384>(f, path),
-        "sha224" => run::<sha2::Sha224>(f, path),
-        "sha1" | "sha" => run::<sha1::Sha1>(f, path),
-        "md5" => run::<md5::Md5>(f, path),
-        other => bail!("{}: unsupported checksum type {other:?}", path.display()),
-    }
+    let mut hasher = hasher_for(kind).with_context(|| path.display().to_string())?;
+    crate::fsutil::stream_file(path, |chunk| hasher.update(chunk))?;
+    Ok(hasher.hex())
 }
 
 fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>> {

@@ -15,11 +15,11 @@ use super::conventions;
 use super::import::{self, ImportCtx, Imported};
 use super::model::{self, Entry, Header, Model, Node};
 use super::package::PkgInfo;
-use super::progress::Progress;
 use super::resolve::{self, Request};
 use super::sources::{self, RepoDef};
 use super::treefile::{self, Treefile};
 use crate::ostree::{Checksum, Commit, CommitSpec, MetaValue, Metadata, Repo};
+use crate::progress::Reporter;
 
 /// Options of a compose, mirroring `rpm-ostree compose tree`.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +66,7 @@ pub fn compose_tree(
     opts: &ComposeOptions,
 ) -> Result<ComposeOutcome> {
     let t0 = Instant::now();
-    let mut progress = Progress::new(opts.quiet);
+    let progress = Reporter::new(opts.quiet);
     let (tf, oref) = load_treefile(treefile_path, opts)?;
     let basearch = tf.basearch.clone().unwrap_or_else(host_basearch);
     let (defs, pool) = load_sources(&tf, &basearch, &progress)?;
@@ -93,7 +93,7 @@ pub fn compose_tree(
     check_ownership(&headers, &model, &uids, &gids)?;
 
     let _lock = repo.lock()?;
-    let mut imported = import_payloads(&repo, &headers, &model, &uids, &gids, &mut progress)?;
+    let mut imported = import_payloads(&repo, &headers, &model, &uids, &gids, &progress)?;
 
     let version = automatic_version(&tf, previous.as_ref(), ts);
     let kver = conventions::apply(
@@ -180,7 +180,7 @@ fn host_basearch() -> String {
 fn load_sources(
     tf: &Treefile,
     basearch: &str,
-    progress: &Progress,
+    progress: &Reporter,
 ) -> Result<(Vec<RepoDef>, Vec<PkgInfo>)> {
     let arches = [basearch, "noarch"];
     let defs = repo_defs(tf, basearch)?;
@@ -272,7 +272,7 @@ fn resolve_packages(
     treefile_path: &Path,
     basearch: &str,
     pool: &[PkgInfo],
-    progress: &Progress,
+    progress: &Reporter,
 ) -> Result<Vec<PkgInfo>> {
     let packages = tf.packages_for(basearch);
     let repo_packages: Vec<(String, String)> = tf
@@ -500,10 +500,9 @@ fn import_payloads(
     model: &Model,
     uids: &BTreeMap<String, u32>,
     gids: &BTreeMap<String, u32>,
-    progress: &mut Progress,
+    progress: &Reporter,
 ) -> Result<Imported> {
-    progress.start_import(headers.len() as u64);
-    let imported = import::import_all(
+    import::import_all(
         &ImportCtx {
             repo,
             headers,
@@ -512,9 +511,7 @@ fn import_payloads(
             progress,
         },
         model,
-    )?;
-    progress.finish();
-    Ok(imported)
+    )
 }
 
 /// Writes the commit and points the ref at it, then the caller's outputs: the checksum

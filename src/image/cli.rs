@@ -51,7 +51,7 @@ pub struct PostprocessArgs {
     #[arg(long, value_enum, default_value = "streamOptimized")]
     pub vmdk_subformat: super::vmdk::Subformat,
     /// Cluster compression for qcow2 output (and the qcow2 in a vagrant-libvirt box)
-    #[arg(short, long, value_enum, default_value = "zlib")]
+    #[arg(short, long, value_enum, default_value_t = Compression::POSTPROCESS_DEFAULT)]
     pub compression: Compression,
     /// Drop blocks the filesystem marks free (ext2/3/4 on MBR, GPT or a bare disk)
     #[arg(long)]

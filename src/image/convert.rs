@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::compress::{self, Codec};
 use super::discard;
-use super::progress::Progress;
 use super::source::{BlockSource, is_zero};
+use crate::progress::Task;
 
 /// Output cluster size for every format: qcow2's default, and the unit of sparseness.
 pub const CLUSTER: usize = 64 * 1024;
@@ -59,7 +59,7 @@ pub fn run(
     free: &[(u64, u64)],
     codec: Option<Codec>,
     sink: &mut dyn Sink,
-    progress: &mut Progress,
+    progress: &Task,
 ) -> Result<Stats> {
     let size = src.virtual_size();
     let clusters = size.div_ceil(CLUSTER as u64);

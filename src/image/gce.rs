@@ -19,8 +19,8 @@ use flate2::write::GzEncoder;
 use tar::{EntryType, GnuExtSparseHeader, Header};
 
 use super::convert::{self, CLUSTER, Cluster, Sink, Stats};
-use super::progress::Progress;
 use super::source::BlockSource;
+use crate::progress::Task;
 
 /// The file name GCE looks for inside the archive.
 pub const DISK_NAME: &str = "disk.raw";
@@ -114,7 +114,7 @@ pub fn write(
     free: &[(u64, u64)],
     file: File,
     mtime: u64,
-    progress: &mut Progress,
+    progress: &Task,
 ) -> Result<(Stats, File, u64)> {
     let size = src.virtual_size();
     let mut map = MapSink {

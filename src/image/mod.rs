@@ -18,7 +18,6 @@ pub mod images_json;
 pub mod manifest;
 pub mod ovf;
 pub mod package;
-mod progress;
 pub mod qcow2_read;
 pub mod qcow2_write;
 pub mod raw_read;
@@ -144,8 +143,15 @@ pub fn source_date_epoch() -> Result<Option<u64>> {
     }
 }
 
-/// Compression of qcow2 clusters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// Compression of qcow2 clusters: the names `postprocess --compression` and the image
+/// definition's `postprocess.compression` take.
+///
+/// There is no single `Default`: the command and `build` default differently, on purpose
+/// (the two constants below).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     Zlib,
     Zstd,
@@ -153,6 +159,16 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// `postprocess`'s default: zlib, as `qemu-img convert -c` writes it, so the command is
+    /// a drop-in for it and its images open in any QEMU (zstd clusters need QEMU 5.1 or
+    /// later).
+    pub const POSTPROCESS_DEFAULT: Compression = Compression::Zlib;
+
+    /// `build`'s default: zstd (level 3, as QEMU writes it), faster than zlib level 6 both to
+    /// compress and to decompress (boot-test boots the image), for the current QEMUs that
+    /// run what the factory builds.
+    pub const BUILD_DEFAULT: Compression = Compression::Zstd;
+
     pub fn codec(self) -> Option<Codec> {
         match self {
             Compression::Zlib => Some(Codec::Zlib),
@@ -197,14 +213,14 @@ pub struct PostprocessConfig {
 }
 
 impl PostprocessConfig {
-    /// A config with defaults: qcow2, zlib, no discard, no provenance.
+    /// A config with `postprocess`'s defaults: qcow2, zlib, no discard, no provenance.
     pub fn new(input: impl Into<PathBuf>, output: impl Into<PathBuf>) -> PostprocessConfig {
         PostprocessConfig {
             input: input.into(),
             input_format: None,
             output: output.into(),
             format: OutputFormat::Qcow2,
-            compression: Compression::Zlib,
+            compression: Compression::POSTPROCESS_DEFAULT,
             vmdk_subformat: vmdk::Subformat::StreamOptimized,
             discard_unused: false,
             checksum: None,
@@ -339,7 +355,11 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     } else {
         1
     };
-    let mut progress = progress::Progress::new(size * passes, cfg.quiet);
+    let progress = crate::progress::Reporter::new(cfg.quiet).task(
+        "postprocess",
+        size * passes,
+        crate::progress::Unit::Bytes,
+    );
     let started = std::time::Instant::now();
     let what = || format!("writing {}", cfg.output.display());
     let mtime = epoch.unwrap_or(0);
@@ -347,20 +367,17 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         OutputFormat::Qcow2 => {
             let codec = cfg.compression.codec();
             let mut w = qcow2_write::Qcow2Writer::new(file, size, codec).with_context(what)?;
-            let stats =
-                convert::run(&*src, &free, codec, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, codec, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::Raw => {
             let mut w = raw_write::RawSink { file, size };
-            let stats =
-                convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::RawXz => {
             let mut w = xz::XzSink::new(file, size).with_context(what)?;
-            let stats =
-                convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::Vhd | OutputFormat::VhdfixedXz => {
@@ -375,14 +392,14 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
             if cfg.format == OutputFormat::Vhd {
                 let mut w = vhd::Digesting::new(raw_write::RawSink { file, size });
                 let stats =
-                    convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+                    convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
                 let (w, id) = w.into_parts();
                 let footer = vhd::footer(len, mtime, &id);
                 (stats, w.finish_padded(len, &footer).with_context(what)?.1)
             } else {
                 let mut w = vhd::Digesting::new(xz::XzSink::new(file, size).with_context(what)?);
                 let stats =
-                    convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+                    convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
                 let (w, id) = w.into_parts();
                 let footer = vhd::footer(len, mtime, &id);
                 (stats, w.finish_padded(len, &footer).with_context(what)?.1)
@@ -390,18 +407,17 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
         }
         OutputFormat::Gce => {
             let (stats, _, len) =
-                gce::write(&*src, &free, file, mtime, &mut progress).with_context(what)?;
+                gce::write(&*src, &free, file, mtime, &progress).with_context(what)?;
             (stats, len)
         }
         OutputFormat::Vmdk if cfg.vmdk_subformat == vmdk::Subformat::MonolithicSparse => {
             let mut w = vmdk::SparseWriter::new(file, size, &name, mtime).with_context(what)?;
-            let stats =
-                convert::run(&*src, &free, None, &mut w, &mut progress).with_context(what)?;
+            let stats = convert::run(&*src, &free, None, &mut w, &progress).with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
         OutputFormat::Vmdk => {
             let mut w = vmdk::VmdkWriter::new(file, size, &name, mtime).with_context(what)?;
-            let stats = convert::run(&*src, &free, Some(Codec::ZlibStream), &mut w, &mut progress)
+            let stats = convert::run(&*src, &free, Some(Codec::ZlibStream), &mut w, &progress)
                 .with_context(what)?;
             (stats, w.finish().with_context(what)?.1)
         }
@@ -410,34 +426,26 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
                 .subvariant
                 .clone()
                 .unwrap_or_else(|| default_subvariant(&name, cfg.format));
-            let (stats, _, len) = vagrant::write_virtualbox(
-                &*src,
-                &free,
-                file,
-                &dir,
-                &subvariant,
-                mtime,
-                &mut progress,
-            )
-            .with_context(what)?;
+            let (stats, _, len) =
+                vagrant::write_virtualbox(&*src, &free, file, &dir, &subvariant, mtime, &progress)
+                    .with_context(what)?;
             (stats, len)
         }
         OutputFormat::Ova => {
             let stem = default_subvariant(&name, cfg.format);
-            let (stats, _, len) =
-                ovf::write_ova(&*src, &free, file, &dir, &stem, mtime, &mut progress)
-                    .with_context(what)?;
+            let (stats, _, len) = ovf::write_ova(&*src, &free, file, &dir, &stem, mtime, &progress)
+                .with_context(what)?;
             (stats, len)
         }
         OutputFormat::VagrantLibvirt => {
             let codec = cfg.compression.codec();
             let (stats, _, len) =
-                vagrant::write_libvirt(&*src, &free, codec, file, &dir, mtime, &mut progress)
+                vagrant::write_libvirt(&*src, &free, codec, file, &dir, mtime, &progress)
                     .with_context(what)?;
             (stats, len)
         }
     };
-    drop(progress);
+    progress.finish();
     tracing::info!(
         "image written and synced in {:.2} s",
         started.elapsed().as_secs_f64()

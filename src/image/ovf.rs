@@ -13,8 +13,8 @@ use quick_xml::escape::escape;
 
 use super::convert::Stats;
 use super::package::{Entry, write_tar};
-use super::progress::Progress;
 use super::source::BlockSource;
+use crate::progress::Task;
 
 /// Who will import the package.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +196,7 @@ pub fn write_ova(
     dir: &Path,
     stem: &str,
     mtime: u64,
-    progress: &mut Progress,
+    progress: &Task,
 ) -> Result<(Stats, File, u64)> {
     use sha2::Digest;
     let disk_name = format!("{stem}-disk1.vmdk");

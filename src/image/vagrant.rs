@@ -14,9 +14,9 @@ use anyhow::{Context, Result};
 use super::compress::Codec;
 use super::convert::{self, Stats};
 use super::package::{Entry, write_tar};
-use super::progress::Progress;
 use super::qcow2_write::Qcow2Writer;
 use super::source::BlockSource;
+use crate::progress::Task;
 
 /// What vagrant-libvirt reads from `metadata.json`: the disk format and its size in GiB
 /// (rounded up), from which it sizes the domain's disk.
@@ -45,7 +45,7 @@ pub fn write_libvirt(
     out: File,
     dir: &Path,
     mtime: u64,
-    progress: &mut Progress,
+    progress: &Task,
 ) -> Result<(Stats, File, u64)> {
     let size = src.virtual_size();
     let mut img = tempfile::Builder::new()
@@ -86,7 +86,7 @@ pub fn write_virtualbox(
     dir: &Path,
     name: &str,
     mtime: u64,
-    progress: &mut Progress,
+    progress: &Task,
 ) -> Result<(Stats, File, u64)> {
     const DISK: &str = "box-disk001.vmdk";
     let (stats, disk, disk_len) = super::vmdk::write_temp(src, free, dir, DISK, mtime, progress)?;

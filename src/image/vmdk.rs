@@ -464,7 +464,7 @@ pub fn write_temp(
     dir: &std::path::Path,
     extent_name: &str,
     epoch: u64,
-    progress: &mut super::progress::Progress,
+    progress: &crate::progress::Task,
 ) -> Result<(super::convert::Stats, tempfile::NamedTempFile, u64)> {
     use std::io::{Seek, SeekFrom};
     let mut tmp = tempfile::Builder::new()

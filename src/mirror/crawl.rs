@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
@@ -92,50 +92,22 @@ pub async fn crawl(cfg: &MirrorsConfig, state: &State, opts: &CrawlOptions) -> V
         }
     }
     let total = set.len();
-    let progress = Progress::new(total as u64);
+    let progress = crate::progress::Reporter::new(false).task(
+        "crawling",
+        total as u64,
+        crate::progress::Unit::Items("files"),
+    );
     let mut out = Vec::new();
     while let Some(r) = set.join_next().await {
         match r {
             Ok(o) => out.push(o),
             Err(e) => tracing::error!("crawl task failed: {e}"),
         }
-        progress.inc();
+        progress.advance(1);
     }
     progress.finish();
     out.sort_by(|a, b| (&a.mirror, &a.file).cmp(&(&b.mirror, &b.file)));
     out
-}
-
-/// A bar on a terminal, a line per tenth of the work otherwise.
-struct Progress {
-    bar: indicatif::ProgressBar,
-    tty: bool,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        use std::io::IsTerminal;
-        let tty = std::io::stderr().is_terminal();
-        let bar = if tty {
-            indicatif::ProgressBar::new(total)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        bar.set_length(total);
-        Progress { bar, tty }
-    }
-
-    fn inc(&self) {
-        self.bar.inc(1);
-        let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
-        if !self.tty && total > 0 && (done * 10 / total) != ((done - 1) * 10 / total) {
-            eprintln!("crawled {done}/{total}");
-        }
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 /// The URL to check: the mirror's first http URL. https needs a TLS stack the crawler does not
@@ -211,11 +183,7 @@ pub fn crawl_to_file(
 ) -> Result<Vec<Outcome>> {
     let cfg = super::config::load(mirrors)?;
     let snapshot = state::load(state_path)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let outcomes = rt.block_on(crawl(&cfg, &snapshot, opts));
+    let outcomes = crate::runtime::block_on(crawl(&cfg, &snapshot, opts))?;
     let _lock = state::StateLock::acquire(state_path)?;
     let mut current = state::load(state_path)?;
     let mut fresh: BTreeMap<String, BTreeMap<String, CrawlResult>> = BTreeMap::new();

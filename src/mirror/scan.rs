@@ -6,8 +6,6 @@
 //! `summary` file and an `objects/` folder; a yum repository one with `repodata/repomd.xml`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -278,34 +276,23 @@ fn hash_file(
     meta: &std::fs::Metadata,
     now: i64,
 ) -> Result<FileDetail> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let (mut md5, mut sha1, mut sha256, mut sha512) = (
         md5::Md5::new(),
         sha1::Sha1::new(),
         sha2::Sha256::new(),
         sha2::Sha512::new(),
     );
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
     // repomd.xml is small; keep it to read its revision.
     let mut content = Vec::new();
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buf[..n];
+    let size = crate::fsutil::stream_file(path, |chunk| {
         md5.update(chunk);
         sha1.update(chunk);
         sha256.update(chunk);
         sha512.update(chunk);
-        size += n as u64;
         if kind == RepoKind::Yum && content.len() < 16 << 20 {
             content.extend_from_slice(chunk);
         }
-    }
+    })?;
     if size == 0 {
         bail!(
             "{} is empty; a metalink needs its size > 0 (regenerate it)",

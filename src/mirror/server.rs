@@ -61,11 +61,7 @@ impl Shared {
 /// Binds, serves until SIGINT/SIGTERM.
 pub fn serve(opts: ServeOptions) -> Result<()> {
     let cat = Catalog::load(&opts.mirrors, &opts.state)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async move {
+    crate::runtime::block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
             .with_context(|| format!("listening on {}", opts.listen))?;
@@ -81,7 +77,7 @@ pub fn serve(opts: ServeOptions) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")
-    })
+    })?
 }
 
 async fn shutdown_signal() {

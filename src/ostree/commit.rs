@@ -9,7 +9,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, Result, bail};
 use rayon::prelude::*;
@@ -18,9 +17,9 @@ use super::checksum::Checksum;
 use super::gvariant::{MetaValue, Metadata};
 use super::mtree::MutableTree;
 use super::objects::{CommitSpec, DirMeta, FileMeta, ObjectType, Xattrs};
-use super::progress::Progress;
 use super::refs::validate_ref_name;
 use super::repo::Repo;
+use crate::progress::{Reporter, Unit};
 
 /// Files up to this size are read into memory once (hashed, then compressed only if new);
 /// bigger ones are streamed twice (hash pass, then write pass if the object is missing).
@@ -308,8 +307,7 @@ pub fn write_directory_to_mtree(
     opts: &CommitOptions,
 ) -> Result<MutableTree> {
     let walk = Walk::scan(dir, opts)?;
-    let progress = Progress::new(opts.progress, "committing", walk.total_bytes);
-    let done = AtomicU64::new(0);
+    let progress = Reporter::new(!opts.progress).task("committing", walk.total_bytes, Unit::Bytes);
     let links = Mutex::new(HashMap::new());
     // Objects are not fsynced one by one (the repo syncs once per transaction), so threads
     // only wait for reads; a second thread per core keeps the CPUs busy while one reads a
@@ -327,8 +325,7 @@ pub fn write_directory_to_mtree(
             .map(|job| {
                 let c = write_job(repo, job, &links)?;
                 if let Kind::Regular { size, .. } = job.kind {
-                    let d = done.fetch_add(size, Ordering::Relaxed) + size;
-                    progress.set(d);
+                    progress.advance(size);
                 }
                 Ok(c)
             })

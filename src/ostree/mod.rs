@@ -28,7 +28,6 @@ pub mod gvariant_raw;
 pub mod inspect;
 pub mod mtree;
 pub mod objects;
-mod progress;
 pub mod prune;
 pub mod refs;
 pub mod repo;

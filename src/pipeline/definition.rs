@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::image::{Compression, OutputFormat};
+use crate::vm::accel::AccelChoice;
+
 /// One image, as `kickstarts/<image>/image.yaml` describes it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -199,17 +202,6 @@ impl InstallerSection {
     }
 }
 
-/// The accelerator QEMU uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Accel {
-    /// KVM when `/dev/kvm` works, else TCG.
-    #[default]
-    Auto,
-    Kvm,
-    Tcg,
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VmSection {
@@ -218,7 +210,8 @@ pub struct VmSection {
     pub cpus: u32,
     /// Size of the target disk, as `qemu-img create` takes it (e.g. `3G`).
     pub disk_size: String,
-    pub accel: Accel,
+    /// `auto` (the default), `kvm` or `tcg`, as `install --accel` takes it.
+    pub accel: AccelChoice,
     /// Overall install timeout in seconds.
     pub timeout: u64,
     /// Seconds without disk, network or log activity before the install counts as hung.
@@ -231,30 +224,22 @@ impl Default for VmSection {
             memory: 2048,
             cpus: 2,
             disk_size: "10G".to_string(),
-            accel: Accel::Auto,
+            accel: AccelChoice::Auto,
             timeout: 1800,
             inactivity_timeout: 300,
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    #[default]
-    Zstd,
-    Zlib,
-}
-
-/// `postprocess.formats` takes the names `postprocess --format` takes.
-pub use crate::image::OutputFormat as ImageFormat;
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostprocessSection {
+    /// Cluster compression of the qcow2 outputs; `zstd` by default
+    /// ([`Compression::BUILD_DEFAULT`] says why it differs from `postprocess`'s).
     pub compression: Compression,
-    pub formats: Vec<ImageFormat>,
+    /// The formats to write, by the names `postprocess --format` takes; the first is the
+    /// main image.
+    pub formats: Vec<OutputFormat>,
     /// The subformat of the `vmdk` format (`--vmdk-subformat`).
     pub vmdk_subformat: crate::image::vmdk::Subformat,
 }
@@ -262,8 +247,8 @@ pub struct PostprocessSection {
 impl Default for PostprocessSection {
     fn default() -> Self {
         Self {
-            compression: Compression::Zstd,
-            formats: vec![ImageFormat::Qcow2],
+            compression: Compression::BUILD_DEFAULT,
+            formats: vec![OutputFormat::Qcow2],
             vmdk_subformat: crate::image::vmdk::Subformat::StreamOptimized,
         }
     }
@@ -544,8 +529,8 @@ boot_test: { expect: [\"STANDIN-OSTREE-BOOT-OK\"], timeout: 300 }
         assert_eq!(def.name, "demo");
         assert_eq!(def.ostree.remote_name(), "standin");
         assert_eq!(def.vm.memory, 1024);
-        assert_eq!(def.vm.accel, Accel::Auto);
-        assert_eq!(def.postprocess.formats, vec![ImageFormat::Qcow2]);
+        assert_eq!(def.vm.accel, AccelChoice::Auto);
+        assert_eq!(def.postprocess.formats, vec![OutputFormat::Qcow2]);
         assert_eq!(def.boot_test.expect, vec!["STANDIN-OSTREE-BOOT-OK"]);
         assert_eq!(def.kickstart.vars["hostname"], serde_json::json!("demo"));
         assert!(matches!(
@@ -566,9 +551,9 @@ boot_test: { expect: [\"STANDIN-OSTREE-BOOT-OK\"], timeout: 300 }
         assert_eq!(
             parse(&text).unwrap().postprocess.formats,
             [
-                ImageFormat::Qcow2,
-                ImageFormat::VhdfixedXz,
-                ImageFormat::Gce
+                OutputFormat::Qcow2,
+                OutputFormat::VhdfixedXz,
+                OutputFormat::Gce
             ]
         );
     }

@@ -237,10 +237,7 @@ fn run_upgrade_test(ctx: &mut BuildContext) -> Result<StageOutput> {
         );
         return Ok(StageOutput::default());
     }
-    let accel = match probed_accel(ctx)? {
-        crate::vm::accel::Accel::Kvm => crate::vm::accel::AccelChoice::Kvm,
-        crate::vm::accel::Accel::Tcg => crate::vm::accel::AccelChoice::Tcg,
-    };
+    let accel = probed_accel(ctx)?.into();
     let section = &ctx.def.upgrade_test;
     let report_path = logs.join("report.xml");
     let cfg = UpgradeTestConfig {
@@ -524,13 +521,10 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     let mut cfg = InstallConfig::new(ctx.kickstart(), media, ctx.installed_disk());
     cfg.repo = Some(ctx.repo());
     cfg.ostree_ref = Some(ctx.ostree_ref()?.to_string());
-    cfg.disk_size = parse_size(&ctx.def.vm.disk_size)?;
+    cfg.disk_size = crate::size::parse_size(&ctx.def.vm.disk_size).context("vm.disk_size")?;
     cfg.memory_mib = ctx.def.vm.memory.into();
     cfg.cpus = ctx.def.vm.cpus;
-    cfg.accel = match accel {
-        crate::vm::accel::Accel::Kvm => crate::vm::accel::AccelChoice::Kvm,
-        crate::vm::accel::Accel::Tcg => crate::vm::accel::AccelChoice::Tcg,
-    };
+    cfg.accel = accel.into();
     cfg.timeout = Some(std::time::Duration::from_secs(ctx.def.vm.timeout));
     cfg.inactivity_timeout = Some(std::time::Duration::from_secs(
         ctx.def.vm.inactivity_timeout,
@@ -554,48 +548,20 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
 /// The accelerator for this build, probed once (`auto` tries KVM and falls back to TCG
 /// with one notice; `kvm` fails clearly when KVM does not work).
 fn probed_accel(ctx: &mut BuildContext) -> Result<crate::vm::accel::Accel> {
-    use super::definition::Accel as Wanted;
     use crate::vm::accel::{Accel, AccelChoice};
     if let Some(accel) = ctx.accel {
         return Ok(accel);
     }
     let accel = match ctx.def.vm.accel {
-        Wanted::Tcg => Accel::Tcg,
-        Wanted::Kvm => crate::vm::choose_accel_blocking(AccelChoice::Kvm)?,
-        Wanted::Auto => crate::vm::choose_accel_blocking(AccelChoice::Auto)?,
+        AccelChoice::Tcg => Accel::Tcg,
+        wanted => crate::vm::choose_accel_blocking(wanted)?,
     };
     ctx.accel = Some(accel);
     Ok(accel)
 }
 
-/// `3G`, `512M`, `10GiB` or a plain byte count, as `qemu-img create` takes it.
-fn parse_size(text: &str) -> Result<u64> {
-    let t = text.trim();
-    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let unit = &t[digits.len()..];
-    let n: u64 = digits
-        .parse()
-        .with_context(|| format!("vm.disk_size {text:?}: expected a size like 3G or 512M"))?;
-    let shift = match unit
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => bail!("vm.disk_size {text:?}: unknown unit {unit:?} (use K, M, G or T)"),
-    };
-    n.checked_shl(shift)
-        .filter(|v| v >> shift == n)
-        .with_context(|| format!("vm.disk_size {text:?} is too large"))
-}
-
 fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
     use crate::image::{Compression, OutputFormat, PostprocessConfig};
-    use crate::pipeline::definition::Compression as DefCompression;
     keep_previous_image(ctx)?;
     // One CHECKSUM and one images.json list every format of this run: start them afresh so
     // a format dropped from the definition is not listed any more.
@@ -630,10 +596,10 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
             // manifest.json describes the first (main) format; the others get their own.
             cfg.manifest = Some(PathBuf::from(format!("{}.manifest.json", output.display())));
         }
-        cfg.compression = match (format.has_qcow2(), ctx.def.postprocess.compression) {
-            (true, DefCompression::Zstd) => Compression::Zstd,
-            (true, DefCompression::Zlib) => Compression::Zlib,
-            _ => Compression::None,
+        cfg.compression = if format.has_qcow2() {
+            ctx.def.postprocess.compression
+        } else {
+            Compression::None
         };
         cfg.ostree_ref = ctx.values.ostree_ref.clone();
         cfg.ostree_commit = ctx.values.commit.map(|c| c.to_hex());
@@ -665,19 +631,4 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
         files,
         ..Default::default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_like_qemu_img() {
-        assert_eq!(parse_size("3G").unwrap(), 3 << 30);
-        assert_eq!(parse_size("512M").unwrap(), 512 << 20);
-        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("3X").is_err());
-        assert!(parse_size("G").is_err());
-    }
 }

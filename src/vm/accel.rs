@@ -11,21 +11,37 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+/// The accelerator asked for: `--accel` of install, boot-test and upgrade-test, and the image
+/// definition's `vm.accel`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum AccelChoice {
+    // KVM when a probe VM really runs under it, else TCG. (A `///` here would become
+    // `--help` text for the value.)
     Auto,
     Kvm,
     Tcg,
 }
 
+/// The accelerator chosen: what [`choose`] made of an [`AccelChoice`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
     Tcg,
+}
+
+/// An accelerator already probed, asked for again by name (the build probes once and hands
+/// the result to each VM stage).
+impl From<Accel> for AccelChoice {
+    fn from(accel: Accel) -> AccelChoice {
+        match accel {
+            Accel::Kvm => AccelChoice::Kvm,
+            Accel::Tcg => AccelChoice::Tcg,
+        }
+    }
 }
 
 impl Accel {

@@ -46,7 +46,7 @@ pub struct InstallArgs {
     #[arg(long, requires = "kernel")]
     pub stage2: Option<String>,
     /// Size of the target disk (K, M, G, T suffixes; powers of 1024)
-    #[arg(long, default_value = "8G", value_parser = parse_size)]
+    #[arg(long, default_value = "8G", value_parser = parse_disk_size)]
     pub disk_size: u64,
     /// Guest memory in MiB
     #[arg(long, default_value_t = 2048)]
@@ -117,28 +117,13 @@ impl InstallArgs {
     }
 }
 
-/// `8G`, `512M`, `2GiB`, `1073741824`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..digits]
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size like 8G or 512M"))?;
-    let shift = match t[digits..].trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        other => {
-            return Err(format!(
-                "`{s}`: unknown size unit `{other}` (use K, M, G or T)"
-            ));
-        }
-    };
-    n.checked_mul(1 << shift)
-        .filter(|&b| b >= 1 << 20)
-        .ok_or_else(|| format!("`{s}`: size out of range"))
+/// `--disk-size` for clap: a size as [`crate::size::parse_size`] reads it, at least 1 MiB.
+pub fn parse_disk_size(s: &str) -> Result<u64, String> {
+    match crate::size::parse_size(s) {
+        Ok(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        Ok(_) => Err(format!("`{s}`: a disk needs at least 1M")),
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 /// Boot images on throwaway overlays and judge their serial console.
@@ -348,13 +333,17 @@ pub fn boot_test(args: BootTestArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::parse_disk_size;
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("8G"), Ok(8 << 30));
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert!(parse_size("3X").unwrap_err().contains("unknown size unit"));
-        assert!(parse_size("10").is_err());
+    fn disk_sizes() {
+        assert_eq!(parse_disk_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_disk_size("512MiB"), Ok(512 << 20));
+        assert!(
+            parse_disk_size("3X")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
+        assert!(parse_disk_size("10").unwrap_err().contains("at least 1M"));
     }
 }
