@@ -534,12 +534,12 @@ mod tests {
         let mut stream = Vec::new();
         write_stored_stream(&mut stream, &noise(3 * UNIT, 9)).unwrap();
         std::fs::write(&path, &stream).unwrap();
-        let status = std::process::Command::new("xz")
+        use crate::command::CommandExt;
+        std::process::Command::new("xz")
             .arg("-t")
             .arg(&path)
-            .status()
-            .expect("running xz (apt-get install xz-utils)");
-        assert!(status.success());
+            .run_checked()
+            .unwrap_or_else(|e| panic!("{e:#}"));
     }
 
     #[test]
