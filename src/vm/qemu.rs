@@ -132,10 +132,10 @@ impl QemuConfig {
 
     /// The command line as one shell-quoted line, for the logs.
     pub fn display(&self) -> String {
-        let mut s = shell_quote(&self.binary.to_string_lossy());
+        let mut s = crate::command::shell_quote(&self.binary.to_string_lossy());
         for a in self.args() {
             s.push(' ');
-            s.push_str(&shell_quote(&a.to_string_lossy()));
+            s.push_str(&crate::command::shell_quote(&a.to_string_lossy()));
         }
         s
     }
@@ -206,17 +206,6 @@ impl Drop for QemuProcess {
 /// QEMU's option parser splits on `,`; a literal comma is written `,,`.
 fn escape_opt(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// Makes the kernel SIGKILL the child when the thread that spawned it dies, so QEMU never
