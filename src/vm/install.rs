@@ -18,6 +18,7 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 
 use super::accel::{self, Accel, AccelChoice};
+use crate::command::CommandExt as _;
 use super::kickstart_prep::{self, HOST_ALIAS};
 use super::media::{self, InstallerMedia};
 use super::monitor::{self, Phase, Tail};
@@ -119,13 +120,9 @@ pub struct InstallOutcome {
     pub objects_total: usize,
 }
 
-/// Runs an install to completion (its own tokio runtime).
+/// Runs an install to completion on the process's runtime (from synchronous code).
 pub fn run(cfg: &InstallConfig) -> Result<InstallOutcome> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(run_async(cfg))
+    crate::runtime::block_on(run_async(cfg))?
 }
 
 pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
@@ -234,7 +231,7 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
     let partial = partial_path(&cfg.output);
     let _ = std::fs::remove_file(&partial);
     let mut disk_guard = PartialDisk(Some(partial.clone()));
-    create_disk(&partial, cfg.disk_size).await?;
+    create_disk(&partial, cfg.disk_size)?;
 
     let (server, access_rx) = GuestServer::serve(
         listener,
@@ -730,21 +727,13 @@ fn check_free_space(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-async fn create_disk(path: &Path, size: u64) -> Result<()> {
-    let out = tokio::process::Command::new("qemu-img")
+/// An empty qcow2 of `size` bytes for the installer to write.
+fn create_disk(path: &Path, size: u64) -> Result<()> {
+    std::process::Command::new("qemu-img")
         .args(["create", "-q", "-f", "qcow2"])
         .arg(path)
         .arg(size.to_string())
-        .output()
-        .await
-        .context("running qemu-img (is qemu-utils installed? run vm/prepare)")?;
-    if !out.status.success() {
-        bail!(
-            "qemu-img create {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+        .run_checked()?;
     Ok(())
 }
 

@@ -18,14 +18,11 @@ pub mod upgrade_test;
 /// (so a broken /dev/kvm is noticed, not hung on). Prints the fallback notice once.
 pub fn choose_accel_blocking(choice: accel::AccelChoice) -> anyhow::Result<accel::Accel> {
     let scratch = tempfile::tempdir()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let decision = runtime.block_on(accel::choose(
+    let decision = crate::runtime::block_on(accel::choose(
         choice,
         std::path::Path::new("qemu-system-x86_64"),
         scratch.path(),
-    ))?;
+    ))??;
     if let Some(notice) = &decision.notice {
         eprintln!("note: {notice}");
     }

@@ -379,11 +379,7 @@ struct Runner<'a> {
 /// Runs the whole cycle. Errors (before any boot) are bad input; a failing guest is a
 /// report with a failed step.
 pub fn run(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_async(cfg))
+    crate::runtime::block_on(run_async(cfg))?
 }
 
 pub async fn run_async(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
