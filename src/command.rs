@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn shell_quote_leaves_plain_words_and_quotes_the_rest() {
-        assert_eq!(shell_quote("plain/path-1.0,a=b@c%d+e:f"), "plain/path-1.0,a=b@c%d+e:f");
+        assert_eq!(
+            shell_quote("plain/path-1.0,a=b@c%d+e:f"),
+            "plain/path-1.0,a=b@c%d+e:f"
+        );
         assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("$HOME"), "'$HOME'");

@@ -246,11 +246,10 @@ async fn boot_and_watch(
             missing: console_missing(&console, expect),
         },
         Err(ConsoleFailure::Closed) => {
-            let status =
-                match tokio::time::timeout(EXIT_WAIT, launched.process.wait()).await {
-                    Ok(status) => status?.to_string(),
-                    Err(_) => "its console closed".to_string(),
-                };
+            let status = match tokio::time::timeout(EXIT_WAIT, launched.process.wait()).await {
+                Ok(status) => status?.to_string(),
+                Err(_) => "its console closed".to_string(),
+            };
             let stderr = std::fs::read_to_string(&qemu_log).unwrap_or_default();
             let status = if stderr.trim().is_empty() {
                 status

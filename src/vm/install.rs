@@ -413,9 +413,7 @@ fn limits(cfg: &InstallConfig, accel: Accel) -> (Duration, Duration) {
 
 /// Gives the finished disk its real name, durably.
 fn keep_disk(partial: &Path, output: &Path, out_dir: &Path) -> Result<()> {
-    std::fs::File::open(partial)
-        .and_then(|f| f.sync_all())
-        .ok();
+    std::fs::File::open(partial).and_then(|f| f.sync_all()).ok();
     std::fs::rename(partial, output)
         .with_context(|| format!("renaming {} to {}", partial.display(), output.display()))?;
     if let Ok(d) = std::fs::File::open(out_dir) {
@@ -584,9 +582,13 @@ enum Verdict {
     /// The installer printed fatal lines.
     Fatal,
     /// Nothing happened for the inactivity timeout (or the overall one ran out).
-    Hang { overall: bool },
+    Hang {
+        overall: bool,
+    },
     /// The VM ended without the success token (after a guest poweroff or not).
-    NoToken { powered_off: bool },
+    NoToken {
+        powered_off: bool,
+    },
     /// The token came, but QEMU ended without the guest powering off.
     NoPoweroff,
 }
@@ -762,7 +764,9 @@ impl Watch<'_> {
     /// error gets a screendump and the saved tail around it ([`Watch::hang`]).
     fn failure_message(&self, verdict: &Verdict, stop: Stop, seen: &Observed) -> String {
         let logs_note = format!("logs: {}", self.logs.display());
-        let hint = self.hints.never_fetched(seen.ks_fetched, seen.repo_requests);
+        let hint = self
+            .hints
+            .never_fetched(seen.ks_fetched, seen.repo_requests);
         match verdict {
             Verdict::HostIoError(e) if e.nospace || e.reason.contains("No space") => format!(
                 "the host disk is full: writing {} failed ({}); free space in {} and retry\n{logs_note}",
@@ -778,7 +782,12 @@ impl Watch<'_> {
                 e.reason
             ),
             Verdict::Fatal => {
-                let shown: Vec<String> = seen.fatal.iter().take(20).map(|l| format!("  {l}")).collect();
+                let shown: Vec<String> = seen
+                    .fatal
+                    .iter()
+                    .take(20)
+                    .map(|l| format!("  {l}"))
+                    .collect();
                 let missing = if seen.repo_404.is_empty() {
                     String::new()
                 } else {
@@ -796,7 +805,11 @@ impl Watch<'_> {
                 "no success signal: the installer VM {} without sending the per-run success token \
                  (the kickstart's %post --nochroot never ran or could not write to the virtio log port){hint}\n\
                  last log lines:\n{}{logs_note}",
-                if *powered_off { "powered off" } else { "went away" },
+                if *powered_off {
+                    "powered off"
+                } else {
+                    "went away"
+                },
                 seen.tail.last(15)
             ),
             Verdict::NoPoweroff => {
@@ -1052,5 +1065,231 @@ impl Drop for Progress {
         if let Some(b) = self.bar.take() {
             b.abandon();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt as _;
+    use std::process::ExitStatus;
+
+    use super::*;
+
+    const TOKEN_LINE: &str = "ATOMIC-FACTORY-INSTALL-OK abc";
+
+    fn exited(code: i32) -> Stop {
+        Stop::Exited(ExitStatus::from_raw(code << 8))
+    }
+
+    /// What a good install shows: the token on the virtio port, then a guest poweroff.
+    fn good() -> Observed {
+        let mut seen = Observed::default();
+        seen.line("virtio", &line(TOKEN_LINE), TOKEN_LINE);
+        seen.shutdown = Some((Instant::now(), "guest-shutdown".into()));
+        seen
+    }
+
+    fn line(text: &str) -> Line {
+        Line {
+            text: text.to_string(),
+            fatal: FatalPatterns::installer().find(text),
+        }
+    }
+
+    #[test]
+    fn token_and_guest_poweroff_is_success() {
+        assert_eq!(judge(exited(0), &good()), Verdict::Installed);
+        // Without a SHUTDOWN event, QEMU's clean exit stands for the guest's poweroff.
+        let mut seen = good();
+        seen.shutdown = None;
+        assert_eq!(judge(exited(0), &seen), Verdict::Installed);
+    }
+
+    #[test]
+    fn each_fatal_pattern_fails_even_with_the_token() {
+        for text in [
+            "Traceback (most recent call last):",
+            "STANDIN-INSTALL-FAILED: command failed (exit 1): ostree pull",
+            "[  3.1] Kernel panic - not syncing: VFS",
+            "Process 9 (anaconda) of user 0 dumped core.",
+            "packaging: base repo (http://x/) not valid",
+            "12:00:01,000 CRIT anaconda: boom",
+            "storage configuration failed: no disks",
+        ] {
+            let mut seen = good();
+            seen.line("serial", &line(text), TOKEN_LINE);
+            assert_eq!(seen.fatal, [text], "{text}");
+            assert_eq!(judge(Stop::Fatal, &seen), Verdict::Fatal, "{text}");
+            assert_eq!(judge(exited(0), &seen), Verdict::Fatal, "{text}");
+        }
+    }
+
+    #[test]
+    fn harmless_lines_do_not_fail() {
+        let mut seen = good();
+        for text in [
+            "Call Trace: IGNORED",
+            "CRIT systemd-coredump: x",
+            "[FAILED] Failed to start foo.service",
+        ] {
+            seen.line("serial", &line(text), TOKEN_LINE);
+        }
+        assert_eq!(judge(exited(0), &seen), Verdict::Installed);
+    }
+
+    #[test]
+    fn the_token_counts_only_on_the_virtio_port() {
+        let mut seen = Observed::default();
+        seen.line("serial", &line(TOKEN_LINE), TOKEN_LINE);
+        seen.shutdown = Some((Instant::now(), "guest-shutdown".into()));
+        assert_eq!(
+            judge(exited(0), &seen),
+            Verdict::NoToken { powered_off: true }
+        );
+    }
+
+    #[test]
+    fn an_early_qemu_exit_without_token_went_away() {
+        let seen = Observed::default();
+        assert_eq!(
+            judge(exited(1), &seen),
+            Verdict::NoToken { powered_off: false }
+        );
+        let seen = Observed {
+            shutdown: Some((Instant::now(), "host-signal".into())),
+            ..Observed::default()
+        };
+        assert_eq!(
+            judge(exited(0), &seen),
+            Verdict::NoToken { powered_off: false }
+        );
+    }
+
+    #[test]
+    fn the_token_without_a_guest_poweroff_fails() {
+        let mut seen = good();
+        seen.shutdown = Some((Instant::now(), "host-qmp-quit".into()));
+        assert_eq!(judge(exited(0), &seen), Verdict::NoPoweroff);
+        let mut seen = good();
+        seen.shutdown = None;
+        assert_eq!(judge(exited(1), &seen), Verdict::NoPoweroff);
+    }
+
+    #[test]
+    fn hangs_and_interruptions_win_over_what_was_seen() {
+        let seen = good();
+        assert_eq!(
+            judge(Stop::Inactive, &seen),
+            Verdict::Hang { overall: false }
+        );
+        assert_eq!(
+            judge(Stop::OverallTimeout, &seen),
+            Verdict::Hang { overall: true }
+        );
+        assert_eq!(judge(Stop::Interrupted, &seen), Verdict::Interrupted);
+    }
+
+    #[test]
+    fn a_host_io_error_comes_before_fatal_lines() {
+        let mut seen = good();
+        seen.line("serial", &line("Traceback (x"), TOKEN_LINE);
+        let full = IoError {
+            reason: "No space left on device".into(),
+            nospace: true,
+        };
+        seen.io_error = Some(full.clone());
+        assert_eq!(judge(Stop::HostIoError, &seen), Verdict::HostIoError(full));
+    }
+
+    #[test]
+    fn requests_and_lines_move_the_phase_forward_only() {
+        let access = |path: &str, status| Access {
+            method: "GET".into(),
+            path: path.into(),
+            status,
+            at: std::time::Instant::now(),
+        };
+        let mut seen = Observed::default();
+        assert_eq!(seen.access(&access("/ks.cfg", 404)), None);
+        assert!(!seen.ks_fetched);
+        assert_eq!(
+            seen.access(&access("/ks.cfg", 200)),
+            Some(Phase::KickstartFetched)
+        );
+        assert_eq!(seen.access(&access("/repo/config", 200)), None);
+        seen.access(&access("/repo/objects/ab/cd.commit", 200));
+        seen.access(&access("/repo/objects/ab/cd.commit", 200));
+        seen.access(&access("/repo/objects/ef/gh.dirtree", 404));
+        assert_eq!(seen.objects.len(), 1);
+        assert_eq!(seen.repo_requests, 4);
+        assert_eq!(seen.repo_404, ["/repo/objects/ef/gh.dirtree"]);
+        assert_eq!(seen.phase, Phase::Pulling);
+        assert_eq!(
+            seen.line("virtio", &line("standin: phase: deploying"), TOKEN_LINE),
+            Some(Phase::Deploying)
+        );
+        assert_eq!(
+            seen.line("virtio", &line("standin: phase: pulling x"), TOKEN_LINE),
+            None
+        );
+    }
+
+    fn watch<'a>(logs: &'a Path, output: &'a Path, ks_over_http: bool) -> Watch<'a> {
+        Watch {
+            logs,
+            output,
+            token_line: TOKEN_LINE.into(),
+            timeout: Duration::from_secs(60),
+            inactivity: Duration::from_secs(10),
+            objects_total: 3,
+            hints: Hints {
+                ks_over_http,
+                serves_repo: true,
+                port: 4242,
+                ostree_url: Some("https://example.org/repo".into()),
+                url_is_ours: false,
+            },
+        }
+    }
+
+    #[test]
+    fn messages_say_why_and_what_never_happened() {
+        let (logs, output) = (Path::new("/l"), Path::new("/o/disk.qcow2"));
+        let w = watch(logs, output, true);
+        let seen = Observed::default();
+        let m = w.failure_message(&Verdict::Hang { overall: false }, Stop::Inactive, &seen);
+        assert!(m.contains("for 10 s (inactivity timeout)"), "{m}");
+        assert!(
+            m.contains("never fetched the kickstart (http://10.0.2.2:4242/ks.cfg)"),
+            "{m}"
+        );
+
+        let w = watch(logs, output, false);
+        let m = w.failure_message(&Verdict::NoToken { powered_off: true }, exited(0), &seen);
+        assert!(m.contains("the installer VM powered off without"), "{m}");
+        assert!(
+            m.contains("booted but never fetched the repository: ostreesetup --url is https://example.org/repo (it must be"),
+            "{m}"
+        );
+
+        let mut seen = good();
+        seen.line("serial", &line("Traceback (x"), TOKEN_LINE);
+        seen.ks_fetched = true;
+        seen.repo_requests = 1;
+        seen.repo_404.push("/repo/refs/heads/x".into());
+        let m = w.failure_message(&Verdict::Fatal, Stop::Fatal, &seen);
+        assert!(m.contains("fatal error:\n  Traceback (x"), "{m}");
+        assert!(m.contains("does not have: /repo/refs/heads/x"), "{m}");
+        assert!(m.ends_with("logs: /l"), "{m}");
+
+        let full = IoError {
+            reason: "No space left on device".into(),
+            nospace: true,
+        };
+        let m = w.failure_message(&Verdict::HostIoError(full), Stop::HostIoError, &seen);
+        assert!(
+            m.starts_with("the host disk is full: writing /o/disk.qcow2.partial failed"),
+            "{m}"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Virtual machines: the QEMU command, the accelerator probe, QMP, the HTTP server for the
-//! guest, the log monitor, installer media, `install`, `boot-test` and `upgrade-test` (with its serial `console`).
+//! Virtual machines: the one QEMU launcher, the accelerator probe, QMP, the HTTP server for
+//! the guest, the one console monitor, installer media, `install`, `boot-test` and
+//! `upgrade-test` (with its serial `console`).
 
 pub mod accel;
 pub mod boot_test;

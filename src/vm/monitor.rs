@@ -668,9 +668,15 @@ mod tests {
             "  OK  ] Started x"
         );
         // A rewrite that only erases the line keeps what was written before it.
-        assert_eq!(clean_line(b"[  OK  ] Started y\r\x1b[K"), "[  OK  ] Started y");
+        assert_eq!(
+            clean_line(b"[  OK  ] Started y\r\x1b[K"),
+            "[  OK  ] Started y"
+        );
         assert_eq!(clean_line(b"\x1b7saved\x1b8"), "saved");
-        assert_eq!(clean_lines(b"a\r\nb\x1b[0m\nlogin: "), ["a", "b", "login: "]);
+        assert_eq!(
+            clean_lines(b"a\r\nb\x1b[0m\nlogin: "),
+            ["a", "b", "login: "]
+        );
     }
 
     #[test]

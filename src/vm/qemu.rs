@@ -282,8 +282,8 @@ pub fn create_overlay(image: &Path, overlay: &Path) -> Result<()> {
 fn detect_format(image: &Path) -> Result<&'static str> {
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 4];
-    let mut file = std::fs::File::open(image)
-        .with_context(|| format!("opening image {}", image.display()))?;
+    let mut file =
+        std::fs::File::open(image).with_context(|| format!("opening image {}", image.display()))?;
     let n = file
         .read(&mut magic)
         .with_context(|| format!("reading image {}", image.display()))?;
