@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::accel::{self, Accel, AccelChoice};
@@ -158,6 +159,7 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
     )
     .await?;
 
+    let qmp_socket = sockets.path().join("qmp");
     let qcfg = QemuConfig {
         binary: cfg.qemu.clone(),
         accel: decision.accel,
@@ -168,7 +170,7 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
         boot,
         serial_socket: sockets.path().join("serial"),
         virtio_log_socket: Some(sockets.path().join("virtio-log")),
-        qmp_socket: Some(sockets.path().join("qmp")),
+        qmp_socket: Some(qmp_socket.clone()),
         network: true,
     };
     write_file(
@@ -187,30 +189,8 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
             cfg.cpus
         ),
     );
-    let (line_tx, line_rx) = mpsc::unbounded_channel();
-    let installer = FatalPatterns::installer();
-    monitor::forward_lines(
-        launched.serial,
-        "serial",
-        &logs.join("serial.log"),
-        installer,
-        line_tx.clone(),
-    )?;
-    let virtio_log = launched
-        .virtio_log
-        .context("QEMU has no virtio log port connection")?;
-    monitor::forward_lines(
-        virtio_log,
-        "virtio",
-        &logs.join("virtio.log"),
-        installer,
-        line_tx,
-    )?;
-    let (qmp, qmp_events) = Qmp::connect(
-        qcfg.qmp_socket.as_deref().expect("install configures QMP"),
-        Duration::from_secs(10),
-    )
-    .await?;
+    let lines = read_logs(launched.serial, launched.virtio_log, logs)?;
+    let (qmp, qmp_events) = Qmp::connect(&qmp_socket, Duration::from_secs(10)).await?;
 
     let watch = Watch {
         logs,
@@ -229,7 +209,7 @@ pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
     };
     let events = Events {
         qmp: qmp_events,
-        lines: line_rx,
+        lines,
         access: access_rx,
     };
     let result = watch
@@ -409,6 +389,34 @@ fn limits(cfg: &InstallConfig, accel: Accel) -> (Duration, Duration) {
         .inactivity_timeout
         .unwrap_or(Duration::from_secs(if tcg { 600 } else { 300 }));
     (timeout, inactivity)
+}
+
+/// Reads the installer's serial console and Anaconda's log port into `serial.log` and
+/// `virtio.log`, judged with the installer's fatal patterns; their lines arrive, tagged with
+/// the stream, on the returned channel.
+fn read_logs(
+    serial: UnixStream,
+    virtio_log: Option<UnixStream>,
+    logs: &Path,
+) -> Result<mpsc::UnboundedReceiver<(&'static str, Line)>> {
+    let virtio_log = virtio_log.context("QEMU has no virtio log port connection")?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let installer = FatalPatterns::installer();
+    monitor::forward_lines(
+        serial,
+        "serial",
+        &logs.join("serial.log"),
+        installer,
+        tx.clone(),
+    )?;
+    monitor::forward_lines(
+        virtio_log,
+        "virtio",
+        &logs.join("virtio.log"),
+        installer,
+        tx,
+    )?;
+    Ok(rx)
 }
 
 /// Gives the finished disk its real name, durably.
