@@ -2,7 +2,6 @@
 //! extension trait on [`std::process::Command`] whose errors name the command line, how it
 //! ended, the last lines of its stderr, and the set-up command when the tool is missing.
 
-use std::ffi::OsStr;
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
@@ -99,20 +98,28 @@ pub fn stderr_tail(stderr: &[u8]) -> String {
 pub fn command_line(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
-        .map(quote_arg)
+        .map(|arg| shell_quote(&arg.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
 }
 
-fn quote_arg(arg: &OsStr) -> String {
-    let s = arg.to_string_lossy();
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
-    if plain {
-        s.into_owned()
+/// Whether `word` reads the same to a POSIX shell (and to Python's shlex) unquoted: not
+/// empty, and only letters, digits and `-_./=:,@%+`.
+pub fn is_plain_word(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+}
+
+/// POSIX shell quoting: a plain word stays as it is, anything else goes in single quotes
+/// (`it's` -> `'it'\''s'`, the empty string -> `''`). The one quoting for printed command
+/// lines (ours, QEMU's) and the kickstart templates' `shell_quote` filter.
+pub fn shell_quote(word: &str) -> String {
+    if is_plain_word(word) {
+        word.to_string()
     } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
+        format!("'{}'", word.replace('\'', r"'\''"))
     }
 }
 
@@ -132,6 +139,17 @@ mod tests {
         assert!(e.contains("exit status: 3"), "{e}");
         assert!(e.contains("line30") && e.contains("line19"), "{e}");
         assert!(!e.contains("line18\n"), "{e}");
+    }
+
+    #[test]
+    fn shell_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(
+            shell_quote("plain/path-1.0,a=b@c%d+e:f"),
+            "plain/path-1.0,a=b@c%d+e:f"
+        );
+        assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
     }
 
     #[test]

@@ -450,20 +450,9 @@ fn undefined_name(line: &str, ctx: &Value) -> Option<String> {
     None
 }
 
-/// Characters that never need quoting, in either the shell or kickstart.
-fn is_plain(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c))
-}
-
 /// POSIX shell quoting for `%pre`/`%post` bodies: `it's` -> `'it'\''s'`.
 pub fn shell_quote(value: String) -> String {
-    if is_plain(&value) {
-        value
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
+    crate::command::shell_quote(&value)
 }
 
 /// Quoting for a kickstart command argument (pykickstart splits with shlex): double quotes
@@ -475,7 +464,7 @@ pub fn ks_quote(value: String) -> Result<String, Error> {
             format!("ks_quote: {value:?} contains a line break; a kickstart command is one line"),
         ));
     }
-    if is_plain(&value) {
+    if crate::command::is_plain_word(&value) {
         Ok(value)
     } else {
         Ok(format!(

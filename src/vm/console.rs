@@ -6,51 +6,20 @@
 //! across two arguments, so the terminal's echo of the typed line never matches: an answer
 //! is proof that the guest ran the command, not that the console echoed it.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use regex::Regex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::boot_test::FATAL_PATTERNS;
-use super::monitor::clean_line;
+use super::monitor::{ConsoleFailure, ConsoleMonitor, FatalPatterns, Seen};
 
 /// The longest line typed at once: a terminal in canonical mode takes 4095 bytes a line.
 const MAX_TYPED_LINE: usize = 3000;
-
-/// Why a wait on the console ended without what it waited for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConsoleFailure {
-    /// A kernel panic, oops, BUG, ... (a `FATAL_PATTERNS` name) appeared on the console.
-    Fatal(String),
-    /// Nothing at all came from the guest for this long.
-    Silent(Duration),
-    /// The overall time limit of the wait ran out while the guest was still talking.
-    TimedOut(Duration),
-    /// The console closed: QEMU exited (a reboot or power-off under -no-reboot, or a crash).
-    Closed,
-}
-
-impl std::fmt::Display for ConsoleFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConsoleFailure::Fatal(what) => write!(f, "{what} on the console"),
-            ConsoleFailure::Silent(d) => write!(
-                f,
-                "the guest stopped answering: no console output for {} s",
-                d.as_secs()
-            ),
-            ConsoleFailure::TimedOut(d) => write!(f, "no answer within {} s", d.as_secs()),
-            ConsoleFailure::Closed => write!(f, "the VM went away (QEMU exited)"),
-        }
-    }
-}
 
 /// What a command typed at the guest's shell gave back.
 #[derive(Debug, Clone)]
@@ -61,127 +30,66 @@ pub struct Reply {
     pub round_trip: Duration,
 }
 
-#[derive(Default)]
-struct Buffer {
-    /// Every complete console line so far, cleaned of `\r` and ANSI escapes.
-    lines: Vec<String>,
-    /// The line being written (a prompt has no newline yet).
-    partial: Vec<u8>,
-    last_output: Option<Instant>,
-    fatal: Option<(usize, String)>,
-    closed: bool,
-}
-
-struct Shared {
-    buffer: Mutex<Buffer>,
-    changed: Notify,
-}
-
-/// One boot's serial console, connected to QEMU's chardev socket.
+/// One boot's serial console, connected to QEMU's chardev socket: the monitor reads it
+/// (with an installed system's fatal patterns), we type at it.
 pub struct Console {
     writer: OwnedWriteHalf,
-    shared: Arc<Shared>,
+    monitor: ConsoleMonitor,
     token: String,
     sequence: u64,
-    log: PathBuf,
 }
 
 impl Console {
-    /// Starts reading `stream` (QEMU's serial chardev); raw bytes are appended to `log`.
+    /// Starts reading `stream` (QEMU's serial chardev); raw bytes are written to `log`.
     pub fn attach(stream: UnixStream, log: &Path, token: &str) -> Result<Console> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("creating console log {}", log.display()))?;
-        let fatal: Vec<(&'static str, Regex)> = FATAL_PATTERNS
-            .iter()
-            .map(|(name, p)| Ok((*name, Regex::new(p)?)))
-            .collect::<Result<_>>()?;
-        let shared = Arc::new(Shared {
-            buffer: Mutex::new(Buffer::default()),
-            changed: Notify::new(),
-        });
-        let (mut reader, writer) = stream.into_split();
-        let reader_shared = shared.clone();
-        tokio::spawn(async move {
-            let mut file = tokio::fs::File::from_std(file);
-            let mut chunk = vec![0u8; 16 * 1024];
-            loop {
-                let n = match reader.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let _ = file.write_all(&chunk[..n]).await;
-                let mut b = reader_shared.buffer.lock().expect("console buffer");
-                b.last_output = Some(Instant::now());
-                for &byte in &chunk[..n] {
-                    if byte == b'\n' {
-                        let line = clean_line(&b.partial);
-                        b.partial.clear();
-                        if b.fatal.is_none()
-                            && let Some((name, _)) = fatal.iter().find(|(_, re)| re.is_match(&line))
-                        {
-                            let at = b.lines.len();
-                            b.fatal = Some((at, name.to_string()));
-                        }
-                        b.lines.push(line);
-                    } else {
-                        b.partial.push(byte);
-                    }
-                }
-                drop(b);
-                reader_shared.changed.notify_waiters();
-            }
-            let _ = file.flush().await;
-            reader_shared.buffer.lock().expect("console buffer").closed = true;
-            reader_shared.changed.notify_waiters();
-        });
+        let (reader, writer) = stream.into_split();
+        let monitor = ConsoleMonitor::attach(reader, log, FatalPatterns::boot())?;
         Ok(Console {
             writer,
-            shared,
+            monitor,
             token: token.to_string(),
             sequence: 0,
-            log: log.to_path_buf(),
         })
     }
 
     pub fn log_path(&self) -> &Path {
-        &self.log
+        self.monitor.log_path()
     }
 
     /// How many complete lines the console has shown so far (a cursor for `lines_since`).
     pub fn line_count(&self) -> usize {
-        self.shared
-            .buffer
-            .lock()
-            .expect("console buffer")
-            .lines
-            .len()
+        self.monitor.line_count()
     }
 
     /// The console lines from `cursor` on.
     pub fn lines_since(&self, cursor: usize) -> Vec<String> {
-        let b = self.shared.buffer.lock().expect("console buffer");
-        b.lines[cursor.min(b.lines.len())..].to_vec()
+        self.monitor.lines_since(cursor)
     }
 
     /// The last `n` lines, for error messages.
     pub fn tail(&self, n: usize) -> Vec<String> {
-        let b = self.shared.buffer.lock().expect("console buffer");
-        let mut lines = b.lines[b.lines.len().saturating_sub(n)..].to_vec();
-        if !b.partial.is_empty() {
-            lines.push(clean_line(&b.partial));
-        }
-        lines
+        self.monitor.tail(n)
     }
 
     /// The fatal pattern seen so far, if any, with the line it was on.
     pub fn fatal(&self) -> Option<String> {
-        let b = self.shared.buffer.lock().expect("console buffer");
-        b.fatal
-            .as_ref()
-            .map(|(at, name)| format!("{name} ({})", b.lines[*at].trim()))
+        self.monitor
+            .fatal()
+            .map(|(name, line)| format!("{name} ({})", line.trim()))
+    }
+
+    /// Waits until `found` returns something for the lines from `cursor` on; see
+    /// [`ConsoleMonitor::wait_for`].
+    pub async fn wait_for<T>(
+        &self,
+        cursor: usize,
+        limit: Duration,
+        silence: Duration,
+        mut found: impl FnMut(&[String]) -> Option<T>,
+    ) -> std::result::Result<T, ConsoleFailure> {
+        self.monitor
+            .wait_for(cursor, limit, silence, |seen: &Seen<'_>| found(seen.lines))
+            .await
     }
 
     /// Types one line at the guest.
@@ -195,42 +103,6 @@ impl Console {
             .await
             .context("writing to the guest's serial console")?;
         Ok(())
-    }
-
-    /// Waits until `found` returns something for the lines from `cursor` on. Ends early on a
-    /// fatal console line, `silence` without any output, `limit` overall, or a closed console.
-    pub async fn wait_for<T>(
-        &self,
-        cursor: usize,
-        limit: Duration,
-        silence: Duration,
-        mut found: impl FnMut(&[String]) -> Option<T>,
-    ) -> std::result::Result<T, ConsoleFailure> {
-        let started = Instant::now();
-        let deadline = started + limit;
-        loop {
-            let notified = self.shared.changed.notified();
-            {
-                let b = self.shared.buffer.lock().expect("console buffer");
-                if let Some(hit) = found(&b.lines[cursor.min(b.lines.len())..]) {
-                    return Ok(hit);
-                }
-                if let Some((_, name)) = &b.fatal {
-                    return Err(ConsoleFailure::Fatal(name.clone()));
-                }
-                if b.closed {
-                    return Err(ConsoleFailure::Closed);
-                }
-                let quiet_since = b.last_output.unwrap_or(started).max(started);
-                if quiet_since.elapsed() >= silence {
-                    return Err(ConsoleFailure::Silent(silence));
-                }
-                if Instant::now() >= deadline {
-                    return Err(ConsoleFailure::TimedOut(limit));
-                }
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
-        }
     }
 
     /// Waits until the guest's shell answers: types a probe every second (the first may be

@@ -3,10 +3,12 @@
 //! appends the `%post --nochroot` that sends the per-run success token.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
 use super::qemu::ANACONDA_LOG_PORT;
+use crate::kickstart::parse::{self, Origin, SourceLine};
 
 /// The host alias of QEMU user-mode networking: the guest reaches host 127.0.0.1 there.
 pub const HOST_ALIAS: &str = "10.0.2.2";
@@ -29,42 +31,44 @@ pub fn token_line(token: &str) -> String {
     format!("{TOKEN_MARKER} {token}")
 }
 
+/// Checks that the kickstart at `path` (text `text`) powers off, points an ostreesetup URL
+/// on [`HOST_ALIAS`] without a port at our server's `port`, and appends the `%post` that sends
+/// `token`. Commands are read with the kickstart parser (pykickstart's structure, shlex
+/// words); `%include`s are left alone, since the guest resolves them (often to files its own
+/// `%pre` wrote), and the text is otherwise served as it is.
 pub fn prepare(path: &Path, text: &str, port: u16, token: &str) -> Result<PreparedKickstart> {
-    let mut out = String::with_capacity(text.len() + 512);
-    let mut in_section = false;
+    let file: Arc<Path> = Arc::from(path);
+    let lines: Vec<SourceLine> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| SourceLine {
+            origin: Origin {
+                file: file.clone(),
+                line: i + 1,
+            },
+            text: line.to_string(),
+        })
+        .collect();
+    let parsed = parse::parse(&lines);
+    let mut rewritten: Vec<Option<String>> = vec![None; lines.len()];
     let mut shutdown = None;
     let mut ostree_url = None;
     let mut url_is_ours = false;
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        let word = trimmed.split_whitespace().next().unwrap_or("");
-        if in_section {
-            if word == "%end" {
-                in_section = false;
-            }
-            out.push_str(line);
-            out.push('\n');
-            continue;
-        }
-        if word.starts_with('%') && word != "%end" && word != "%include" && word != "%ksappend" {
-            in_section = true;
-        }
-        match word {
+    for command in parsed.commands() {
+        match command.name() {
             "poweroff" | "shutdown" | "reboot" | "halt" => {
-                shutdown = Some((i + 1, word.to_string()))
+                shutdown = Some((command.origin.line, command.name().to_string()))
             }
             "ostreesetup" => {
-                let (new_line, url, ours) = rewrite_url(line, port);
+                let at = command.origin.line - 1;
+                let url = command.option("--url").filter(|u| !u.is_empty());
+                let (new_line, url, ours) = rewrite_url(&lines[at].text, url, port);
+                rewritten[at] = new_line;
                 ostree_url = url;
                 url_is_ours = ours;
-                out.push_str(&new_line);
-                out.push('\n');
-                continue;
             }
             _ => {}
         }
-        out.push_str(line);
-        out.push('\n');
     }
     match shutdown {
         Some((_, w)) if w == "poweroff" || w == "shutdown" => {}
@@ -77,6 +81,11 @@ pub fn prepare(path: &Path, text: &str, port: u16, token: &str) -> Result<Prepar
             "{}: the kickstart has no `poweroff` command: without it the installer waits forever at the end; add `poweroff`",
             path.display()
         ),
+    }
+    let mut out = String::with_capacity(text.len() + 512);
+    for (line, new) in lines.iter().zip(&rewritten) {
+        out.push_str(new.as_deref().unwrap_or(&line.text));
+        out.push('\n');
     }
     out.push_str(&format!(
         "\n%post --nochroot\n\
@@ -95,45 +104,27 @@ pub fn prepare(path: &Path, text: &str, port: u16, token: &str) -> Result<Prepar
     })
 }
 
-/// Rewrites `--url=http://10.0.2.2/path` (no port) to `http://10.0.2.2:PORT/path`.
-fn rewrite_url(line: &str, port: u16) -> (String, Option<String>, bool) {
-    let Some(pos) = line.find("--url") else {
-        return (line.to_string(), None, false);
+/// For an ostreesetup `line` whose `--url` is `url`: the line with `http://10.0.2.2/path`
+/// (no port: it names our server) rewritten to `http://10.0.2.2:PORT/path`, if it is one;
+/// the URL after rewriting; and whether it is ours.
+fn rewrite_url(line: &str, url: Option<&str>, port: u16) -> (Option<String>, Option<String>, bool) {
+    let Some(url) = url else {
+        return (None, None, false);
     };
-    let after = &line[pos + 5..];
-    let (sep_len, rest) = if let Some(r) = after.strip_prefix('=') {
-        (1, r)
-    } else if after.starts_with(char::is_whitespace) {
-        let t = after.trim_start();
-        (after.len() - t.len(), t)
-    } else {
-        return (line.to_string(), None, false);
-    };
-    let quoted = rest.starts_with('"');
-    let body = if quoted { &rest[1..] } else { rest };
-    let end = body
-        .find(if quoted { '"' } else { ' ' })
-        .unwrap_or(body.len());
-    let url = &body[..end];
     let prefix = format!("http://{HOST_ALIAS}");
-    let Some(tail) = url.strip_prefix(&prefix) else {
-        return (line.to_string(), Some(url.to_string()), false);
-    };
     // An explicit port means the user serves that URL; without one it names our server.
-    let path = if tail.is_empty() || tail.starts_with('/') {
-        tail
-    } else {
-        return (line.to_string(), Some(url.to_string()), false);
+    let path = match url.strip_prefix(&prefix) {
+        Some(tail) if tail.is_empty() || tail.starts_with('/') => tail,
+        _ => return (None, Some(url.to_string()), false),
     };
     let new_url = format!("http://{HOST_ALIAS}:{port}{path}");
-    let start = pos + 5 + sep_len + usize::from(quoted);
-    let new_line = format!(
-        "{}{}{}",
-        &line[..start],
-        new_url,
-        &line[start + url.len()..]
-    );
-    (new_line, Some(new_url), true)
+    // The value as written follows the option name (`--url=`, `--url `, maybe quoted).
+    let option = line.find("--url").unwrap_or(0);
+    let Some(at) = line[option..].find(url).map(|i| option + i) else {
+        return (None, Some(url.to_string()), false);
+    };
+    let new_line = format!("{}{new_url}{}", &line[..at], &line[at + url.len()..]);
+    (Some(new_line), Some(new_url), true)
 }
 
 #[cfg(test)]
@@ -189,6 +180,43 @@ mod tests {
         .unwrap();
         assert_eq!(p.ostree_url.as_deref(), Some("http://10.0.2.2:7/x"));
         assert!(p.text.contains("--url \"http://10.0.2.2:7/x\""));
+    }
+
+    #[test]
+    fn reads_commands_as_the_kickstart_parser_does() {
+        // A poweroff inside a section is script text, not the command; a comment is nothing.
+        let e = prepare(
+            Path::new("k"),
+            "text\n%post\npoweroff\n%end\n# poweroff\n",
+            1,
+            "t",
+        )
+        .unwrap_err();
+        assert!(format!("{e}").contains("no `poweroff`"), "{e}");
+        // The last of several power commands counts; indentation does not matter.
+        let p = prepare(Path::new("k"), "reboot\n  poweroff\n", 1, "t").unwrap();
+        assert!(p.ostree_url.is_none());
+        // %include lines stay for the guest to resolve.
+        let p = prepare(Path::new("k"), "%include /tmp/part\npoweroff\n", 1, "t").unwrap();
+        assert!(
+            p.text.starts_with("%include /tmp/part\npoweroff\n"),
+            "{}",
+            p.text
+        );
+        // The URL's path keeps everything after the host, and other options stay.
+        let p = prepare(
+            Path::new("k"),
+            "ostreesetup --osname=s --url='http://10.0.2.2' --ref=r\npoweroff\n",
+            5,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.ostree_url.as_deref(), Some("http://10.0.2.2:5"));
+        assert!(
+            p.text.contains("--url='http://10.0.2.2:5' --ref=r"),
+            "{}",
+            p.text
+        );
     }
 
     #[test]

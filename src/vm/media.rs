@@ -163,6 +163,7 @@ fn newc_cpio(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::CommandExt as _;
 
     #[test]
     fn escapes_labels_like_udev() {
@@ -179,18 +180,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.cpio");
         std::fs::write(&a, newc_cpio(&[("ks.cfg", 0o100644, b"poweroff\n")])).unwrap();
-        let out = std::process::Command::new("cpio")
+        std::process::Command::new("cpio")
             .args(["-i", "--quiet", "-D"])
             .arg(dir.path().join("x"))
             .arg("--make-directories")
-            .stdin(File::open(&a).unwrap())
-            .output()
-            .expect("cpio missing: run vm/prepare");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .run_with_stdin(&std::fs::read(&a).unwrap())
+            .unwrap();
         assert_eq!(
             std::fs::read(dir.path().join("x/ks.cfg")).unwrap(),
             b"poweroff\n"

@@ -1,5 +1,6 @@
-//! Virtual machines: the QEMU command, the accelerator probe, QMP, the HTTP server for the
-//! guest, the log monitor, installer media, `install`, `boot-test` and `upgrade-test` (with its serial `console`).
+//! Virtual machines: the one QEMU launcher, the accelerator probe, QMP, the HTTP server for
+//! the guest, the one console monitor, installer media, `install`, `boot-test` and
+//! `upgrade-test` (with its serial `console`).
 
 pub mod accel;
 pub mod boot_test;
@@ -18,14 +19,11 @@ pub mod upgrade_test;
 /// (so a broken /dev/kvm is noticed, not hung on). Prints the fallback notice once.
 pub fn choose_accel_blocking(choice: accel::AccelChoice) -> anyhow::Result<accel::Accel> {
     let scratch = tempfile::tempdir()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let decision = runtime.block_on(accel::choose(
+    let decision = crate::runtime::block_on(accel::choose(
         choice,
         std::path::Path::new("qemu-system-x86_64"),
         scratch.path(),
-    ))?;
+    ))??;
     if let Some(notice) = &decision.notice {
         eprintln!("note: {notice}");
     }

@@ -1,13 +1,18 @@
-//! The QEMU command line, built from a typed configuration, and the process guard that makes
-//! sure QEMU never outlives us.
+//! The one QEMU launcher: the command line, built from a typed configuration; the
+//! throwaway overlay a VM writes instead of an image; starting QEMU and taking its
+//! console connections; and the process guard that makes sure QEMU never outlives us.
 
 use std::ffi::OsString;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use tokio::net::{UnixListener, UnixStream};
 
 use super::accel::Accel;
+use crate::command::CommandExt as _;
 
 /// The name Anaconda looks for to send its log to the host (`inst.virtiolog` default).
 pub const ANACONDA_LOG_PORT: &str = "org.fedoraproject.anaconda.log.0";
@@ -24,7 +29,11 @@ pub enum Boot {
     Disk,
 }
 
-/// Everything that goes on the QEMU command line of a VM run: install, upgrade-test.
+/// How long QEMU gets to connect its console sockets after it starts.
+const CONNECT_LIMIT: Duration = Duration::from_secs(30);
+
+/// Everything that goes on the QEMU command line of a VM run: install, boot-test,
+/// upgrade-test.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
     pub binary: PathBuf,
@@ -40,8 +49,8 @@ pub struct QemuConfig {
     pub serial_socket: PathBuf,
     /// Unix socket we listen on; QEMU connects the virtio log port (Anaconda's) to it.
     pub virtio_log_socket: Option<PathBuf>,
-    /// Unix socket QEMU listens on for QMP.
-    pub qmp_socket: PathBuf,
+    /// Unix socket QEMU listens on for QMP, if the caller talks to QEMU.
+    pub qmp_socket: Option<PathBuf>,
     /// User-mode networking (the guest reaches host 127.0.0.1 as 10.0.2.2).
     pub network: bool,
 }
@@ -89,11 +98,10 @@ impl QemuConfig {
                 "virtserialport,bus=virtio-serial0.0,chardev=anacondalog,name={ANACONDA_LOG_PORT}"
             ));
         }
-        push("-qmp");
-        push(&format!(
-            "unix:{},server=on,wait=off",
-            self.qmp_socket.display()
-        ));
+        if let Some(qmp) = &self.qmp_socket {
+            push("-qmp");
+            push(&format!("unix:{},server=on,wait=off", qmp.display()));
+        }
         push("-drive");
         push(&format!(
             "file={},if=virtio,format=qcow2,cache=unsafe,discard=unmap,id=target,werror=stop,rerror=stop",
@@ -132,12 +140,53 @@ impl QemuConfig {
 
     /// The command line as one shell-quoted line, for the logs.
     pub fn display(&self) -> String {
-        let mut s = shell_quote(&self.binary.to_string_lossy());
+        let mut s = crate::command::shell_quote(&self.binary.to_string_lossy());
         for a in self.args() {
             s.push(' ');
-            s.push_str(&shell_quote(&a.to_string_lossy()));
+            s.push_str(&crate::command::shell_quote(&a.to_string_lossy()));
         }
         s
+    }
+
+    /// Starts QEMU and takes its console connections: the serial console and, when
+    /// configured, Anaconda's log port. A QEMU that exits first, or does not connect within
+    /// [`CONNECT_LIMIT`], is an error quoting `qemu_log` (where its stdout and stderr go).
+    pub async fn launch(&self, qemu_log: &Path) -> Result<Launched> {
+        let bind = |path: &Path| {
+            UnixListener::bind(path).with_context(|| format!("listening on {}", path.display()))
+        };
+        let serial_listener = bind(&self.serial_socket)?;
+        let virtio_log_listener = self.virtio_log_socket.as_deref().map(bind).transpose()?;
+        let mut process = self.spawn(qemu_log)?;
+        let spawned = Instant::now();
+        let accept = async {
+            let (serial, _) = serial_listener.accept().await?;
+            let virtio_log = match &virtio_log_listener {
+                Some(l) => Some(l.accept().await?.0),
+                None => None,
+            };
+            anyhow::Ok((serial, virtio_log))
+        };
+        let (serial, virtio_log) = tokio::select! {
+            r = tokio::time::timeout(CONNECT_LIMIT, accept) => match r {
+                Ok(r) => r?,
+                Err(_) => bail!(
+                    "QEMU did not connect its serial console within {} s; see {}",
+                    CONNECT_LIMIT.as_secs(),
+                    qemu_log.display()
+                ),
+            },
+            status = process.wait() => {
+                let err = std::fs::read_to_string(qemu_log).unwrap_or_default();
+                bail!("QEMU exited at start ({}): {}", status?, err.trim());
+            }
+        };
+        Ok(Launched {
+            process,
+            serial,
+            virtio_log,
+            spawned,
+        })
     }
 
     /// Starts QEMU. The child is killed when the returned handle is dropped (also on panic or
@@ -161,6 +210,16 @@ impl QemuConfig {
         })?;
         Ok(QemuProcess { child: Some(child) })
     }
+}
+
+/// A started QEMU with its console connections.
+pub struct Launched {
+    pub process: QemuProcess,
+    pub serial: UnixStream,
+    /// Anaconda's log port, when the configuration has one.
+    pub virtio_log: Option<UnixStream>,
+    /// When QEMU was started.
+    pub spawned: Instant,
 }
 
 /// A running QEMU. Dropping it kills and reaps the process.
@@ -203,27 +262,58 @@ impl Drop for QemuProcess {
     }
 }
 
+/// A qcow2 overlay backed by `image`, so a VM can write without touching the image
+/// (boot-test, upgrade-test).
+pub fn create_overlay(image: &Path, overlay: &Path) -> Result<()> {
+    let image = std::fs::canonicalize(image)
+        .with_context(|| format!("opening image {}", image.display()))?;
+    let format = detect_format(&image)?;
+    std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", format, "-b"])
+        .arg(&image)
+        .arg(overlay)
+        .run_checked()
+        .with_context(|| format!("creating an overlay of {}", image.display()))?;
+    Ok(())
+}
+
+/// "qcow2", "vpc" (a fixed VHD: its footer is the last 512 bytes) or "raw", from the file's
+/// magic, so the overlay names its backing format (QEMU refuses to probe raw backing files).
+fn detect_format(image: &Path) -> Result<&'static str> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 4];
+    let mut file =
+        std::fs::File::open(image).with_context(|| format!("opening image {}", image.display()))?;
+    let n = file
+        .read(&mut magic)
+        .with_context(|| format!("reading image {}", image.display()))?;
+    if n == 0 {
+        bail!("image {} is empty", image.display());
+    }
+    if magic == *b"QFI\xfb" {
+        return Ok("qcow2");
+    }
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading image {}", image.display()))?
+        .len();
+    let mut cookie = [0u8; 8];
+    if len >= 1024 && file.read_exact_at(&mut cookie, len - 512).is_ok() && cookie == *b"conectix" {
+        return Ok("vpc");
+    }
+    Ok("raw")
+}
+
 /// QEMU's option parser splits on `,`; a literal comma is written `,,`.
 fn escape_opt(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
-}
-
-fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@+".contains(&b))
-    {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// Makes the kernel SIGKILL the child when the thread that spawned it dies, so QEMU never
 /// outlives us, even when we are SIGKILLed and no destructor runs. (Spawning threads here
 /// live until their VM is reaped: tokio workers, or the boot-test thread of that image.)
 #[allow(unsafe_code, reason = "pre_exec and prctl(PR_SET_PDEATHSIG)")]
-pub fn die_with_parent(cmd: &mut std::process::Command) {
+fn die_with_parent(cmd: &mut std::process::Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
@@ -256,7 +346,7 @@ mod tests {
             },
             serial_socket: "/s/serial".into(),
             virtio_log_socket: Some("/s/vlog".into()),
-            qmp_socket: "/s/qmp".into(),
+            qmp_socket: Some("/s/qmp".into()),
             network: true,
         };
         let line = c.display();

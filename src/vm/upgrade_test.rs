@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use regex::Regex;
-use tokio::net::UnixListener;
 
 use super::accel::{self, Accel, AccelChoice};
-use super::boot_test::{create_overlay, escape_xml};
-use super::console::{Console, ConsoleFailure};
+use super::boot_test::escape_xml;
+use super::console::Console;
 use super::install::random_token;
-use super::qemu::{Boot, QemuConfig, QemuProcess};
+use super::monitor::ConsoleFailure;
+use super::qemu::{Boot, QemuConfig, QemuProcess, create_overlay};
 use super::qmp::Qmp;
 use super::server::GuestServer;
 use crate::ostree::{Checksum, ObjectType, Repo};
@@ -379,11 +379,7 @@ struct Runner<'a> {
 /// Runs the whole cycle. Errors (before any boot) are bad input; a failing guest is a
 /// report with a failed step.
 pub fn run(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_async(cfg))
+    crate::runtime::block_on(run_async(cfg))?
 }
 
 pub async fn run_async(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
@@ -596,6 +592,7 @@ impl Runner<'_> {
         self.boots += 1;
         let n = self.boots;
         let sockets = tempfile::Builder::new().prefix("af-upg-").tempdir()?;
+        let qmp_socket = sockets.path().join("qmp");
         let qcfg = QemuConfig {
             binary: self.cfg.qemu.clone(),
             accel: self.accel,
@@ -606,27 +603,15 @@ impl Runner<'_> {
             boot: Boot::Disk,
             serial_socket: sockets.path().join("serial"),
             virtio_log_socket: None,
-            qmp_socket: sockets.path().join("qmp"),
+            qmp_socket: Some(qmp_socket.clone()),
             network: true,
         };
-        let serial_l = UnixListener::bind(&qcfg.serial_socket)?;
         let qemu_log = self.cfg.log_dir.join(format!("boot-{n}.qemu.log"));
-        let mut qemu = qcfg.spawn(&qemu_log)?;
-        let spawned = Instant::now();
-        let stream = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(30), serial_l.accept()) => match r {
-                Ok(r) => r?.0,
-                Err(_) => bail!("QEMU did not connect its serial console within 30 s; see {}", qemu_log.display()),
-            },
-            status = qemu.wait() => {
-                let err = std::fs::read_to_string(&qemu_log).unwrap_or_default();
-                bail!("QEMU exited at start ({}): {}", status?, err.trim());
-            }
-        };
+        let launched = qcfg.launch(&qemu_log).await?;
+        let (qemu, spawned) = (launched.process, launched.spawned);
         let console_log = self.cfg.log_dir.join(format!("boot-{n}.console.log"));
-        let _ = std::fs::remove_file(&console_log);
-        let console = Console::attach(stream, &console_log, &self.token)?;
-        let qmp = Qmp::connect(&qcfg.qmp_socket, Duration::from_secs(10))
+        let console = Console::attach(launched.serial, &console_log, &self.token)?;
+        let qmp = Qmp::connect(&qmp_socket, Duration::from_secs(10))
             .await
             .ok()
             .map(|(q, _events)| q);
