@@ -24,6 +24,7 @@ use super::qemu::{Boot, QemuConfig, QemuProcess};
 use super::qmp::{Qmp, QmpEvent};
 use super::server::{Access, GuestServer};
 use crate::command::CommandExt as _;
+use crate::progress::{Reporter, Task, Unit};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -996,25 +997,23 @@ pub(crate) fn random_token() -> Result<String> {
     Ok(hex::encode(b))
 }
 
-/// Phase and object progress: an indicatif bar on a terminal, plain lines otherwise.
+/// Install's use of the shared progress reporter: its phases (a repeated phase without new
+/// detail is not shown again) and the objects the guest has pulled.
 pub struct Progress {
-    bar: Option<indicatif::ProgressBar>,
+    reporter: Reporter,
+    task: Task,
     last_phase: Option<Phase>,
-    last_objects_line: Option<Instant>,
 }
 
 impl Progress {
     fn new() -> Self {
-        use std::io::IsTerminal;
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = indicatif::ProgressBar::new_spinner();
-            b.enable_steady_tick(Duration::from_millis(200));
-            b
-        });
+        let reporter = Reporter::new(false);
+        // The object count is not known until the guest starts pulling: a spinner until then.
+        let task = reporter.task("install", 0, Unit::Items("objects"));
         Progress {
-            bar,
+            reporter,
+            task,
             last_phase: None,
-            last_objects_line: None,
         }
     }
 
@@ -1023,56 +1022,28 @@ impl Progress {
             return;
         }
         self.last_phase = Some(p);
-        let msg = if detail.is_empty() {
-            p.label().to_string()
+        if detail.is_empty() {
+            self.task.phase(p.label());
         } else {
-            format!("{}: {detail}", p.label())
-        };
-        match &self.bar {
-            Some(b) => b.set_message(msg),
-            None => eprintln!("install: {msg}"),
+            self.task.phase(&format!("{}: {detail}", p.label()));
         }
     }
 
     fn objects(&mut self, n: usize, total: usize) {
-        self.last_phase = Some(Phase::Pulling);
-        let msg = format!("pulling objects {n}/{total}");
-        match &self.bar {
-            Some(b) => b.set_message(msg),
-            None => {
-                // Plain output: one line per second at most, and the last one.
-                if n == total
-                    || self
-                        .last_objects_line
-                        .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
-                {
-                    self.last_objects_line = Some(Instant::now());
-                    eprintln!("install: {msg}");
-                }
-            }
+        if self.last_phase != Some(Phase::Pulling) {
+            self.last_phase = Some(Phase::Pulling);
+            self.task.phase(Phase::Pulling.label());
         }
+        self.task.set_total(total as u64);
+        self.task.set_position(n as u64);
     }
 
     fn notice(&mut self, msg: &str) {
-        match &self.bar {
-            Some(b) => b.println(format!("install: {msg}")),
-            None => eprintln!("install: {msg}"),
-        }
+        self.reporter.say(&format!("install: {msg}"));
     }
 
     fn finish(&mut self, msg: &str) {
-        match self.bar.take() {
-            Some(b) => b.finish_with_message(msg.to_string()),
-            None => eprintln!("install: {msg}"),
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        if let Some(b) = self.bar.take() {
-            b.abandon();
-        }
+        self.task.finish_with(msg);
     }
 }
 
