@@ -7,12 +7,14 @@ use clap::{Args, Subcommand};
 
 use super::{ComposeOptions, compose_tree};
 
+/// The `compose` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ComposeCommand {
     /// Compose a treefile's packages into a commit (like `rpm-ostree compose tree`)
     Tree(ComposeTreeArgs),
 }
 
+/// Arguments of `compose tree`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   atomic-factory compose tree --repo=repo kickstarts/demo/treefile.yaml
@@ -43,12 +45,14 @@ pub struct ComposeTreeArgs {
     /// Print only errors
     #[arg(long, short)]
     pub quiet: bool,
+    /// `--gpg-sign`/`--gpg-homedir`: sign the new commit.
     #[command(flatten)]
     pub sign: crate::ostree::cli::GpgSignOpts,
     /// The treefile (YAML or JSON)
     pub treefile: PathBuf,
 }
 
+/// Runs a `compose` subcommand.
 pub fn run(cmd: ComposeCommand) -> anyhow::Result<()> {
     match cmd {
         ComposeCommand::Tree(args) => tree(args),

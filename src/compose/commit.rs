@@ -13,9 +13,13 @@ use crate::ostree::{Checksum, DirMeta, FileMeta, MetaValue, Metadata, MutableTre
 
 /// What goes into the commit metadata besides the treefile's and the caller's own keys.
 pub struct CommitFacts<'a> {
+    /// The input hash, stored as `rpmostree.inputhash` (compared on the next compose).
     pub inputhash: &'a str,
+    /// The installed packages, recorded as `rpmostree.rpmdb.pkglist`.
     pub headers: &'a [Header],
+    /// Scriptlets not run, recorded as `atomic-factory.skipped-scriptlets`.
     pub skipped_scriptlets: &'a [String],
+    /// The commit's `version`, when it has one.
     pub version: Option<&'a str>,
     /// The kernel version, when the tree has one (it is then bootable).
     pub kernel: Option<&'a str>,

@@ -43,14 +43,24 @@ pub fn load_gpgkeys(gpgkey: &str, repo_file: &Path) -> Result<Keyring> {
 /// Why a package was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RpmSigError {
+    /// The package has no header signature.
     #[error(
         "package {nevra} ({path}) is not signed, but gpgcheck is on (sign it with `rpmsign --addsign`, or set gpgcheck=0)"
     )]
-    Unsigned { nevra: String, path: String },
+    Unsigned {
+        /// The package, `name-version-release.arch`.
+        nevra: String,
+        /// The .rpm file.
+        path: String,
+    },
+    /// The signature did not verify against the keyring, or a digest did not match.
     #[error("package {nevra} ({path}): signature check failed: {reason}")]
     Bad {
+        /// The package, `name-version-release.arch`.
         nevra: String,
+        /// The .rpm file.
         path: String,
+        /// What failed, in the verifier's words.
         reason: String,
     },
 }
@@ -92,6 +102,7 @@ pub fn verify_rpm(path: &Path, keyring: &Keyring) -> Result<()> {
 /// A repository's `gpgcheck`/`gpgkey` settings, read from its `.repo` file section.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepoGpgSettings {
+    /// Whether the packages must carry a valid signature (`gpgcheck=1`).
     pub gpgcheck: bool,
     /// The raw `gpgkey=` value (URLs), with `$basearch`/`$releasever` substituted.
     pub gpgkey: Option<String>,

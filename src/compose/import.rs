@@ -46,10 +46,15 @@ pub type Imported = HashMap<String, Checksum>;
 
 /// Everything the import needs besides the model.
 pub struct ImportCtx<'a> {
+    /// The repository the file objects are written to.
     pub repo: &'a Repo,
+    /// The resolved packages; `Node::File::pkg` indexes this slice.
     pub headers: &'a [Header],
+    /// User name to uid, for the file objects' ownership.
     pub uids: &'a BTreeMap<String, u32>,
+    /// Group name to gid, for the file objects' ownership.
     pub gids: &'a BTreeMap<String, u32>,
+    /// Where the import reports its progress.
     pub progress: &'a Reporter,
 }
 

@@ -11,31 +11,46 @@ use rpm::{FileFlags, FileType};
 use super::caps;
 use super::package::PkgInfo;
 
+/// What a tree path holds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
+    /// A directory.
     Dir,
-    /// A regular file from package `pkg`, file index `idx` in its header.
+    /// A regular file from package `pkg`, path `src` in its payload.
     File {
+        /// Size in bytes, from the header.
         size: u64,
+        /// The header's file digest (hex); files with equal digests are imported once.
         digest: String,
+        /// The `security.capability` xattr value, when the file has capabilities.
         caps: Option<Vec<u8>>,
+        /// Index of the package in the headers.
         pkg: usize,
+        /// The file's path inside the package payload.
         src: String,
     },
+    /// A symbolic link.
     Symlink {
+        /// Where the link points, as written.
         target: String,
     },
     /// Content we generate (tmpfiles.d, the package list, add-files, os-release edits).
     Generated {
+        /// The file's content.
         data: Vec<u8>,
     },
 }
 
+/// One path of the tree: its content and ownership.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// What the path holds.
     pub node: Node,
+    /// `st_mode`: file type and permission bits.
     pub mode: u32,
+    /// Owning user, by name (mapped to a uid from the tree's passwd).
     pub user: String,
+    /// Owning group, by name (mapped to a gid from the tree's group).
     pub group: String,
     /// Index of the package that ships it (None for what we generate).
     pub owner: Option<usize>,
@@ -44,10 +59,13 @@ pub struct Entry {
 /// Headers of the resolved packages, read once. Built only by `compose_tree` from files
 /// whose header sizes `rpm_bounds` checked, so the importer does not check them again.
 pub struct Header {
+    /// What the package metadata says about it (name, EVR, file path).
     pub info: PkgInfo,
+    /// The parsed RPM headers (file list, scriptlets, dependencies).
     pub meta: rpm::PackageMetadata,
 }
 
+/// The tree to commit, and what was left out of it.
 #[derive(Default)]
 pub struct Model {
     /// Tree paths relative to the root (`usr/bin/sh`), sorted so parents come first.
@@ -62,7 +80,9 @@ pub struct Model {
 
 /// `st_mode` file types, as ostree stores them in dirmeta and file headers.
 pub const S_IFDIR: u32 = 0o040000;
+/// `st_mode` type of a regular file.
 pub const S_IFREG: u32 = 0o100000;
+/// `st_mode` type of a symbolic link.
 pub const S_IFLNK: u32 = 0o120000;
 
 impl Entry {

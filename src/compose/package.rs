@@ -10,10 +10,15 @@ use rpm_version::Evr;
 /// A comparison in a dependency (`>=` and friends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `=`
     Eq,
+    /// `>=`
     Ge,
+    /// `>`
     Gt,
 }
 
@@ -72,8 +77,11 @@ impl Op {
 /// An epoch:version-release; empty epoch means 0, empty release means "any release".
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct EvrS {
+    /// Empty means 0.
     pub epoch: String,
+    /// The upstream version.
     pub version: String,
+    /// Empty means any release (in a dependency).
     pub release: String,
 }
 
@@ -132,11 +140,14 @@ impl fmt::Display for EvrS {
 /// A simple (non-rich) dependency: `name [op evr]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Dep {
+    /// The capability: a package name, a virtual provide or a file path.
     pub name: String,
+    /// The version range; None matches any version.
     pub constraint: Option<(Op, EvrS)>,
 }
 
 impl Dep {
+    /// An unversioned dependency on `name`.
     pub fn new(name: &str) -> Dep {
         Dep {
             name: name.to_string(),
@@ -184,8 +195,11 @@ impl fmt::Display for Dep {
 /// Everything known about one package before its payload is read.
 #[derive(Debug, Clone)]
 pub struct PkgInfo {
+    /// The package name.
     pub name: String,
+    /// Its epoch, version and release.
     pub evr: EvrS,
+    /// The architecture (`x86_64`, `noarch`, ...).
     pub arch: String,
     /// The .rpm file on disk.
     pub path: PathBuf,
@@ -195,16 +209,20 @@ pub struct PkgInfo {
     pub checksum: Option<(String, String)>,
     /// Identity for the input hash: primary.xml's checksum, or a header digest.
     pub pkgid: String,
+    /// Capabilities it provides (versioned or not).
     pub provides: Vec<Dep>,
     /// Requirements as written (simple names or rich `(... )` expressions).
     pub requires: Vec<(String, Option<(Op, EvrS)>)>,
+    /// Packages it cannot be installed with.
     pub conflicts: Vec<Dep>,
+    /// Packages it replaces.
     pub obsoletes: Vec<Dep>,
     /// Every file path (for file provides).
     pub files: Vec<String>,
 }
 
 impl PkgInfo {
+    /// `name-[epoch:]version-release.arch`, as rpm names a package.
     pub fn nevra(&self) -> String {
         format!("{}-{}.{}", self.name, self.evr, self.arch)
     }

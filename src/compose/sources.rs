@@ -14,6 +14,7 @@ use super::package::{Dep, EvrS, Op, PkgInfo};
 /// One enabled repository from a `.repo` file.
 #[derive(Debug, Clone)]
 pub struct RepoDef {
+    /// The section name (`[fedora]`), as treefile `repos` and `repo-packages` name it.
     pub id: String,
     /// Local directory (baseurl `file:///…` or a path relative to the `.repo` file).
     pub dir: PathBuf,
@@ -131,6 +132,7 @@ fn open_decompressed(path: &Path) -> Result<Box<dyn BufRead>> {
 
 /// A hash chosen at run time by its rpm-md checksum type name ([`hasher_for`]).
 pub trait DynHasher {
+    /// Feeds `data` to the hash.
     fn update(&mut self, data: &[u8]);
     /// The hex digest of what was fed so far.
     fn hex(&mut self) -> String;

@@ -48,8 +48,11 @@ pub struct ComposeOutcome {
     pub commit: Checksum,
     /// False when nothing changed and no commit was made.
     pub changed: bool,
+    /// The ref the commit was made for (treefile `ref`).
     pub ostree_ref: String,
+    /// The input hash (`rpmostree.inputhash`) of this compose.
     pub inputhash: String,
+    /// The commit's `version` metadata, if any.
     pub version: Option<String>,
     /// NEVRAs of the installed packages.
     pub packages: Vec<String>,

@@ -93,7 +93,9 @@ fn is_arch_packages_key(key: &str) -> bool {
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RepoPackages {
+    /// The repository's id (a `.repo` section name).
     pub repo: String,
+    /// Package names to install from it.
     pub packages: Vec<String>,
 }
 
@@ -101,37 +103,60 @@ pub struct RepoPackages {
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Treefile {
+    /// `ref`: the ostree ref to commit to.
     #[serde(rename = "ref")]
     pub ostree_ref: Option<String>,
+    /// `repos`: repository ids, each a `NAME.repo` file next to the treefile or a section of one.
     #[serde(default)]
     pub repos: Vec<String>,
+    /// `repo-packages`: packages pinned to one repository.
     #[serde(default)]
     pub repo_packages: Vec<RepoPackages>,
+    /// `packages`: packages to install, with their dependencies.
     #[serde(default)]
     pub packages: Vec<String>,
+    /// `exclude-packages`: names never installed; a trailing `*` matches a prefix.
     #[serde(default)]
     pub exclude_packages: Vec<String>,
+    /// `documentation`: whether %doc files are installed (default true).
     pub documentation: Option<bool>,
+    /// `add-files`: (source relative to the treefile, absolute destination) pairs.
     #[serde(default)]
     pub add_files: Vec<(String, String)>,
+    /// `remove-files`: paths relative to the root, removed with everything under them.
     #[serde(default)]
     pub remove_files: Vec<String>,
+    /// `units`: systemd units to enable in multi-user.target.
     #[serde(default)]
     pub units: Vec<String>,
+    /// `default-target`: the systemd default target.
     pub default_target: Option<String>,
+    /// `automatic-version-prefix`: commit versions PREFIX, PREFIX.1, ...
+    /// (`<date:%Y%m%d>` expanded).
     pub automatic_version_prefix: Option<String>,
+    /// `mutate-os-release`: the version string in os-release to replace by the commit's version.
     pub mutate_os_release: Option<String>,
+    /// `boot-location`: only `modules` (and the legacy `new`) are accepted.
     pub boot_location: Option<String>,
+    /// `tmp-is-dir`: /tmp a sticky directory instead of a link to sysroot/tmp.
     pub tmp_is_dir: Option<bool>,
+    /// `etc-group-members`: not implemented; a non-empty list is refused.
     #[serde(default)]
     pub etc_group_members: Vec<String>,
+    /// `install-langs`: not implemented; a non-empty list is refused.
     #[serde(default)]
     pub install_langs: Vec<String>,
+    /// `recommends`: only false (weak dependencies are not installed).
     pub recommends: Option<bool>,
+    /// `releasever`: substituted for `$releasever` in `.repo` files.
     pub releasever: Option<String>,
+    /// `basearch`: substituted for `$basearch`; defaults to the host's.
     pub basearch: Option<String>,
+    /// `add-commit-metadata`: extra commit metadata (strings, bools, unsigned numbers,
+    /// string lists).
     #[serde(default)]
     pub add_commit_metadata: BTreeMap<String, Value>,
+    /// `selinux`: only false (no SELinux labels are written).
     pub selinux: Option<bool>,
     /// `packages-ARCH` lists, keyed by arch.
     #[serde(skip)]

@@ -83,7 +83,8 @@ pub struct PostprocessArgs {
     /// No progress output
     #[arg(short, long)]
     pub quiet: bool,
-    // `--gpg-sign KEYID` writes CHECKSUM.asc, an armored detached signature of CHECKSUM.
+    /// `--gpg-sign KEYID` writes CHECKSUM.asc, an armored detached signature of CHECKSUM
+    /// (one key at most).
     #[command(flatten)]
     pub sign: crate::ostree::cli::GpgSignOpts,
 }
@@ -113,6 +114,7 @@ impl From<PostprocessArgs> for PostprocessConfig {
     }
 }
 
+/// Runs `postprocess` and prints what it wrote (unless `--quiet`).
 pub fn postprocess(args: PostprocessArgs) -> anyhow::Result<()> {
     let quiet = args.quiet;
     let mut signers = args.sign.signers()?;

@@ -15,7 +15,9 @@ use crate::compressibility::{DEFLATE_STORE_WHEN, Probe};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Codec {
+    /// Raw deflate with a 4 KiB window, as QEMU writes it (`compression_type` 0).
     Zlib,
+    /// One zstd frame per cluster (`compression_type` 1; QEMU 5.1 or later).
     Zstd,
     /// A zlib (RFC 1950) stream with a 32 KiB window, for every non-zero grain, even one that
     /// does not shrink: a streamOptimized VMDK stores only compressed grains.

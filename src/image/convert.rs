@@ -23,21 +23,28 @@ const BATCH: usize = 128;
 pub enum Cluster<'a> {
     /// All zeros (or free in the filesystem): not written.
     Zero,
+    /// Stored as read.
     Plain(&'a [u8]),
+    /// A compressed stream, smaller than a cluster.
     Compressed(&'a [u8]),
 }
 
 /// Where processed clusters go, in increasing guest order.
 pub trait Sink {
+    /// Takes guest cluster `idx`; calls come in increasing `idx` order.
     fn cluster(&mut self, idx: u64, data: Cluster<'_>) -> Result<()>;
 }
 
 /// What the loop did, for the report and the outcome.
 #[derive(Debug, Default, Clone, Copy, serde::Serialize)]
 pub struct Stats {
+    /// Clusters processed (the disk's virtual size in clusters).
     pub clusters: u64,
+    /// Clusters that read as zeros or lie in free filesystem space (not written).
     pub zero: u64,
+    /// Clusters stored compressed.
     pub compressed: u64,
+    /// Clusters stored as is (no codec, or compression did not pay).
     pub plain: u64,
 }
 

@@ -17,7 +17,9 @@ const SECTOR: u64 = 512;
 /// A partition (or the whole disk) that may hold a filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extent {
+    /// Offset from the start of the disk, in bytes.
     pub start: u64,
+    /// Length in bytes.
     pub len: u64,
 }
 

@@ -40,16 +40,21 @@ impl ComposeInfo {
 pub struct ImageEntry {
     /// Relative to the directory of `images.json`.
     pub path: String,
+    /// The file's modification time, in seconds since 1970.
     pub mtime: u64,
+    /// The file's size in bytes.
     pub size: u64,
+    /// The file's SHA-256, hex.
     pub sha256: String,
     /// productmd's image type (`qcow2`, `raw-xz`, `vhd-compressed`, ...).
     pub image_type: &'static str,
     /// productmd's format: the file suffix (`qcow2`, `raw.xz`, `vhdfixed.xz`, ...).
     pub format: &'static str,
+    /// The image's architecture (`x86_64`).
     pub arch: String,
     /// The image's name within the variant (Fedora: `Cloud_Base`); we use the image name.
     pub subvariant: String,
+    /// productmd's `bootable`: about installer media, so false for disk images.
     pub bootable: bool,
 }
 

@@ -5,23 +5,34 @@ use serde::Serialize;
 /// The manifest written next to the image. Provenance fields are omitted when unknown.
 #[derive(Debug, Clone, Serialize)]
 pub struct Manifest {
+    /// The image's file name.
     pub name: String,
+    /// The output format's name (`qcow2`, `raw.xz`, ...).
     pub format: String,
     /// Codec of the compressed clusters (qcow2 only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression: Option<String>,
+    /// The disk's size as the guest sees it, in bytes.
     pub virtual_size: u64,
+    /// The published file's size in bytes.
     pub file_size: u64,
+    /// The published file's SHA-256, hex.
     pub sha256: String,
+    /// The ostree ref the image was installed from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ostree_ref: Option<String>,
+    /// The ostree commit the image was installed from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ostree_commit: Option<String>,
+    /// The OS version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// SHA-256 of the kickstart used for the install, hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kickstart_sha256: Option<String>,
+    /// The program that wrote the image (`atomic-factory`).
     pub tool: String,
+    /// Its version.
     pub tool_version: String,
 }
 

@@ -42,9 +42,11 @@ pub use convert::Stats;
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 pub enum OutputFormat {
+    /// A qcow2 image, clusters compressed by `--compression`.
     #[value(name = "qcow2")]
     #[serde(rename = "qcow2")]
     Qcow2,
+    /// A sparse raw disk.
     #[value(name = "raw")]
     #[serde(rename = "raw")]
     Raw,
@@ -83,6 +85,7 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    /// The name `--format` and `postprocess.formats` take.
     pub fn name(self) -> &'static str {
         match self {
             OutputFormat::Qcow2 => "qcow2",
@@ -153,8 +156,11 @@ pub fn source_date_epoch() -> Result<Option<u64>> {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// Deflate, readable by any QEMU.
     Zlib,
+    /// Zstandard; needs QEMU 5.1 or later.
     Zstd,
+    /// Clusters stored uncompressed.
     None,
 }
 
@@ -169,6 +175,7 @@ impl Compression {
     /// run what the factory builds.
     pub const BUILD_DEFAULT: Compression = Compression::Zstd;
 
+    /// The cluster codec, None for uncompressed.
     pub fn codec(self) -> Option<Codec> {
         match self {
             Compression::Zlib => Some(Codec::Zlib),
@@ -181,14 +188,19 @@ impl Compression {
 /// Everything `postprocess` needs; built from the command line or by the pipeline.
 #[derive(Debug, Clone)]
 pub struct PostprocessConfig {
+    /// The installed disk.
     pub input: PathBuf,
     /// `qcow2` or `raw`; `None` probes (a `.qcow2` name must be qcow2).
     pub input_format: Option<String>,
+    /// Where the image is written.
     pub output: PathBuf,
+    /// The published file's format.
     pub format: OutputFormat,
+    /// Cluster compression of qcow2 output (also the qcow2 in a vagrant-libvirt box).
     pub compression: Compression,
     /// The subformat of `vmdk` output (packages always hold streamOptimized).
     pub vmdk_subformat: vmdk::Subformat,
+    /// Drop blocks the filesystems mark free (ext2/3/4 on MBR, GPT or a bare disk).
     pub discard_unused: bool,
     /// Defaults to `CHECKSUM` next to the output.
     pub checksum: Option<PathBuf>,
@@ -200,8 +212,11 @@ pub struct PostprocessConfig {
     /// productmd subvariant (and compose name); defaults to the output's file name without
     /// its format suffix and arch.
     pub subvariant: Option<String>,
+    /// The ostree ref the disk was installed from, for the manifest.
     pub ostree_ref: Option<String>,
+    /// The ostree commit the disk was installed from, for the manifest.
     pub ostree_commit: Option<String>,
+    /// The OS version, for the manifest.
     pub version: Option<String>,
     /// The kickstart used for the install; its SHA-256 goes into the manifest.
     pub kickstart: Option<PathBuf>,
@@ -240,13 +255,21 @@ impl PostprocessConfig {
 /// What `postprocess` produced.
 #[derive(Debug, Clone)]
 pub struct PostprocessOutcome {
+    /// The written image.
     pub image: PathBuf,
+    /// The CHECKSUM file the image was added to.
     pub checksum: PathBuf,
+    /// The written manifest.json.
     pub manifest: PathBuf,
+    /// The images.json the image was added to.
     pub images_json: PathBuf,
+    /// The disk's size as the guest sees it, in bytes.
     pub virtual_size: u64,
+    /// The image file's size in bytes.
     pub file_size: u64,
+    /// The image file's SHA-256, hex.
     pub sha256: String,
+    /// What the conversion loop did with the clusters.
     pub stats: Stats,
     /// Bytes marked free by the filesystems (with `discard_unused`).
     pub discarded_bytes: u64,

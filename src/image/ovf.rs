@@ -27,6 +27,7 @@ pub enum Flavor {
 
 /// Everything the descriptor names.
 pub struct Machine<'a> {
+    /// The virtual machine's name.
     pub name: &'a str,
     /// The disk's file name inside the package.
     pub disk_file: &'a str,
@@ -34,7 +35,9 @@ pub struct Machine<'a> {
     pub disk_file_size: u64,
     /// The disk's virtual size in bytes.
     pub capacity: u64,
+    /// Memory in MiB.
     pub memory_mib: u64,
+    /// Number of virtual CPUs.
     pub cpus: u32,
     /// The NIC's MAC address, 12 hex digits (Vagrant's `base_mac`).
     pub mac: &'a str,

@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail, ensure};
 use super::compress::{self, Codec};
 use super::source::BlockSource;
 
+/// The first four bytes of every qcow2 file.
 pub const MAGIC: [u8; 4] = *b"QFI\xfb";
 /// L1 entries and standard L2 entries keep the host offset in bits 9..55.
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
@@ -38,19 +39,33 @@ const INCOMPAT_EXTL2: u64 = 1 << 4;
 /// docs/interop/qcow2.txt).
 #[derive(Debug, Clone)]
 pub struct Header {
+    /// 2 or 3.
     pub version: u32,
+    /// File offset of the backing file name (0: no backing file).
     pub backing_file_offset: u64,
+    /// Length of the backing file name in bytes.
     pub backing_file_size: u32,
+    /// log2 of the cluster size (9..=21).
     pub cluster_bits: u32,
+    /// Virtual disk size in bytes.
     pub size: u64,
+    /// 0 unencrypted; encrypted images are refused.
     pub crypt_method: u32,
+    /// Number of L1 table entries.
     pub l1_size: u32,
+    /// File offset of the L1 table.
     pub l1_table_offset: u64,
+    /// File offset of the refcount table.
     pub refcount_table_offset: u64,
+    /// Size of the refcount table, in clusters.
     pub refcount_table_clusters: u32,
+    /// Incompatible feature bits (version 3; 0 for version 2).
     pub incompatible_features: u64,
+    /// log2 of the refcount width in bits (4 for version 2).
     pub refcount_order: u32,
+    /// Header length in bytes (72 for version 2).
     pub header_length: u32,
+    /// Cluster compression: 0 zlib, 1 zstd.
     pub compression_type: u8,
 }
 
@@ -161,10 +176,12 @@ impl Header {
         Ok(h)
     }
 
+    /// Cluster size in bytes.
     pub fn cluster_size(&self) -> u64 {
         1 << self.cluster_bits
     }
 
+    /// The codec of the compressed clusters.
     pub fn codec(&self) -> Codec {
         if self.compression_type == 1 {
             Codec::Zstd

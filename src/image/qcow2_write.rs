@@ -16,7 +16,9 @@ use anyhow::{Context, Result, ensure};
 
 use super::compress::Codec;
 
+/// log2 of the cluster size we write: 64 KiB, QEMU's default.
 pub const CLUSTER_BITS: u32 = 16;
+/// The cluster size we write, in bytes.
 pub const CLUSTER_SIZE: u64 = 1 << CLUSTER_BITS;
 const L2_ENTRIES: u64 = CLUSTER_SIZE / 8;
 const COPIED: u64 = 1 << 63;
@@ -34,6 +36,7 @@ pub enum ClusterData<'a> {
     Compressed(&'a [u8]),
 }
 
+/// Writes a qcow2 image in one pass: clusters in increasing guest order, tables at the end.
 pub struct Qcow2Writer {
     out: BufWriter<File>,
     size: u64,

@@ -9,7 +9,9 @@ use super::convert::{CLUSTER, Cluster, Sink};
 
 /// A sparse raw file: zero clusters become holes.
 pub struct RawSink {
+    /// The output file (empty, opened for writing).
     pub file: File,
+    /// The disk's size in bytes.
     pub size: u64,
 }
 
@@ -38,6 +40,7 @@ impl RawSink {
         Ok((self.file, len + trailer.len() as u64))
     }
 
+    /// Sets the file to the disk's size, syncs; returns the file and its size.
     pub fn finish(self) -> Result<(File, u64)> {
         self.file
             .set_len(self.size)

@@ -110,11 +110,13 @@ pub fn footer(virtual_size: u64, epoch: u64, content_id: &[u8; 32]) -> [u8; FOOT
 /// Forwards clusters to the output and digests the non-zero ones with their index, so the
 /// footer's unique id names this disk's content without a second read.
 pub struct Digesting<S> {
+    /// The sink the clusters are forwarded to.
     pub inner: S,
     hasher: Sha256,
 }
 
 impl<S: Sink> Digesting<S> {
+    /// Wraps `inner` with an empty digest.
     pub fn new(inner: S) -> Digesting<S> {
         Digesting {
             inner,

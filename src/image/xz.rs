@@ -286,6 +286,8 @@ pub struct XzSink {
 }
 
 impl XzSink {
+    /// Starts the .xz of a disk of `size` bytes in `file`, with as many encoder threads as
+    /// the cores and the memory budget allow.
     pub fn new(file: File, size: u64) -> Result<XzSink> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
         let threads = xz_threads(cores, XZ_BUDGET)? as usize;
@@ -445,6 +447,7 @@ impl XzSink {
         self.finish()
     }
 
+    /// Ends the last block and the stream, syncs; returns the file and its size.
     pub fn finish(mut self) -> Result<(File, u64)> {
         self.flush_zeros()?;
         self.end_block()?;

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use super::{ksvalidator, render};
 use crate::pipeline::definition::ImageDefinition;
 
+/// The `kickstart` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum KickstartCommand {
     /// Render an image's kickstart template
@@ -77,6 +78,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Runs a `kickstart` subcommand.
 pub fn run(cmd: KickstartCommand) -> Result<()> {
     match cmd {
         KickstartCommand::Render(args) => render_cmd(args),

@@ -10,11 +10,13 @@ use super::commands_table::{DEVEL, VERSIONS};
 /// What a syntax version says about a command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommandStatus {
+    /// A current command of the version.
     Active,
     /// Accepted with a warning by pykickstart; ksvalidator counts it as an error.
     Deprecated,
     /// A parse error ("has been removed").
     Removed,
+    /// Not a command in any form this version knows.
     Unknown,
 }
 

@@ -15,25 +15,34 @@ use anyhow::Result;
 use super::commands::{CommandStatus, SyntaxVersion};
 use super::parse::{self, Command, Flattened, IncludeProblem, Origin, Parsed};
 
+/// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// Reported, but the kickstart passes.
     Warning,
+    /// Fails `kickstart lint` and the build's kickstart stage.
     Error,
 }
 
 /// Which checker reported a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Checker {
+    /// Our own rules.
     Lint,
+    /// pykickstart's `ksvalidator`.
     Ksvalidator,
 }
 
+/// One problem found in a kickstart.
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// Error or warning.
     pub severity: Severity,
+    /// Who found it.
     pub checker: Checker,
     /// Where; line 0 for findings about the whole file (e.g. a missing command).
     pub origin: Origin,
+    /// What is wrong and, where known, how to fix it.
     pub message: String,
 }
 
@@ -59,6 +68,7 @@ impl fmt::Display for Finding {
 /// All findings for one kickstart, in file order.
 #[derive(Debug, Clone, Default)]
 pub struct LintReport {
+    /// The findings, whole-file ones first, then by file and line.
     pub findings: Vec<Finding>,
     /// The version checked against, as ksvalidator names it.
     pub version: String,
@@ -67,12 +77,14 @@ pub struct LintReport {
 }
 
 impl LintReport {
+    /// The findings of severity error.
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
     }
 
+    /// The findings of severity warning.
     pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
@@ -90,6 +102,7 @@ impl LintReport {
         });
     }
 
+    /// Whether any finding is an error.
     pub fn has_errors(&self) -> bool {
         self.errors().next().is_some()
     }

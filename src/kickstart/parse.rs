@@ -27,6 +27,7 @@ const MAX_INCLUDE_DEPTH: usize = 16;
 /// Where a line came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
+    /// The file, as given or as found for an `%include`.
     pub file: Arc<Path>,
     /// 1-based.
     pub line: usize,
@@ -41,7 +42,9 @@ impl fmt::Display for Origin {
 /// One physical line of the flattened kickstart.
 #[derive(Debug, Clone)]
 pub struct SourceLine {
+    /// Where the line came from.
     pub origin: Origin,
+    /// The line, without its newline.
     pub text: String,
 }
 
@@ -50,25 +53,34 @@ pub struct SourceLine {
 pub enum IncludeProblem {
     /// No file at any of the places looked.
     Missing {
+        /// The paths tried, in order.
         looked: Vec<PathBuf>,
     },
+    /// Reading it failed; the I/O error.
     Unreadable(String),
     /// The file includes itself, directly or not.
     Loop,
+    /// Nested deeper than the include limit.
     TooDeep,
     /// `%include` without a path.
     NoPath,
     /// The file lies outside the directories a build may read includes from.
     Outside {
+        /// Where the file was found.
         found: PathBuf,
+        /// The directories includes may come from.
         allowed: Vec<PathBuf>,
     },
 }
 
+/// An `%include` that could not be inlined, and where it is.
 #[derive(Debug, Clone)]
 pub struct IncludeError {
+    /// The `%include` line.
     pub origin: Origin,
+    /// The path as written.
     pub path: String,
+    /// Why it was not inlined.
     pub problem: IncludeProblem,
 }
 
@@ -117,6 +129,7 @@ impl fmt::Display for IncludeError {
 /// A kickstart with its `%include`s inlined.
 #[derive(Debug, Clone, Default)]
 pub struct Flattened {
+    /// Every line, each with the file and line it came from.
     pub lines: Vec<SourceLine>,
     /// `%include`s left in place because they could not be read.
     pub include_errors: Vec<IncludeError>,
@@ -342,11 +355,14 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
 /// A command line outside any section.
 #[derive(Debug, Clone)]
 pub struct Command {
+    /// Where the command starts.
     pub origin: Origin,
+    /// Its words as shlex splits them; `args[0]` is the command's name.
     pub args: Vec<String>,
 }
 
 impl Command {
+    /// The command's name (`ostreesetup`).
     pub fn name(&self) -> &str {
         &self.args[0]
     }
@@ -370,6 +386,7 @@ impl Command {
         None
     }
 
+    /// Whether option `name` (`--osname`) is given, with or without a value.
     pub fn has_flag(&self, name: &str) -> bool {
         self.option(name).is_some()
     }
@@ -378,40 +395,52 @@ impl Command {
 /// A `%section ... %end` block.
 #[derive(Debug, Clone)]
 pub struct Section {
+    /// Where the header line is.
     pub origin: Origin,
     /// Header words, `args[0]` being the section name (`%post`).
     pub args: Vec<String>,
+    /// The lines between the header and `%end`.
     pub body: Vec<SourceLine>,
     /// Where its `%end` is; `None` when it has none.
     pub end: Option<Origin>,
 }
 
 impl Section {
+    /// The section's name (`%post`).
     pub fn name(&self) -> &str {
         &self.args[0]
     }
 }
 
+/// A top-level element of a kickstart, in file order.
 #[derive(Debug, Clone)]
 pub enum Item {
+    /// A command line.
     Command(Command),
+    /// A `%section ... %end` block.
     Section(Section),
 }
 
 /// A structural problem found while reading (bad quoting, unknown section, stray `%end`).
 #[derive(Debug, Clone)]
 pub struct SyntaxProblem {
+    /// Where it was found.
     pub origin: Origin,
+    /// What is wrong.
     pub message: String,
 }
 
+/// A kickstart split into commands and sections, with the problems found on the way.
 #[derive(Debug, Clone, Default)]
 pub struct Parsed {
+    /// Commands and sections in file order.
     pub items: Vec<Item>,
+    /// Structural problems (bad quoting, unknown sections, stray `%end`).
     pub problems: Vec<SyntaxProblem>,
 }
 
 impl Parsed {
+    /// The commands, in file order.
     pub fn commands(&self) -> impl Iterator<Item = &Command> {
         self.items.iter().filter_map(|i| match i {
             Item::Command(c) => Some(c),
@@ -419,6 +448,7 @@ impl Parsed {
         })
     }
 
+    /// The sections, in file order.
     pub fn sections(&self) -> impl Iterator<Item = &Section> {
         self.items.iter().filter_map(|i| match i {
             Item::Section(s) => Some(s),

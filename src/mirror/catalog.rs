@@ -11,8 +11,11 @@ use anyhow::Result;
 use super::config::{self, Continent, MirrorsConfig};
 use super::state::{self, Repo, State};
 
+/// A state and a mirrors file, indexed for serving.
 pub struct Catalog {
+    /// What `scan` and `crawl` recorded.
     pub state: State,
+    /// The mirrors file.
     pub config: MirrorsConfig,
     /// `name+arch` to repository index.
     by_key: HashMap<String, usize>,
@@ -27,6 +30,7 @@ pub struct Catalog {
     pub mirror_netblocks: Vec<(ipnet::IpNet, usize)>,
     /// Client netblock to country, most specific first.
     country_netblocks: Vec<(ipnet::IpNet, String)>,
+    /// Per mirror (in mirrors-file order): its continent, given or derived from its country.
     pub continents: Vec<Option<Continent>>,
 }
 
@@ -42,10 +46,17 @@ pub enum PathTarget {
 /// Why `repo=`+`arch=` found nothing.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LookupError {
-    Unknown { repo: String, arch: String },
+    /// No repository has this name and arch.
+    Unknown {
+        /// The `repo=` asked for (after redirects).
+        repo: String,
+        /// The `arch=` asked for (`source` for a source repository).
+        arch: String,
+    },
 }
 
 impl Catalog {
+    /// Builds the indexes and sorts each repository's up-to-date mirrors.
     pub fn new(state: State, config: MirrorsConfig) -> Catalog {
         let mut by_key = HashMap::new();
         let mut by_file = HashMap::new();
@@ -110,6 +121,7 @@ impl Catalog {
         Ok(Catalog::new(state, config))
     }
 
+    /// Repository `i` of the state.
     pub fn repo(&self, i: usize) -> &Repo {
         &self.state.repos[i]
     }

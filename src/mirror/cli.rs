@@ -15,6 +15,7 @@ use super::selection::{self, Client};
 use super::server::{self, ServeOptions};
 use super::{metalink, mirrorlist};
 
+/// The `mirror` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum MirrorCommand {
     /// Walk a master tree and record every ostree and yum repository in it
@@ -27,6 +28,7 @@ pub enum MirrorCommand {
     Serve(ServeArgs),
 }
 
+/// Arguments of `mirror scan`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 An ostree repository is a folder with `summary` and `objects/`; a yum repository
@@ -65,6 +67,7 @@ fn crawl_help() -> String {
     )
 }
 
+/// Arguments of `mirror crawl`.
 #[derive(Debug, Args)]
 #[command(after_help = crawl_help())]
 pub struct CrawlArgs {
@@ -92,6 +95,7 @@ fn metalink_help() -> String {
     )
 }
 
+/// Arguments of `mirror metalink`.
 #[derive(Debug, Args)]
 #[command(after_help = metalink_help())]
 pub struct MetalinkArgs {
@@ -132,6 +136,7 @@ fn serve_help() -> String {
     )
 }
 
+/// Arguments of `mirror serve`.
 #[derive(Debug, Args)]
 #[command(after_help = serve_help())]
 pub struct ServeArgs {
@@ -156,6 +161,7 @@ fn seconds(v: f64, what: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// Runs a `mirror` subcommand.
 pub fn run(cmd: MirrorCommand) -> Result<()> {
     match cmd {
         MirrorCommand::Scan(a) => scan(a),

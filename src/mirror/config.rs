@@ -26,12 +26,16 @@ mirrors.yaml format (unknown keys are errors):
     - cidr: 10.0.0.0/8
       country: DE";
 
+/// The whole `mirrors.yaml` (format in [`MIRRORS_YAML_HELP`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorsConfig {
+    /// Below this many usable mirrors, a selection is padded with global ones (default 5).
     #[serde(default = "default_minimum")]
     pub minimum: usize,
+    /// The mirrors, in file order (the order within a group at equal preference).
     pub mirrors: Vec<MirrorConfig>,
+    /// Client netblock to country, for clients without `country=`.
     #[serde(default)]
     pub netblocks: Vec<CountryNetblock>,
 }
@@ -40,28 +44,40 @@ fn default_minimum() -> usize {
     5
 }
 
+/// One mirror host.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorConfig {
+    /// Unique, without spaces; crawl results are stored under it.
     pub name: String,
+    /// Base URLs of its copy of the master tree.
     pub urls: Vec<MirrorUrl>,
+    /// Where the host is.
     pub country: Country,
+    /// Overrides the continent derived from `country`.
     #[serde(default)]
     pub continent: Option<Continent>,
+    /// Higher is listed first within a group (default 0).
     #[serde(default)]
     pub preference: i64,
+    /// Clients in these netblocks get this mirror first.
     #[serde(default)]
     pub netblocks: Vec<Cidr>,
+    /// Served only to clients in its `netblocks`.
     #[serde(default)]
     pub private: bool,
+    /// Listed without a crawl check (and not crawled).
     #[serde(default)]
     pub always_up_to_date: bool,
 }
 
+/// A `netblocks` entry: clients in `cidr` count as being in `country`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CountryNetblock {
+    /// The client addresses.
     pub cidr: Cidr,
+    /// Their country.
     pub country: Country,
 }
 
@@ -88,6 +104,7 @@ impl TryFrom<String> for Country {
 #[serde(try_from = "String")]
 pub struct Continent(pub [u8; 2]);
 
+/// The continent codes GeoIP uses.
 pub const CONTINENTS: &[&str] = &["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 impl TryFrom<String> for Continent {
@@ -129,7 +146,9 @@ impl TryFrom<String> for Cidr {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct MirrorUrl {
+    /// Lower-case: `http`, `https`, `ftp` or `rsync`.
     pub scheme: String,
+    /// The whole URL without its trailing `/`.
     pub base: String,
 }
 
@@ -187,6 +206,8 @@ pub fn load(path: &Path) -> Result<MirrorsConfig> {
     parse(&text).with_context(|| format!("in mirrors file {}", path.display()))
 }
 
+/// Parses and checks `mirrors.yaml` text: unique names, at least one URL each, netblocks
+/// for private mirrors.
 pub fn parse(text: &str) -> Result<MirrorsConfig> {
     let cfg: MirrorsConfig = serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut names = HashSet::new();

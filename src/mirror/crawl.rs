@@ -23,6 +23,7 @@ use super::state::{self, CrawlResult, State};
 const MAX_BODY: usize = 128 << 20;
 const MAX_REDIRECTS: usize = 5;
 
+/// How `crawl` fetches.
 #[derive(Debug, Clone)]
 pub struct CrawlOptions {
     /// Requests in flight at once.
@@ -36,10 +37,15 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 /// One line of the crawl report.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The mirror's name.
     pub mirror: String,
+    /// The repository file checked, relative to the master root.
     pub file: String,
+    /// The URL fetched; None when the mirror has no http URL.
     pub url: Option<String>,
+    /// What the fetch found, as stored in the state.
     pub result: CrawlResult,
+    /// Whether the mirror's copy has the expected sha256.
     pub up_to_date: bool,
 }
 

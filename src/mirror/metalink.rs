@@ -12,6 +12,7 @@ use quick_xml::escape::escape;
 use super::catalog::Catalog;
 use super::state::{FileDetail, Repo};
 
+/// The `Content-Type` of a metalink response.
 pub const CONTENT_TYPE: &str = "application/metalink+xml";
 
 fn header(out: &mut String, now: SystemTime) {

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::catalog::Catalog;
 use super::config::MirrorConfig;
 
+/// The `Content-Type` of a mirrorlist response.
 pub const CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// The one URL a mirror contributes: https, then http, then ftp; with `protocol=`, the first

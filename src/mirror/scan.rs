@@ -52,9 +52,13 @@ impl Default for ScanOptions {
 /// What a scan did, for the report line.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ScanReport {
+    /// ostree repositories found.
     pub ostree: usize,
+    /// yum repositories found.
     pub yum: usize,
+    /// Files hashed (new or changed since the last scan).
     pub hashed: usize,
+    /// Files whose hashes were reused (unchanged size and mtime).
     pub reused: usize,
 }
 

@@ -23,7 +23,9 @@ pub struct Client {
 /// The chosen mirrors and the mirrorlist header fragments that explain the choice.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Selection {
+    /// Indices into the mirrors file, in the order to list them.
     pub hosts: Vec<usize>,
+    /// Header fragments naming the scopes used (`country = DE `, ...).
     pub header: String,
 }
 
@@ -36,6 +38,9 @@ pub fn has_usable_url(m: &MirrorConfig, protocols: Option<&[String]>) -> bool {
     })
 }
 
+/// Picks the up-to-date mirrors of `repo` for `client`: its netblock, country or continent
+/// first, padded with global mirrors below the configured minimum; only mirrors with a URL
+/// the client can use.
 pub fn select(cat: &Catalog, repo: usize, client: &Client) -> Selection {
     let candidates = &cat.up_to_date[repo];
     let mirrors = &cat.config.mirrors;

@@ -26,25 +26,33 @@ pub const MAX_QUERY: usize = 2048;
 const MAX_PATH: usize = 1024;
 const MAX_NAME: usize = 128;
 
+/// What `mirror serve` reads and where it listens.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// The mirrors file.
     pub mirrors: PathBuf,
+    /// The state file.
     pub state: PathBuf,
+    /// The address to bind (port 0 picks a free one).
     pub listen: SocketAddr,
+    /// How often both files are checked for changes.
     pub reload_interval: Duration,
 }
 
+/// The catalog being served, swapped whole on reload.
 pub struct Shared {
     current: RwLock<Arc<Catalog>>,
 }
 
 impl Shared {
+    /// Shares `cat` for serving.
     pub fn new(cat: Catalog) -> Arc<Shared> {
         Arc::new(Shared {
             current: RwLock::new(Arc::new(cat)),
         })
     }
 
+    /// The current catalog; a request keeps it for its whole life, even across a reload.
     pub fn catalog(&self) -> Arc<Catalog> {
         // A poisoned lock only means a writer panicked mid-swap of an Arc: the value is intact.
         self.current
@@ -129,6 +137,7 @@ async fn reload_loop(shared: Arc<Shared>, opts: ServeOptions) {
     }
 }
 
+/// The HTTP routes: every request goes to the one handler.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
@@ -275,14 +284,23 @@ fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
 /// The parameters MirrorManager's server understands, checked.
 #[derive(Debug, Default, PartialEq)]
 pub struct Query {
+    /// `repo=`: the repository name (with `arch=`).
     pub repo: Option<String>,
+    /// `arch=`: the repository arch (with `repo=`).
     pub arch: Option<String>,
+    /// `path=`: a repository folder or its file, relative to the master root.
     pub path: Option<String>,
+    /// `country=`: upper-case codes, `GLOBAL` for any.
     pub country: Option<Vec<String>>,
+    /// False with `netblock=0`: no netblock matching.
     pub netblock: bool,
+    /// `protocol=`: lower-case schemes to keep.
     pub protocol: Option<Vec<String>>,
+    /// `ip=`: the client address to select for.
     pub ip: Option<IpAddr>,
+    /// `redirect`: answer with a 302 to the first http(s) mirror.
     pub redirect: bool,
+    /// `time`: the mirrorlist header names the scan time.
     pub time: bool,
 }
 

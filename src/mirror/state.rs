@@ -18,6 +18,7 @@ pub const STATE_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
+    /// The layout version ([`STATE_VERSION`]).
     pub version: u32,
     /// The master tree that was scanned (absolute).
     pub root: PathBuf,
@@ -26,12 +27,14 @@ pub struct State {
     /// Repository aliases (MirrorManager's RepositoryRedirect): `repo=FROM` is looked up as `TO`.
     #[serde(default)]
     pub redirects: BTreeMap<String, String>,
+    /// The repositories the last scan found.
     pub repos: Vec<Repo>,
     /// Crawl results: mirror name, then the repository file path (`Repo::file_path`).
     #[serde(default)]
     pub crawl: BTreeMap<String, BTreeMap<String, CrawlResult>>,
 }
 
+/// What sort of repository a folder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RepoKind {
@@ -45,10 +48,12 @@ pub enum RepoKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Repo {
+    /// ostree or yum.
     pub kind: RepoKind,
     /// The public `repo=` name (MirrorManager's prefix); `None` when the rules give none, in which
     /// case the repository is still served by `path=`.
     pub name: Option<String>,
+    /// The repository arch (`x86_64`, `source`); `None` when the rules give none.
     pub arch: Option<String>,
     /// The repository folder relative to the root, `/`-separated, no leading or trailing `/`
     /// (empty when the root itself is the repository).
@@ -87,18 +92,24 @@ pub fn join_rel(a: &str, b: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileDetail {
+    /// Size in bytes.
     pub size: u64,
     /// Modification time, seconds and nanoseconds; a rescan re-hashes only when these or the
     /// size change.
     pub mtime: i64,
+    /// Nanoseconds part of `mtime`.
     pub mtime_nsec: i64,
     /// The metalink `mm0:timestamp`: the mtime for a summary, repomd's `<revision>` for yum.
     pub timestamp: i64,
     /// When this version was first seen by a scan (Unix seconds); alternates age from it.
     pub first_seen: i64,
+    /// MD5, hex.
     pub md5: String,
+    /// SHA-1, hex.
     pub sha1: String,
+    /// SHA-256, hex (what `crawl` compares).
     pub sha256: String,
+    /// SHA-512, hex.
     pub sha512: String,
 }
 
@@ -188,6 +199,7 @@ pub struct StateLock {
 }
 
 impl StateLock {
+    /// Takes the lock of the state file at `state_path`, waiting while another command holds it.
     pub fn acquire(state_path: &Path) -> Result<StateLock> {
         let mut name = state_path.as_os_str().to_owned();
         name.push(".lock");

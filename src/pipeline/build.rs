@@ -13,14 +13,20 @@ use super::events::Reporter;
 use super::stage::Stage;
 use super::stages;
 
+/// What `build` runs, and where.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
+    /// The image definition (`image.yaml`).
     pub definition: PathBuf,
     /// Everything goes under here: `build/<name>` by default.
     pub out_dir: Option<PathBuf>,
+    /// The first stage to run; the stages before it must have finished in an earlier build.
     pub from: Option<Stage>,
+    /// The last stage to run.
     pub until: Option<Stage>,
+    /// Run every stage even when its inputs are unchanged.
     pub force: bool,
+    /// Report as JSON events on stdout instead of lines on stderr.
     pub json: bool,
 }
 

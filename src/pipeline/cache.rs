@@ -10,8 +10,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// One finished run of a stage, stored as `<state>/<stage>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StageRecord {
+    /// The stage's name (`boot-test`).
     pub stage: String,
     /// sha256 over everything the stage read (files, settings, previous outputs).
     pub inputs: String,
@@ -20,15 +22,19 @@ pub struct StageRecord {
     /// Values later stages need (e.g. the commit checksum), so a skip can hand them on.
     #[serde(default)]
     pub values: std::collections::BTreeMap<String, String>,
+    /// When the stage finished, in Unix seconds.
     pub finished_unix: u64,
+    /// How long it ran, in seconds.
     pub seconds: f64,
 }
 
+/// The stage records of one build directory.
 pub struct StageCache {
     dir: PathBuf,
 }
 
 impl StageCache {
+    /// The cache kept in `state_dir` (created on the first store).
     pub fn new(state_dir: &Path) -> Self {
         Self {
             dir: state_dir.to_path_buf(),
@@ -54,6 +60,7 @@ impl StageCache {
         record.outputs.iter().all(|p| p.exists()).then_some(record)
     }
 
+    /// Writes the record atomically; call it only once the stage's outputs are in place.
     pub fn store(&self, record: &StageRecord) -> Result<()> {
         let text = serde_json::to_vec_pretty(record).context("serializing a stage record")?;
         crate::fsutil::write_atomic(&self.record_path(&record.stage), &text)
@@ -81,6 +88,7 @@ impl Default for InputHasher {
 }
 
 impl InputHasher {
+    /// A hasher already fed with the tool's version.
     pub fn new() -> Self {
         let mut h = Sha256::new();
         // A new tool version may produce different outputs from the same inputs.
@@ -88,6 +96,7 @@ impl InputHasher {
         Self(h)
     }
 
+    /// Adds `value` under `label`.
     pub fn value(&mut self, label: &str, value: &[u8]) -> &mut Self {
         self.0.update((label.len() as u64).to_le_bytes());
         self.0.update(label.as_bytes());
@@ -96,6 +105,7 @@ impl InputHasher {
         self
     }
 
+    /// Adds a string under `label`.
     pub fn str(&mut self, label: &str, value: &str) -> &mut Self {
         self.value(label, value.as_bytes())
     }
@@ -121,6 +131,7 @@ impl InputHasher {
         Ok(self.str(label, &id))
     }
 
+    /// The hash so far, hex.
     pub fn finish(&self) -> String {
         hex::encode(self.0.clone().finalize())
     }

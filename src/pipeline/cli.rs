@@ -38,6 +38,7 @@ pub struct BuildArgs {
     pub json: bool,
 }
 
+/// Runs `build` (the embedded demo image when no definition is given).
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let definition = match args.image {
         Some(path) => path,

@@ -12,11 +12,15 @@ use crate::ostree::Checksum;
 
 /// What the stages hand each other, and where each output lives.
 pub struct BuildContext {
+    /// The image definition, paths resolved.
     pub def: ImageDefinition,
+    /// The build directory (absolute): everything the build writes goes under it.
     pub out: PathBuf,
+    /// `logs/` of the build directory; each stage logs into its own subdirectory.
     pub logs: PathBuf,
     /// Values recorded by earlier stages.
     pub values: StageValues,
+    /// Where stages report progress (human or JSON).
     pub reporter: Reporter,
     /// The accelerator once probed, so install and boot-test probe (and say so) only once.
     pub accel: Option<crate::vm::accel::Accel>,
@@ -27,15 +31,19 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
+    /// The ostree repository compose commits to.
     pub fn repo(&self) -> PathBuf {
         self.out.join("repo")
     }
+    /// The rendered kickstart.
     pub fn kickstart(&self) -> PathBuf {
         self.out.join("ks.cfg")
     }
+    /// The disk the installer wrote.
     pub fn installed_disk(&self) -> PathBuf {
         self.out.join("installed.qcow2")
     }
+    /// The main published image, `<name>.qcow2`.
     pub fn image(&self) -> PathBuf {
         self.out.join(format!("{}.qcow2", self.def.name))
     }
@@ -67,6 +75,7 @@ impl BuildContext {
             format.suffix()
         ))
     }
+    /// Where `stage` writes its logs.
     pub fn stage_logs(&self, stage: Stage) -> PathBuf {
         self.logs.join(stage.name())
     }
@@ -83,7 +92,9 @@ impl BuildContext {
 /// What a stage produced: files that must exist for a later skip, and values for later stages.
 #[derive(Default)]
 pub struct StageOutput {
+    /// Files that must still exist for a later build to skip the stage.
     pub files: Vec<PathBuf>,
+    /// Values for the later stages.
     pub values: StageValues,
 }
 

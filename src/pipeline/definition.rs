@@ -19,20 +19,27 @@ use crate::vm::accel::AccelChoice;
 pub struct ImageDefinition {
     /// Short name, used for output file names.
     pub name: String,
+    /// `compose:`: the treefile, deltas and pruning.
     #[serde(default)]
     pub compose: ComposeSection,
+    /// `ostree:`: the deployment the installer sets up.
     pub ostree: OstreeSection,
+    /// `kickstart:`: the template and its variables.
     #[serde(default)]
     pub kickstart: KickstartSection,
     /// How to boot the installer; required by `install`, not by `kickstart render`.
     #[serde(default)]
     pub installer: Option<InstallerSection>,
+    /// `vm:`: the install VM.
     #[serde(default)]
     pub vm: VmSection,
+    /// `postprocess:`: the published formats.
     #[serde(default)]
     pub postprocess: PostprocessSection,
+    /// `boot_test:`: what a good boot prints.
     #[serde(default)]
     pub boot_test: BootTestSection,
+    /// `upgrade_test:`: upgrading the previous image to the new commit.
     #[serde(default)]
     pub upgrade_test: UpgradeTestSection,
     /// Sign what the build publishes; without it commits and summary are unsigned.
@@ -43,6 +50,7 @@ pub struct ImageDefinition {
     pub base_dir: PathBuf,
 }
 
+/// `compose:`: what to compose and what to do with the repository afterwards.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComposeSection {
@@ -122,6 +130,7 @@ impl OstreeSection {
     }
 }
 
+/// `kickstart:`: how the kickstart is rendered and linted.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KickstartSection {
@@ -163,10 +172,13 @@ fn default_ks_version() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstallerSection {
+    /// The installer kernel (with `initrd`).
     #[serde(default)]
     pub kernel: Option<PathBuf>,
+    /// The installer initrd (with `kernel`).
     #[serde(default)]
     pub initrd: Option<PathBuf>,
+    /// A boot.iso, instead of `kernel` and `initrd`.
     #[serde(default)]
     pub iso: Option<PathBuf>,
     /// Extra kernel arguments appended to the installer's command line.
@@ -177,7 +189,14 @@ pub struct InstallerSection {
 /// The installer boot media, checked: exactly one of the two forms.
 #[derive(Debug, Clone, PartialEq)]
 pub enum InstallerMedia {
-    KernelInitrd { kernel: PathBuf, initrd: PathBuf },
+    /// Boot a kernel with its initrd.
+    KernelInitrd {
+        /// The installer kernel.
+        kernel: PathBuf,
+        /// Its initrd.
+        initrd: PathBuf,
+    },
+    /// Boot an ISO.
     Iso(PathBuf),
 }
 
@@ -202,11 +221,13 @@ impl InstallerSection {
     }
 }
 
+/// `vm:`: the install VM's size and limits.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VmSection {
     /// Guest memory in MiB.
     pub memory: u32,
+    /// Number of virtual CPUs.
     pub cpus: u32,
     /// Size of the target disk, as `qemu-img create` takes it (e.g. `3G`).
     pub disk_size: String,
@@ -231,6 +252,7 @@ impl Default for VmSection {
     }
 }
 
+/// `postprocess:`: which images the build publishes.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostprocessSection {
@@ -254,6 +276,7 @@ impl Default for PostprocessSection {
     }
 }
 
+/// `boot_test:`: how a boot of the image is judged.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BootTestSection {

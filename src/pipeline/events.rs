@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use serde_json::json;
 
+/// Reports the build's progress: lines on stderr, or JSON events on stdout.
 pub struct Reporter {
     json: bool,
 }
 
 impl Reporter {
+    /// A reporter writing JSON events when `json` is set, human lines otherwise.
     pub fn new(json: bool) -> Self {
         Self { json }
     }
 
+    /// Whether it writes JSON (tools it calls must then stay quiet).
     pub fn is_json(&self) -> bool {
         self.json
     }
@@ -25,6 +28,7 @@ impl Reporter {
         let _ = out.flush();
     }
 
+    /// A stage starts: number `index` of `total`.
     pub fn stage_started(&self, stage: &str, index: usize, total: usize) {
         if self.json {
             self.emit(
@@ -35,6 +39,7 @@ impl Reporter {
         }
     }
 
+    /// A stage is skipped, and why.
     pub fn stage_skipped(&self, stage: &str, why: &str) {
         if self.json {
             self.emit(json!({"event": "stage-skipped", "stage": stage, "reason": why}));
@@ -43,6 +48,7 @@ impl Reporter {
         }
     }
 
+    /// A stage finished after `took`.
     pub fn stage_finished(&self, stage: &str, took: Duration) {
         if self.json {
             self.emit(
@@ -53,6 +59,8 @@ impl Reporter {
         }
     }
 
+    /// A stage failed; only a JSON event, since in human form the error reaches the user as
+    /// `build`'s own.
     pub fn stage_failed(&self, stage: &str, error: &anyhow::Error) {
         if self.json {
             self.emit(
@@ -61,6 +69,7 @@ impl Reporter {
         }
     }
 
+    /// A note from a running stage.
     pub fn info(&self, stage: &str, message: &str) {
         if self.json {
             self.emit(json!({"event": "info", "stage": stage, "message": message}));
