@@ -17,10 +17,12 @@ use crate::{compose, image, kickstart, mirror, ostree, pipeline, vm};
     after_help = "Examples:\n  atomic-factory build                      # build and boot-test the embedded demo image\n  atomic-factory build kickstarts/fedora-atomic-cloud/image.yaml\n  atomic-factory init --repo=repo\n  atomic-factory commit --repo=repo -b demo/x86_64 --tree=dir=rootfs\n  atomic-factory summary -u --repo=repo"
 )]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The subcommands; each variant's doc comment is its `--help` line.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create an ostree repository (like `ostree init`)
@@ -65,6 +67,7 @@ pub enum Command {
     Build(pipeline::cli::BuildArgs),
 }
 
+/// Runs one command: hands its arguments to the stage that owns it.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(args) => ostree::cli::init(args),

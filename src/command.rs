@@ -14,6 +14,8 @@ const STDERR_TAIL_LINES: usize = 12;
 /// Where a missing tool comes from; every tool this project calls is installed by it.
 const SETUP_HINT: &str = "install it with vm/prepare";
 
+/// How every external tool is run: output captured, and errors that name the command line,
+/// the exit status and the stderr tail.
 pub trait CommandExt {
     /// Runs to completion with stdout and stderr captured; a failure to start or a non-zero
     /// exit is an error naming the command line, the exit status and the stderr tail.

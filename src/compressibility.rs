@@ -47,6 +47,7 @@ impl Default for Probe {
 }
 
 impl Probe {
+    /// A probe with a fresh level-1 deflater and an output buffer sized for one probe.
     pub fn new() -> Probe {
         Probe {
             deflate: Compress::new(Compression::fast(), false),

@@ -10,9 +10,11 @@ use anyhow::{Result, bail};
 pub struct Checksum(pub [u8; 32]);
 
 impl Checksum {
+    /// The 64 lowercase hex digits, as in object paths and ref files.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+    /// The raw 32 digest bytes, as stored inside GVariant objects.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -8,6 +8,7 @@ use clap::Args;
 use super::gvariant::MetaValue;
 use super::{Checksum, CommitOptions, Repo, RepoMode, datetime, inspect, summary};
 
+/// Arguments of `atomic-factory init`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory init --repo=repo\n  atomic-factory init --repo=repo --mode=archive"
@@ -21,6 +22,7 @@ pub struct InitArgs {
     pub mode: String,
 }
 
+/// Arguments of `atomic-factory commit`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory commit --repo=repo -b demo/x86_64 --tree=dir=rootfs --subject='nightly'\n  atomic-factory commit --repo=repo -b demo/x86_64 --tree=dir=rootfs --owner-uid=0 --owner-gid=0 \\\n      --timestamp=@1704164645 --add-metadata-string=version=1.0"
@@ -70,6 +72,7 @@ pub struct CommitArgs {
     pub no_bindings: bool,
 }
 
+/// Arguments of `atomic-factory ls`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory ls --repo=repo demo/x86_64 /usr/bin\n  atomic-factory ls -R --repo=repo demo/x86_64"
@@ -89,6 +92,7 @@ pub struct LsArgs {
     pub paths: Vec<String>,
 }
 
+/// Arguments of `atomic-factory show`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  atomic-factory show --repo=repo demo/x86_64")]
 pub struct ShowArgs {
@@ -100,6 +104,7 @@ pub struct ShowArgs {
     pub rev: String,
 }
 
+/// Arguments of `atomic-factory checkout`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  atomic-factory checkout --repo=repo demo/x86_64 /tmp/rootfs")]
 pub struct CheckoutArgs {
@@ -114,6 +119,7 @@ pub struct CheckoutArgs {
     pub dest: PathBuf,
 }
 
+/// Arguments of `atomic-factory summary`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory summary -u --repo=repo\n  atomic-factory summary --view --repo=repo\n  atomic-factory summary -u --repo=repo --gpg-sign=0x1234ABCD --gpg-homedir=keys\n\nThe summary's last-modified time is the clock, or SOURCE_DATE_EPOCH when set."
@@ -131,10 +137,12 @@ pub struct SummaryArgs {
     /// Additional metadata KEY=VALUE; VALUE is 'string' (quoted), true or false
     #[arg(short = 'm', long = "add-metadata", value_name = "KEY=VALUE")]
     pub add_metadata: Vec<String>,
+    /// Keys to sign the summary with (`--gpg-sign`); signing happens after `-u`, if given.
     #[command(flatten)]
     pub sign: GpgSignOpts,
 }
 
+/// `atomic-factory init`: creates the repository in the given mode.
 pub fn init(args: InitArgs) -> Result<()> {
     let mode: RepoMode = args.mode.parse()?;
     Repo::create(&args.repo, mode)?;
@@ -148,6 +156,8 @@ fn key_value(s: &str) -> Result<(String, String)> {
     }
 }
 
+/// `atomic-factory commit`: commits one directory tree and prints the new commit's checksum.
+/// Exactly one tree is accepted, and a branch is required unless `--orphan` is given.
 pub fn commit(args: CommitArgs) -> Result<()> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     for t in &args.tree {
@@ -209,6 +219,7 @@ pub fn commit(args: CommitArgs) -> Result<()> {
     Ok(())
 }
 
+/// `atomic-factory ls`: lists each given path inside the commit, like `ostree ls`.
 pub fn ls(args: LsArgs) -> Result<()> {
     let repo = Repo::open(&args.repo)?;
     let commit = repo.resolve_rev(&args.rev)?;
@@ -220,6 +231,7 @@ pub fn ls(args: LsArgs) -> Result<()> {
     Ok(())
 }
 
+/// `atomic-factory show`: prints the commit like `ostree show`.
 pub fn show(args: ShowArgs) -> Result<()> {
     let repo = Repo::open(&args.repo)?;
     let commit = repo.resolve_rev(&args.rev)?;
@@ -227,6 +239,7 @@ pub fn show(args: ShowArgs) -> Result<()> {
     Ok(())
 }
 
+/// `atomic-factory checkout`: writes the commit's tree into a new directory.
 pub fn checkout(args: CheckoutArgs) -> Result<()> {
     let repo = Repo::open(&args.repo)?;
     let commit = repo.resolve_rev(&args.rev)?;
@@ -301,6 +314,8 @@ pub fn render_summary(s: &summary::Summary) -> String {
     out
 }
 
+/// `atomic-factory summary`: regenerates (`-u`), signs (`--gpg-sign`) and/or prints (`--view`)
+/// the summary, in that order; refuses to run with none of them.
 pub fn summary(args: SummaryArgs) -> Result<()> {
     if !args.update && !args.view && args.sign.is_empty() {
         bail!("nothing to do: give -u/--update to regenerate the summary or --view to print it");
@@ -335,11 +350,13 @@ pub struct GpgSignOpts {
     /// Sign with this GPG key (fingerprint, key id or user id); repeatable
     #[arg(long = "gpg-sign", value_name = "KEYID")]
     pub gpg_sign: Vec<String>,
+    /// Where the `--gpg-sign` keys are loaded from.
     #[command(flatten)]
     pub key: GpgKeyArgs,
 }
 
 impl GpgSignOpts {
+    /// True when no `--gpg-sign` key was given, so nothing is to be signed.
     pub fn is_empty(&self) -> bool {
         self.gpg_sign.is_empty()
     }
@@ -366,6 +383,8 @@ pub struct GpgKeyArgs {
 }
 
 impl GpgKeyArgs {
+    /// Loads the secret key `keyid` (fingerprint, key id or user id) from the chosen source,
+    /// unlocking it with the passphrase file if one was given.
     pub fn signer(&self, keyid: &str) -> anyhow::Result<super::gpg::Signer> {
         let passphrase = self
             .gpg_passphrase_file
@@ -377,6 +396,7 @@ impl GpgKeyArgs {
     }
 }
 
+/// Arguments of `atomic-factory gpg-sign`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory gpg-sign --repo=repo demo/x86_64 0x1234ABCD --gpg-homedir=keys\n  atomic-factory gpg-sign --repo=repo 3f1c…e2 builder@example.org --key-file=secret.asc\n  atomic-factory gpg-sign --repo=repo demo/x86_64 builder@example.org --gpg-homedir=keys --gpg-passphrase-file=/run/secrets/pass"
@@ -390,10 +410,12 @@ pub struct GpgSignArgs {
     /// Key ids (fingerprint, long/short id or user id) to sign with
     #[arg(required = true)]
     pub keyids: Vec<String>,
+    /// Where the signing keys are loaded from.
     #[command(flatten)]
     pub key: GpgKeyArgs,
 }
 
+/// Arguments of `atomic-factory verify`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory verify --repo=repo demo/x86_64 --keyring=pubkey.gpg\n  atomic-factory verify --repo=repo --summary --keyring=RPM-GPG-KEY-demo.asc\n  atomic-factory verify --repo=repo demo/x86_64 --gpg-homedir=~/.gnupg"
@@ -417,6 +439,8 @@ pub struct VerifyArgs {
     pub gpg_homedir: Option<PathBuf>,
 }
 
+/// `atomic-factory gpg-sign`: signs the commit with each key, skipping keys that already
+/// signed it.
 pub fn gpg_sign(args: GpgSignArgs) -> anyhow::Result<()> {
     let commit = super::sign::resolve_commit(&args.repo, &args.commit)?;
     for keyid in &args.keyids {
@@ -433,6 +457,8 @@ pub fn gpg_sign(args: GpgSignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `atomic-factory verify`: checks a commit's (or the summary's) signatures against the
+/// given keyrings, prints each one, and fails unless a good signature is among them.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let mut keyring = super::gpg::Keyring::default();

@@ -30,7 +30,9 @@ const SMALL_FILE: u64 = 4 << 20;
 pub struct CommitOptions {
     /// The branch to move (and to bind the commit to); None = an orphan commit.
     pub branch: Option<String>,
+    /// One-line subject of the commit (may be empty).
     pub subject: String,
+    /// Full description of the commit (may be empty).
     pub body: String,
     /// Seconds since the epoch; None = now.
     pub timestamp: Option<u64>,
@@ -38,8 +40,11 @@ pub struct CommitOptions {
     pub parent: Option<Option<Checksum>>,
     /// User metadata, written first and in this order (like `--add-metadata-string`).
     pub metadata: Metadata,
+    /// Record this uid for every file and directory instead of the one on disk.
     pub owner_uid: Option<u32>,
+    /// Record this gid for every file and directory instead of the one on disk.
     pub owner_gid: Option<u32>,
+    /// Do not read extended attributes: every object gets an empty xattr list.
     pub no_xattrs: bool,
     /// Skip `ostree.ref-binding` / `ostree.collection-binding` (`--no-bindings`).
     pub no_bindings: bool,

@@ -35,6 +35,7 @@ pub struct DetachedMeta {
     /// Entries other than `ostree.gpgsigs`, sorted by key, as serialized `(key, variant bytes)`
     /// so they survive a rewrite unchanged.
     others: Vec<(String, Variant<'static>)>,
+    /// The `ostree.gpgsigs` entry: binary OpenPGP signatures, in stored order.
     pub gpgsigs: Vec<Vec<u8>>,
 }
 

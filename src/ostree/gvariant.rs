@@ -71,15 +71,21 @@ pub type Metadata = Vec<(String, MetaValue)>;
 /// One value of commit or summary metadata, written as a GVariant `v`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetaValue {
+    /// A string, `s`.
     Str(String),
+    /// A string array, `as`.
     StrList(Vec<String>),
+    /// A boolean, `b`.
     Bool(bool),
     /// A `t` stored big-endian, as ostree does for timestamps.
     U64Be(u64),
     /// A `t` in host order. Values read back from disk are always this variant.
     U64(u64),
+    /// A `u`, in host order.
     U32(u32),
+    /// A byte string, `ay`.
     Bytes(Vec<u8>),
+    /// An array of byte strings, `aay`.
     BytesList(Vec<Vec<u8>>),
     /// `a(sssss)`: rpm-ostree's `rpmostree.rpmdb.pkglist` (name, epoch, version, release, arch).
     PkgList(Vec<(String, String, String, String, String)>),
@@ -88,7 +94,9 @@ pub enum MetaValue {
     /// A value of a type we do not model, kept as its type string and a printable form
     /// (read-only: writing it is an error).
     Other {
+        /// The GVariant type string.
         signature: String,
+        /// The value in a printable (debug) form.
         text: String,
     },
 }
@@ -110,6 +118,7 @@ impl MetaValue {
         }
     }
 
+    /// The string of a `Str` value; None for any other type.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             MetaValue::Str(s) => Some(s),

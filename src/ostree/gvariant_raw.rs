@@ -14,12 +14,16 @@ use anyhow::{Result, bail, ensure};
 /// fixed-size types, that size.
 #[derive(Clone, Copy, Debug)]
 pub struct Member<'a> {
+    /// The member's serialized bytes.
     pub bytes: &'a [u8],
+    /// The member type's alignment: 1, 2, 4 or 8.
     pub align: usize,
+    /// The size of a fixed-size type; None for a variable-size one, which needs an end offset.
     pub fixed: Option<usize>,
 }
 
 impl<'a> Member<'a> {
+    /// A variable-size member (a string, array, `v`, or a tuple holding one).
     pub fn var(bytes: &'a [u8], align: usize) -> Member<'a> {
         Member {
             bytes,
@@ -27,6 +31,7 @@ impl<'a> Member<'a> {
             fixed: None,
         }
     }
+    /// A fixed-size member: its size is `bytes.len()`.
     pub fn fixed(bytes: &'a [u8], align: usize) -> Member<'a> {
         Member {
             bytes,

@@ -15,7 +15,14 @@ use super::repo::Repo;
 
 /// A node found by path inside a commit.
 pub enum Node {
-    Dir { tree: Checksum, meta: Checksum },
+    /// A directory: its dirtree and dirmeta checksums.
+    Dir {
+        /// The directory's dirtree.
+        tree: Checksum,
+        /// The directory's dirmeta.
+        meta: Checksum,
+    },
+    /// A regular file or symlink: its content checksum.
     File(Checksum),
 }
 

@@ -12,19 +12,25 @@ use super::repo::Repo;
 /// A directory: its dirmeta checksum, files (content checksums) and subdirectories.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MutableTree {
+    /// Checksum of the directory's dirmeta object.
     pub metadata: Checksum,
+    /// Regular files and symlinks: name to content checksum.
     pub files: BTreeMap<String, Checksum>,
+    /// Subdirectories by name.
     pub dirs: BTreeMap<String, MutableTree>,
 }
 
 /// What [`MutableTree::lookup`] finds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TreeEntry<'a> {
+    /// A regular file or symlink: its content checksum.
     File(&'a Checksum),
+    /// A subdirectory.
     Dir(&'a MutableTree),
 }
 
 impl MutableTree {
+    /// An empty directory with the given dirmeta.
     pub fn new(dirmeta: Checksum) -> Self {
         MutableTree {
             metadata: dirmeta,

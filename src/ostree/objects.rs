@@ -8,9 +8,13 @@ use sha2::{Digest, Sha256};
 use super::checksum::Checksum;
 use super::gvariant::{self, ADict, Metadata, OwnedADict};
 
+/// The file-type bits of `st_mode`.
 pub const S_IFMT: u32 = 0o170000;
+/// `st_mode` file type of a regular file.
 pub const S_IFREG: u32 = 0o100000;
+/// `st_mode` file type of a symlink.
 pub const S_IFLNK: u32 = 0o120000;
+/// `st_mode` file type of a directory.
 pub const S_IFDIR: u32 = 0o040000;
 
 /// The kinds of objects in a repository.
@@ -18,8 +22,11 @@ pub const S_IFDIR: u32 = 0o040000;
 pub enum ObjectType {
     /// A content object (regular file or symlink); `.filez` in archive repos.
     File,
+    /// A directory listing: names of files and subdirectories with their checksums.
     DirTree,
+    /// A directory's ownership, mode and xattrs.
     DirMeta,
+    /// A commit: root tree, parent, subject, body, timestamp and metadata.
     Commit,
     /// Detached commit metadata (`.commitmeta`).
     CommitMeta,
@@ -44,20 +51,26 @@ pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
 /// Ownership, mode and xattrs of a content object (regular file or symlink).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct FileMeta {
+    /// Owner user id (stored big-endian).
     pub uid: u32,
+    /// Owner group id (stored big-endian).
     pub gid: u32,
     /// Full `st_mode`: S_IFREG or S_IFLNK plus permission bits.
     pub mode: u32,
+    /// Extended attributes, in any order (sorted when written).
     pub xattrs: Xattrs,
 }
 
 /// Ownership, mode and xattrs of a directory.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct DirMeta {
+    /// Owner user id (stored big-endian).
     pub uid: u32,
+    /// Owner group id (stored big-endian).
     pub gid: u32,
     /// S_IFDIR | permission bits.
     pub mode: u32,
+    /// Extended attributes, in any order (sorted when written).
     pub xattrs: Xattrs,
 }
 
@@ -65,31 +78,45 @@ pub struct DirMeta {
 /// `(name, dirtree checksum, dirmeta checksum)`, each sorted by name bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct DirTree {
+    /// Regular files and symlinks: `(name, content checksum)`.
     pub files: Vec<(String, Checksum)>,
+    /// Subdirectories: `(name, dirtree checksum, dirmeta checksum)`.
     pub dirs: Vec<(String, Checksum, Checksum)>,
 }
 
 /// What to write as a commit object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommitSpec {
+    /// The parent commit; None for a commit without history.
     pub parent: Option<Checksum>,
+    /// One-line subject.
     pub subject: String,
+    /// Full description.
     pub body: String,
     /// Seconds since the epoch, UTC.
     pub timestamp: u64,
+    /// The dirtree of the root directory.
     pub root_dirtree: Checksum,
+    /// The dirmeta of the root directory.
     pub root_dirmeta: Checksum,
+    /// The commit's `a{sv}` metadata, written in this order.
     pub metadata: Metadata,
 }
 
 /// A commit object read back from a repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Commit {
+    /// The parent commit; None for a commit without history.
     pub parent: Option<Checksum>,
+    /// One-line subject.
     pub subject: String,
+    /// Full description.
     pub body: String,
+    /// Seconds since the epoch, UTC (stored big-endian).
     pub timestamp: u64,
+    /// The dirtree of the root directory.
     pub root_dirtree: Checksum,
+    /// The dirmeta of the root directory.
     pub root_dirmeta: Checksum,
     /// Keys in on-disk order; numbers are read as host order (`MetaValue::U64`).
     pub metadata: Metadata,
@@ -144,6 +171,7 @@ pub fn dirmeta_bytes(meta: &DirMeta) -> Result<Vec<u8>> {
     gvariant::to_bytes(&wire)
 }
 
+/// Parses a dirmeta object `(uuua(ayay))`.
 pub fn parse_dirmeta(bytes: &[u8]) -> Result<DirMeta> {
     let (uid, gid, mode, x): DirMetaWire = gvariant::from_bytes(bytes)?;
     let meta = DirMeta {
@@ -185,6 +213,7 @@ pub fn dirtree_bytes(tree: &DirTree) -> Result<Vec<u8>> {
 
 type DirTreeWire = (Vec<(String, ByteBuf)>, Vec<(String, ByteBuf, ByteBuf)>);
 
+/// Parses a dirtree object; names that are empty, `.`, `..` or contain `/` are errors.
 pub fn parse_dirtree(bytes: &[u8]) -> Result<DirTree> {
     let (files, dirs): DirTreeWire = gvariant::from_bytes(bytes)?;
     let mut out = DirTree::default();
@@ -239,6 +268,7 @@ type CommitWire = (
     ByteBuf,
 );
 
+/// Parses a commit object.
 pub fn parse_commit(bytes: &[u8]) -> Result<Commit> {
     let (meta, parent, _related, subject, body, ts, tree, dmeta): CommitWire =
         gvariant::from_bytes(bytes)?;

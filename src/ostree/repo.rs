@@ -28,11 +28,13 @@ use super::refs;
 /// The repository mode. Only archive-z2 is written; `archive` is its legacy alias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RepoMode {
+    /// `archive-z2`: content objects deflate-compressed as `.filez`, servable over plain HTTP.
     #[default]
     ArchiveZ2,
 }
 
 impl RepoMode {
+    /// The mode's name in the repository config (`core.mode`).
     pub fn as_str(self) -> &'static str {
         "archive-z2"
     }
@@ -325,12 +327,15 @@ impl Repo {
         })
     }
 
+    /// The repository's root directory.
     pub fn path(&self) -> &Path {
         &self.path
     }
+    /// The repository's mode.
     pub fn mode(&self) -> RepoMode {
         self.mode
     }
+    /// The config's `core.collection-id`, if set.
     pub fn collection_id(&self) -> Option<&str> {
         self.collection_id.as_deref()
     }
@@ -606,10 +611,12 @@ impl Repo {
         res.map(|_| csum)
     }
 
+    /// Writes a dirmeta object (if missing) and returns its checksum.
     pub fn write_dirmeta(&self, meta: &DirMeta) -> Result<Checksum> {
         self.write_metadata(ObjectType::DirMeta, &objects::dirmeta_bytes(meta)?)
     }
 
+    /// Writes a dirtree object (if missing) and returns its checksum.
     pub fn write_dirtree(&self, tree: &DirTree) -> Result<Checksum> {
         self.write_metadata(ObjectType::DirTree, &objects::dirtree_bytes(tree)?)
     }
@@ -742,6 +749,7 @@ impl Repo {
         })
     }
 
+    /// Reads and parses a commit object; the error names the commit.
     pub fn read_commit(&self, csum: &Checksum) -> Result<Commit> {
         let b = self.read_object(csum, ObjectType::Commit)?;
         objects::parse_commit(&b).with_context(|| format!("parsing commit {csum}"))
@@ -755,11 +763,13 @@ impl Repo {
             .len())
     }
 
+    /// Reads and parses a dirtree object; the error names the object.
     pub fn read_dirtree(&self, csum: &Checksum) -> Result<DirTree> {
         let b = self.read_object(csum, ObjectType::DirTree)?;
         objects::parse_dirtree(&b).with_context(|| format!("parsing dirtree {csum}"))
     }
 
+    /// Reads and parses a dirmeta object; the error names the object.
     pub fn read_dirmeta(&self, csum: &Checksum) -> Result<DirMeta> {
         let b = self.read_object(csum, ObjectType::DirMeta)?;
         objects::parse_dirmeta(&b).with_context(|| format!("parsing dirmeta {csum}"))

@@ -13,7 +13,9 @@ use super::{Checksum, Repo};
 /// Where the secret key comes from: `--gpg-homedir` or `--key-file`.
 #[derive(Debug, Clone)]
 pub enum KeySource {
+    /// A GnuPG home directory; the key is exported from it with `gpg --export-secret-keys`.
     GpgHomedir(PathBuf),
+    /// An armored secret key file (`gpg --export-secret-keys --armor`).
     KeyFile(PathBuf),
 }
 

@@ -86,16 +86,22 @@ pub fn ghash_order(entries: Metadata) -> Metadata {
 /// One ref in a summary: name, commit size, commit, per-ref metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SummaryRef {
+    /// The ref name.
     pub name: String,
+    /// Size in bytes of the commit object file.
     pub commit_size: u64,
+    /// The commit the ref points to.
     pub commit: Checksum,
+    /// Per-ref metadata such as `ostree.commit.timestamp` (big-endian) and `ostree.commit.version`.
     pub metadata: Metadata,
 }
 
 /// A parsed summary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
+    /// The refs, sorted by name.
     pub refs: Vec<SummaryRef>,
+    /// Repository-wide metadata (`ostree.summary.*`, `ostree.static-deltas`, ...), in order.
     pub metadata: Metadata,
 }
 
@@ -122,6 +128,7 @@ pub fn summary_bytes(s: &Summary) -> Result<Vec<u8>> {
 
 type SummaryWire = (Vec<(String, (u64, ByteBuf, OwnedADict))>, OwnedADict);
 
+/// Parses a summary file.
 pub fn parse_summary(bytes: &[u8]) -> Result<Summary> {
     let (refs, meta): SummaryWire = gvariant::from_bytes(bytes)?;
     let refs = refs

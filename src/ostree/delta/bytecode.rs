@@ -16,12 +16,14 @@ pub const OPEN: u8 = b'o';
 pub const WRITE: u8 = b'w';
 /// Reads from an existing object named by 32 checksum bytes at `(offset)` in the payload.
 pub const SET_READ_SOURCE: u8 = b'r';
+/// Forgets the read source: later `WRITE`s read from the payload again.
 pub const UNSET_READ_SOURCE: u8 = b'R';
 /// Finishes the open object.
 pub const CLOSE: u8 = b'c';
 /// Writes the open object by applying the bsdiff patch at `(offset, length)` to the source.
 pub const BSPATCH: u8 = b'B';
 
+/// Appends `v` as an unsigned LEB128 varint (7 bits a byte, low group first).
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     loop {
         let b = (v & 0x7f) as u8;
@@ -34,6 +36,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
+/// Reads the varint at `*pos` and moves `pos` past it; fails on a truncated or over-long one.
 pub fn get_varint(ops: &[u8], pos: &mut usize) -> Result<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {

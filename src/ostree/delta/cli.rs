@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use super::{Compression, DeltaName, GenerateOptions};
 use crate::ostree::Repo;
 
+/// The subcommands of `atomic-factory static-delta`.
 #[derive(Debug, Subcommand)]
 pub enum StaticDeltaCommand {
     /// Generate a static delta (like `ostree static-delta generate`)
@@ -20,6 +21,7 @@ pub enum StaticDeltaCommand {
     Delete(DeltaArgs),
 }
 
+/// Arguments of `atomic-factory static-delta generate`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory static-delta generate --repo=repo --to=demo/x86_64            # from its parent\n  atomic-factory static-delta generate --repo=repo --from=3f1c…e2 --to=demo/x86_64 --if-not-exists\n  atomic-factory static-delta generate --repo=repo --empty --to=demo/x86_64 --inline\n  atomic-factory static-delta generate --repo=repo --empty --to=demo/x86_64 --inline \\\n      --min-fallback-size=0 --filename=/tmp/demo.delta     # one self-contained file"
@@ -66,6 +68,7 @@ pub struct GenerateArgs {
     pub filename: Option<PathBuf>,
 }
 
+/// Arguments of `atomic-factory static-delta list`: only the repository.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  atomic-factory static-delta list --repo=repo")]
 pub struct RepoArg {
@@ -74,6 +77,7 @@ pub struct RepoArg {
     pub repo: PathBuf,
 }
 
+/// Arguments of `static-delta show` and `static-delta delete`: a repository and one delta.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory static-delta show --repo=repo 3f1c…e2-9a0b…71\n  atomic-factory static-delta delete --repo=repo 9a0b…71"
@@ -86,6 +90,7 @@ pub struct DeltaArgs {
     pub delta: String,
 }
 
+/// Runs one `static-delta` subcommand and prints its result.
 pub fn run(cmd: StaticDeltaCommand) -> Result<()> {
     match cmd {
         StaticDeltaCommand::Generate(a) => generate(a),

@@ -31,6 +31,7 @@ pub fn objtype_byte(t: ObjectType) -> u8 {
     }
 }
 
+/// The object type for its wire number; fails on an unknown number.
 pub fn objtype_from_byte(b: u8) -> Result<ObjectType> {
     Ok(match b {
         1 => ObjectType::File,
@@ -49,6 +50,7 @@ pub fn b64(c: &Checksum) -> String {
         .replace('/', "_")
 }
 
+/// Parses ostree's modified base64 (see [`b64`]) back into a checksum.
 pub fn from_b64(s: &str) -> Result<Checksum> {
     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
         .decode(s.replace('_', "/"))
@@ -59,7 +61,9 @@ pub fn from_b64(s: &str) -> Result<Checksum> {
 /// A delta's endpoints: `from` is None for a from-scratch (`--empty`) delta.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeltaName {
+    /// The commit the delta starts from; None for a from-scratch delta.
     pub from: Option<Checksum>,
+    /// The commit the delta produces.
     pub to: Checksum,
 }
 
@@ -98,10 +102,12 @@ impl DeltaName {
         }
     }
 
+    /// The superblock's path relative to the repository.
     pub fn superblock_rel(&self) -> String {
         format!("{}/superblock", self.rel_dir())
     }
 
+    /// Path of part `i` relative to the repository; also its key when the part is inline.
     pub fn part_rel(&self, i: usize) -> String {
         format!("{}/{i}", self.rel_dir())
     }
@@ -116,6 +122,7 @@ pub fn index_rel(to: &Checksum) -> String {
 /// One entry of the superblock's part list `(uayttay)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartHeader {
+    /// The part format version; [`PART_VERSION`] is the only one.
     pub version: u32,
     /// sha256 of the part file bytes (compression byte included).
     pub checksum: Checksum,
@@ -123,14 +130,18 @@ pub struct PartHeader {
     pub size: u64,
     /// Total size of the objects the part creates.
     pub usize: u64,
+    /// The objects the part creates.
     pub objects: Vec<ObjectName>,
 }
 
 /// An object the client fetches on its own `(yaytt)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fallback {
+    /// The object to fetch.
     pub object: ObjectName,
+    /// Size of the object's file in the repository (compressed in archive mode).
     pub size: u64,
+    /// Uncompressed size of the object.
     pub usize: u64,
 }
 
@@ -142,11 +153,15 @@ pub struct Superblock {
     pub metadata: Vec<(String, Vec<u8>, String)>,
     /// Seconds since the epoch (stored big-endian).
     pub timestamp: u64,
+    /// The commit the delta starts from; None for a from-scratch delta.
     pub from: Option<Checksum>,
+    /// The target commit.
     pub to: Checksum,
     /// The target commit object, verbatim.
     pub commit: Vec<u8>,
+    /// The parts, in the order they are applied.
     pub parts: Vec<PartHeader>,
+    /// Objects left out of the parts, which the client fetches on its own.
     pub fallbacks: Vec<Fallback>,
     /// True when the delta's numbers are big-endian (an `ostree.endianness` of `'B'`).
     pub big_endian: bool,
@@ -321,10 +336,13 @@ pub struct PartPayload {
     pub modes: Vec<(u32, u32, u32)>,
     /// Each element: a serialized `a(ayay)` xattr list, as in a file header.
     pub xattrs: Vec<Vec<u8>>,
+    /// Literal bytes that opcodes copy out by `(offset, length)`.
     pub payload: Vec<u8>,
+    /// The opcode stream (see the `bytecode` module), arguments as varints.
     pub ops: Vec<u8>,
 }
 
+/// Serializes a part payload, before compression and the leading compression byte.
 pub fn part_payload_bytes(p: &PartPayload) -> Vec<u8> {
     let modes: Vec<[u8; 12]> = p
         .modes
@@ -347,6 +365,7 @@ pub fn part_payload_bytes(p: &PartPayload) -> Vec<u8> {
     ])
 }
 
+/// Parses an uncompressed part payload (the inverse of [`part_payload_bytes`]).
 pub fn parse_part_payload(b: &[u8]) -> Result<PartPayload> {
     let m = raw::split_tuple(b, &[(4, None), (1, None), (1, None), (1, None)])?;
     let modes = raw::split_array(m[0], 4, Some(12))?

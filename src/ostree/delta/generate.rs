@@ -36,7 +36,9 @@ pub enum Compression {
 /// Options of one delta, with ostree's defaults from [`GenerateOptions::new`].
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
+    /// The commit to start from; None for a from-scratch (`--empty`) delta.
     pub from: Option<Checksum>,
+    /// The commit the delta produces.
     pub to: Checksum,
     /// Put the parts inside the superblock (one self-contained file).
     pub inline: bool,
@@ -44,6 +46,7 @@ pub struct GenerateOptions {
     pub min_fallback_size: u64,
     /// Start a new part once a part's payload would exceed this many bytes.
     pub max_chunk_size: u64,
+    /// How the part files are compressed.
     pub compression: Compression,
     /// bsdiff modified files that exact matches do not cover.
     pub bsdiff: bool,
@@ -77,12 +80,17 @@ impl GenerateOptions {
 /// What was written.
 #[derive(Clone, Debug, Default)]
 pub struct GenerateReport {
+    /// The delta's endpoints (None only in a default report).
     pub name: Option<DeltaName>,
     /// True when `if_not_exists` found the delta already there.
     pub existed: bool,
+    /// Number of parts written.
     pub parts: usize,
+    /// Number of objects the parts create.
     pub objects: usize,
+    /// Number of objects left to the client to fetch (fallbacks).
     pub fallbacks: usize,
+    /// Number of modified files sent as bsdiff patches.
     pub bsdiffs: usize,
     /// Modified files sent as copies from their old object plus the changed bytes.
     pub copied: usize,
@@ -90,6 +98,7 @@ pub struct GenerateReport {
     pub part_bytes: u64,
     /// Sum of the objects' uncompressed sizes in parts.
     pub part_ubytes: u64,
+    /// Size of the superblock file (inline parts included).
     pub superblock_bytes: u64,
 }
 

@@ -14,15 +14,27 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Span {
     /// `len` bytes equal to the old file's bytes at `from`.
-    Copy { from: u64, len: u64 },
+    Copy {
+        /// Offset in the old file.
+        from: u64,
+        /// Number of bytes.
+        len: u64,
+    },
     /// `len` bytes of the new file at `start`, sent in the payload.
-    Literal { start: u64, len: u64 },
+    Literal {
+        /// Offset in the new file.
+        start: u64,
+        /// Number of bytes.
+        len: u64,
+    },
 }
 
 /// The spans that rebuild the new file, and how many of its bytes come from the old one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Matches {
+    /// The new file, front to back, as copies and literals.
     pub spans: Vec<Span>,
+    /// Bytes of the new file covered by `Copy` spans.
     pub copied: u64,
 }
 

@@ -68,6 +68,7 @@ impl Repo {
         Ok(out)
     }
 
+    /// The directory holding a delta's superblock and parts inside this repository.
     pub fn static_delta_dir(&self, name: &DeltaName) -> PathBuf {
         self.path().join(name.rel_dir())
     }

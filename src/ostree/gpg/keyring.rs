@@ -74,6 +74,7 @@ impl Keyring {
         self.keys.len()
     }
 
+    /// True when the keyring holds no certificate.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

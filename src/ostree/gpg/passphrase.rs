@@ -14,6 +14,8 @@ pub struct Passphrase {
 }
 
 impl Passphrase {
+    /// Reads the first line of `path` (without its `\n` or `\r\n`); the bytes read are zeroed
+    /// once copied.
     pub fn from_file(path: &Path) -> Result<Passphrase> {
         let text = zeroize::Zeroizing::new(
             std::fs::read(path)

@@ -27,11 +27,13 @@ pub enum SigStatus {
 /// What one signature says, like one block of `ostree show --gpg-verify`.
 #[derive(Debug, Clone)]
 pub struct SigCheck {
+    /// Whether the signature holds, and why not.
     pub status: SigStatus,
     /// The issuer (signing key) fingerprint or key id, upper-case hex, if the signature names one.
     pub issuer: Option<String>,
     /// Primary key fingerprint and user id when the key is in the keyring.
     pub primary_fingerprint: Option<String>,
+    /// The key's user id, when the key is in the keyring and has one.
     pub user_id: Option<String>,
     /// Creation time, seconds since the epoch.
     pub created: Option<u64>,

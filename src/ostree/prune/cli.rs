@@ -9,6 +9,7 @@ use super::policy::Policy;
 use super::{PruneOptions, Retain};
 use crate::ostree::{Checksum, Repo, datetime};
 
+/// Arguments of `atomic-factory prune`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  atomic-factory prune --repo=repo --refs-only                      # drop what no ref reaches\n  atomic-factory prune --repo=repo --refs-only --depth=5            # keep 5 parents per ref\n  atomic-factory prune --repo=repo --only-branch=demo/x86_64/testing --keep-younger-than='90 days ago'\n  atomic-factory prune --repo=repo --delete-commit=3f1c…e2\n  atomic-factory prune --repo=repo --policy=prune.yaml --dry-run\n\nA policy file gives every ref a `keep:` of all, time:90d, depth:5 or delete:\n  refs:\n    demo/x86_64/stable:  { keep: all }\n    demo/x86_64/testing: { keep: time:90d }\nThe prune refuses to run, before deleting anything, when a ref has no policy or a\npolicy names a ref that does not exist."
@@ -77,6 +78,8 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// `atomic-factory prune`: builds the options (from the flags or a `--policy` file), prunes,
+/// and prints what was (or, with `--dry-run`, would be) deleted.
 pub fn prune(a: PruneArgs) -> Result<()> {
     let repo = Repo::open(&a.repo)?;
     let mut opts = match &a.policy {

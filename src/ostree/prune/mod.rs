@@ -42,11 +42,15 @@ pub struct PruneOptions {
     pub refs_only: bool,
     /// Parents to keep per commit (-1: all); ostree's `--depth`.
     pub depth: Option<i64>,
+    /// Keep commits not older than this timestamp (seconds since the epoch), the ref's own
+    /// commit always; ostree's `--keep-younger-than`.
     pub keep_younger_than: Option<u64>,
     /// Only these refs are pruned; every other ref keeps its whole history.
     pub only_branches: Vec<String>,
     /// Per-ref retention (`--retain-branch-depth`, and policies).
     pub retain: Vec<(String, Retain)>,
+    /// Delete this commit (it must not be a ref's commit), leaving a tombstone; ostree's
+    /// `--delete-commit`.
     pub delete_commit: Option<Checksum>,
     /// With `delete_commit`: delete only the deltas to it.
     pub static_deltas_only: bool,
@@ -59,11 +63,17 @@ pub struct PruneOptions {
 /// What a prune did (or would do).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PruneReport {
+    /// Loose objects in the repository before pruning.
     pub objects_total: usize,
+    /// Objects deleted (or that a dry run would delete).
     pub objects_pruned: usize,
+    /// Bytes the deleted objects took on disk (or would free, in a dry run).
     pub bytes_freed: u64,
+    /// Commits deleted (or that a dry run would delete).
     pub commits_deleted: Vec<Checksum>,
+    /// Static deltas deleted.
     pub deltas_deleted: Vec<DeltaName>,
+    /// Refs deleted by the policy (or that a dry run would delete).
     pub refs_deleted: Vec<String>,
 }
 

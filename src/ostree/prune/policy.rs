@@ -84,16 +84,19 @@ struct PolicyFile {
 /// A parsed policy: ref name → what to keep.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// What to keep, per ref name.
     pub refs: BTreeMap<String, Keep>,
 }
 
 impl Policy {
+    /// Reads and parses a policy file; errors name the file.
     pub fn load(path: &Path) -> Result<Policy> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading prune policy {}", path.display()))?;
         Policy::parse(&text).with_context(|| format!("prune policy {}", path.display()))
     }
 
+    /// Parses policy YAML; unknown keys and bad `keep` values are errors.
     pub fn parse(text: &str) -> Result<Policy> {
         let f: PolicyFile = serde_saphyr::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         let refs = f
