@@ -7,6 +7,9 @@
 //!     cargo run --release --example bench_commit [-- --files N --total-mib M]
 //!     cargo run --release --example bench_commit -- --usr [--usr-mib M]
 //!
+//! After timing, our repository is checked with the real ostree (fsck, pull over HTTP, fsck
+//! of the pulled copy); `--no-verify` skips that.
+//!
 //! The generated tree is kept in /tmp/af-bench-tree and reused while its spec matches.
 //! `--usr` (issue 18) commits instead a tree that looks like an OS: the first M MiB (default
 //! 1024, or all of it) of this machine's own /usr, copied once to /tmp/af-bench-usr.
@@ -203,11 +206,12 @@ fn main() -> Result<()> {
             "--files" => files = it.next().context("--files N")?.parse()?,
             "--total-mib" => total_mib = it.next().context("--total-mib M")?.parse()?,
             "--generate-only" => generate_only = true,
+            "--no-verify" => {}
             "--usr" => usr_mib = Some(usr_mib.unwrap_or(1024)),
             "--usr-mib" => usr_mib = Some(it.next().context("--usr-mib M")?.parse()?),
             _ => bail!(
                 "unknown argument {a}; usage: bench_commit [--files N] [--total-mib M] \
-                 [--generate-only] [--usr [--usr-mib M]]"
+                 [--generate-only] [--usr [--usr-mib M]] [--no-verify]"
             ),
         }
     }
@@ -334,5 +338,69 @@ fn main() -> Result<()> {
         "  ratio ours/ostree     {:>8.3}   (target <= 0.03)",
         r_ours.as_secs_f64() / r_theirs.as_secs_f64()
     );
+    if !args.iter().any(|a| a == "--no-verify") {
+        verify_with_ostree(&ours_repo, &work, &c_ours)?;
+    }
+    Ok(())
+}
+
+/// Issue 18: the real ostree must accept what we wrote: `ostree fsck` on our repository, and
+/// `ostree pull` of our commit over HTTP (python's http.server) into a fresh repository,
+/// whose fsck must pass too. Not timed.
+fn verify_with_ostree(repo: &Path, work: &Path, commit: &str) -> Result<()> {
+    let ostree = |args: &[String]| -> Result<()> {
+        let out = Command::new("ostree").args(args).output()?;
+        if !out.status.success() {
+            bail!(
+                "ostree {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    ostree(&["fsck".into(), format!("--repo={}", repo.display())])?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(repo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting python3 -m http.server")?;
+    let pulled = work.join("pulled");
+    let result = (|| -> Result<()> {
+        std::thread::sleep(Duration::from_millis(500));
+        let repo_arg = format!("--repo={}", pulled.display());
+        ostree(&["init".into(), repo_arg.clone(), "--mode=bare-user".into()])?;
+        ostree(&[
+            "remote".into(),
+            "add".into(),
+            repo_arg.clone(),
+            "--no-gpg-verify".into(),
+            "origin".into(),
+            format!("http://127.0.0.1:{port}/"),
+        ])?;
+        ostree(&[
+            "pull".into(),
+            repo_arg.clone(),
+            "origin".into(),
+            commit.into(),
+        ])?;
+        ostree(&["fsck".into(), repo_arg])
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = fs::remove_dir_all(&pulled);
+    result?;
+    println!("  ostree fsck of ours, ostree pull over HTTP + fsck: passed");
     Ok(())
 }

@@ -40,6 +40,10 @@ thread_local! {
     /// libdeflate's compressor allocates its match finder's tables (about 1 MiB at level 6);
     /// one per thread and level serves every object that thread writes.
     static COMPRESSOR: RefCell<Option<(i32, Compressor)>> = const { RefCell::new(None) };
+    /// A segment's input and output buffers (up to 4 MiB each), handed from one object to the
+    /// next on the same thread: allocating them per object left freed multi-MiB blocks in
+    /// the allocator's arenas, and peak RSS of a commit varied from 55 to 223 MiB.
+    static SPARE_BUFFERS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 /// Streams one object's bytes into raw deflate, writing the output to a sink.
@@ -61,14 +65,17 @@ pub struct ObjectDeflater {
 impl ObjectDeflater {
     /// `level` is the repository's `zlib-level` (used for every unit that shrinks).
     pub fn new(level: u32) -> ObjectDeflater {
+        let (mut pending, mut out) = SPARE_BUFFERS.with_borrow_mut(std::mem::take);
+        pending.clear();
+        out.clear();
         ObjectDeflater {
             level: level.min(9) as i32,
             store: Compress::new(Compression::none(), false),
             stored: level == 0,
-            pending: Vec::new(),
+            pending,
             open: false,
             probe: Probe::new(),
-            out: Vec::new(),
+            out,
         }
     }
 
@@ -167,6 +174,16 @@ impl ObjectDeflater {
                 _ => {}
             }
         }
+    }
+}
+
+impl Drop for ObjectDeflater {
+    fn drop(&mut self) {
+        let buffers = (
+            std::mem::take(&mut self.pending),
+            std::mem::take(&mut self.out),
+        );
+        SPARE_BUFFERS.with_borrow_mut(|spare| *spare = buffers);
     }
 }
 
