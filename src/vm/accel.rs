@@ -17,11 +17,17 @@ use anyhow::{Result, bail};
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[allow(
+    missing_docs,
+    reason = "a `///` on a variant would become `--help` text for the value"
+)]
 pub enum AccelChoice {
-    // KVM when a probe VM really runs under it, else TCG. (A `///` here would become
-    // `--help` text for the value.)
+    // Plain comments, not `///` (see the `allow` above).
+    // KVM when a probe VM really runs under it, else TCG.
     Auto,
+    // KVM, or an error when the probe VM does not run under it.
     Kvm,
+    // Software emulation; no probe.
     Tcg,
 }
 
@@ -29,7 +35,9 @@ pub enum AccelChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Accel {
+    /// Hardware virtualisation through /dev/kvm (the probe showed that it works).
     Kvm,
+    /// QEMU's software emulation: always available, several times slower.
     Tcg,
 }
 
@@ -45,6 +53,7 @@ impl From<Accel> for AccelChoice {
 }
 
 impl Accel {
+    /// The name QEMU's `-machine accel=` takes (also shown in messages).
     pub fn qemu_name(self) -> &'static str {
         match self {
             Accel::Kvm => "kvm",
@@ -60,10 +69,15 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
 /// `auto` fell back to TCG.
 #[derive(Debug, Clone)]
 pub struct AccelDecision {
+    /// The accelerator the VMs run under.
     pub accel: Accel,
+    /// Set when `auto` fell back to TCG: why, to tell the user once.
     pub notice: Option<String>,
 }
 
+/// Resolves `choice`: `tcg` as it is; `kvm` only if [`kvm_works`], else an error; `auto`
+/// KVM if it works, else TCG with a notice. `qemu` is the binary to probe, `scratch` a
+/// folder for the probe VMs' files.
 pub async fn choose(choice: AccelChoice, qemu: &Path, scratch: &Path) -> Result<AccelDecision> {
     match choice {
         AccelChoice::Tcg => Ok(AccelDecision {

@@ -31,13 +31,19 @@ const TAIL_LINES: usize = 30;
 /// How long QEMU gets to exit once its console has closed.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 
+/// What `boot-test` boots, what it expects to see, and the VM each image boots in; the CLI
+/// and the pipeline fill it.
 #[derive(Debug, Clone)]
 pub struct BootTestConfig {
+    /// The images to boot (qcow2, raw or fixed VHD); they are never written to.
     pub images: Vec<PathBuf>,
     /// Each expected regex must match the console (in any order) for a pass.
     pub expect: Vec<String>,
+    /// Per image: how long to wait for every expected line.
     pub timeout: Duration,
+    /// Guest memory in MiB.
     pub memory_mib: u32,
+    /// Guest CPUs.
     pub cpus: u32,
     /// The accelerator to use, already probed by the caller.
     pub accel: Accel,
@@ -45,41 +51,56 @@ pub struct BootTestConfig {
     pub jobs: usize,
     /// Keep each image's console log here (`<image-stem>.console.log`).
     pub log_dir: PathBuf,
+    /// Where to write a JUnit XML report, if anywhere.
     pub junit: Option<PathBuf>,
 }
 
+/// How one image's boot ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Every expected regex matched the console and no fatal pattern did.
     Passed,
     /// A badness pattern matched: its name and the console lines around it.
     Fatal {
+        /// The name of the fatal pattern that matched.
         what: String,
     },
     /// The timeout ran out before every expected line appeared.
     TimedOut {
+        /// The expected regexes that never matched.
         missing: Vec<String>,
     },
     /// The VM exited before every expected line appeared.
     Exited {
+        /// QEMU's exit status (with its stderr, if any), or that its console closed.
         status: String,
+        /// The expected regexes that never matched.
         missing: Vec<String>,
     },
     /// QEMU could not be started, or the image could not be used.
     Error {
+        /// What went wrong.
         message: String,
     },
 }
 
+/// One image's boot-test result.
 #[derive(Debug, Clone)]
 pub struct BootResult {
+    /// The image, as given.
     pub image: PathBuf,
+    /// How the boot ended.
     pub verdict: Verdict,
+    /// This image's whole test: the overlay, the boot and the wait for a verdict.
     pub duration: Duration,
+    /// The image's whole console log, in the configured log folder.
     pub console_log: PathBuf,
+    /// The console's last lines (at most 30), quoted on failure.
     pub console_tail: Vec<String>,
 }
 
 impl BootResult {
+    /// Whether the verdict is [`Verdict::Passed`].
     pub fn passed(&self) -> bool {
         self.verdict == Verdict::Passed
     }

@@ -10,6 +10,7 @@ use super::accel::AccelChoice;
 use super::install::{self, InstallConfig, KsVia, MediaSource};
 use super::upgrade_test::UpgradeTestConfig;
 
+/// Arguments of `atomic-factory install`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   # the stand-in installer (vm/prepare builds it), kickstart over HTTP
@@ -82,6 +83,8 @@ pub struct InstallArgs {
 }
 
 impl InstallArgs {
+    /// The [`InstallConfig`] these arguments ask for; an error without installer media or with
+    /// under 256 MiB of memory.
     pub fn to_config(&self) -> Result<InstallConfig> {
         let media = match (&self.installer_iso, &self.kernel, &self.initrd) {
             (Some(iso), _, _) => MediaSource::Iso(iso.clone()),
@@ -167,6 +170,7 @@ pub struct BootTestArgs {
     pub log_dir: PathBuf,
 }
 
+/// Arguments of `atomic-factory upgrade-test`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   # upgrade an image to the ref's newest commit in the repository, roll back, JUnit report
@@ -235,6 +239,7 @@ pub struct UpgradeTestArgs {
 }
 
 impl UpgradeTestArgs {
+    /// The [`UpgradeTestConfig`] these arguments ask for.
     pub fn to_config(self) -> UpgradeTestConfig {
         UpgradeTestConfig {
             image: self.image,
@@ -257,6 +262,8 @@ impl UpgradeTestArgs {
     }
 }
 
+/// Runs `atomic-factory upgrade-test`; on a failed step, prints that step's console lines
+/// and screendump and returns an error naming it.
 pub fn upgrade_test(args: UpgradeTestArgs) -> anyhow::Result<()> {
     let report = super::upgrade_test::run(&args.to_config())?;
     if let Some(step) = report.first_failure() {
@@ -282,6 +289,7 @@ pub fn upgrade_test(args: UpgradeTestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `atomic-factory install` and prints the disk, the accelerator and the timings.
 pub fn install(args: InstallArgs) -> anyhow::Result<()> {
     let outcome = install::run(&args.to_config()?)?;
     println!(
@@ -295,6 +303,8 @@ pub fn install(args: InstallArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `atomic-factory boot-test` (probing the accelerator first); prints each failed
+/// image's console tail and returns an error when any image failed.
 pub fn boot_test(args: BootTestArgs) -> anyhow::Result<()> {
     let accel = super::choose_accel_blocking(args.accel)?;
     let config = super::boot_test::BootTestConfig {

@@ -24,9 +24,11 @@ const MAX_TYPED_LINE: usize = 3000;
 /// What a command typed at the guest's shell gave back.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The command's exit status in the guest's shell.
     pub status: i32,
     /// The command's output (stdout and stderr), without the markers.
     pub output: String,
+    /// From typing the command to reading its end marker.
     pub round_trip: Duration,
 }
 
@@ -52,6 +54,7 @@ impl Console {
         })
     }
 
+    /// The file the console's raw bytes are written to.
     pub fn log_path(&self) -> &Path {
         self.monitor.log_path()
     }

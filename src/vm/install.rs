@@ -26,6 +26,7 @@ use super::server::{Access, GuestServer};
 use crate::command::CommandExt as _;
 use crate::progress::{Reporter, Task, Unit};
 
+/// How the installer gets the kickstart (`--ks-via`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
@@ -37,12 +38,19 @@ pub enum KsVia {
     Initrd,
 }
 
+/// Where the installer's kernel and initrd come from.
 #[derive(Debug, Clone)]
 pub enum MediaSource {
+    /// A boot.iso: kernel and initrd are read out of it, it is attached as a CD-ROM, and
+    /// `inst.stage2=` points at its volume label.
     Iso(PathBuf),
+    /// A kernel and initrd given as files.
     Kernel {
+        /// The installer kernel.
         kernel: PathBuf,
+        /// The installer initrd.
         initrd: PathBuf,
+        /// The `inst.stage2=` value, if the installer needs one.
         stage2: Option<String>,
     },
 }
@@ -50,30 +58,42 @@ pub enum MediaSource {
 /// Everything `install` needs; the CLI and the pipeline fill it.
 #[derive(Debug, Clone)]
 pub struct InstallConfig {
+    /// The rendered kickstart; it must end the install with `poweroff`.
     pub kickstart: PathBuf,
     /// The ostree repository to serve at `http://10.0.2.2:PORT/repo/`.
     pub repo: Option<PathBuf>,
     /// The ref the kickstart installs (checked to exist in `repo`).
     pub ostree_ref: Option<String>,
+    /// The installer to boot.
     pub media: MediaSource,
+    /// Size of the target disk in bytes.
     pub disk_size: u64,
+    /// Guest memory in MiB.
     pub memory_mib: u64,
+    /// Guest CPUs.
     pub cpus: u32,
+    /// The accelerator asked for; probed when the install starts.
     pub accel: AccelChoice,
     /// Overall limit; None = 20 min under KVM, 3x that under TCG.
     pub timeout: Option<Duration>,
     /// No log output, disk I/O or HTTP request for this long = hang; None = 5 min (KVM), 10 (TCG).
     pub inactivity_timeout: Option<Duration>,
+    /// The installed disk (qcow2); written as `<output>.partial`, renamed on success and
+    /// removed on failure.
     pub output: PathBuf,
+    /// How the installer gets the kickstart.
     pub ks_via: KsVia,
     /// Port on 127.0.0.1 for the guest server (0 = any free port).
     pub port: u16,
     /// Extra kernel arguments for the installer.
     pub extra_kargs: Vec<String>,
+    /// The QEMU binary.
     pub qemu: PathBuf,
 }
 
 impl InstallConfig {
+    /// A configuration with the CLI's defaults: an 8 GiB disk, 2048 MiB, 2 CPUs, `auto`
+    /// accelerator, kickstart over HTTP, any free port, no repository.
     pub fn new(kickstart: PathBuf, media: MediaSource, output: PathBuf) -> Self {
         InstallConfig {
             kickstart,
@@ -102,13 +122,18 @@ impl InstallConfig {
     }
 }
 
+/// What a successful install left, and how long its parts took.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct InstallOutcome {
+    /// The installed disk (the configured output).
     pub disk: PathBuf,
+    /// The install's logs (`<output>.logs/`).
     pub logs_dir: PathBuf,
+    /// The accelerator the installer ran under.
     pub accel: Accel,
     /// The one notice given when `auto` fell back to TCG.
     pub accel_notice: Option<String>,
+    /// The whole install, from the input checks to the renamed disk.
     pub elapsed: Duration,
     /// Our set-up time before QEMU started (excluding the KVM probe).
     pub setup: Duration,
@@ -116,7 +141,9 @@ pub struct InstallOutcome {
     pub first_output: Duration,
     /// Guest poweroff (QEMU exit) to our return, disk renamed and server stopped.
     pub teardown: Duration,
+    /// Distinct ostree objects the guest fetched from the served repository.
     pub objects_fetched: usize,
+    /// Objects in the served repository (0 when none is served).
     pub objects_total: usize,
 }
 
@@ -125,6 +152,9 @@ pub fn run(cfg: &InstallConfig) -> Result<InstallOutcome> {
     crate::runtime::block_on(run_async(cfg))?
 }
 
+/// [`run`] for async callers: checks the inputs, serves the kickstart and the repository,
+/// boots the installer and watches it until it powers off. On failure the partial disk is
+/// removed and the logs folder holds what the guest printed.
 pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
     let started = Instant::now();
     let mut progress = Progress::new();

@@ -16,8 +16,10 @@ pub const HOST_ALIAS: &str = "10.0.2.2";
 /// The marker the injected %post writes, followed by the run's token.
 pub const TOKEN_MARKER: &str = "ATOMIC-FACTORY-INSTALL-OK";
 
+/// The kickstart as it is served to the guest, and what the rewrite found.
 #[derive(Debug, Clone)]
 pub struct PreparedKickstart {
+    /// The text to serve: the ostreesetup URL pointed at our port, the token `%post` appended.
     pub text: String,
     /// The ostreesetup --url after rewriting, if the kickstart has one.
     pub ostree_url: Option<String>,

@@ -10,9 +10,12 @@ use anyhow::{Context, Result, bail};
 /// Where boot.iso keeps the installer kernel and initrd (lorax; `isolinux/` on older ISOs).
 const KERNEL_DIRS: &[&str] = &["images/pxeboot", "isolinux"];
 
+/// The installer to boot: kernel, initrd, and the ISO and `inst.stage2=` that go with them.
 #[derive(Debug, Clone)]
 pub struct InstallerMedia {
+    /// The installer kernel (for an ISO, a copy extracted from it).
     pub kernel: PathBuf,
+    /// The installer initrd (for an ISO, a copy extracted from it).
     pub initrd: PathBuf,
     /// The ISO to attach read-only.
     pub iso: Option<PathBuf>,

@@ -165,16 +165,24 @@ impl FatalPatterns {
 /// Install phases, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
+    /// Checking the inputs and preparing the VM, before QEMU starts.
     Starting,
+    /// QEMU started; the installer is booting.
     Booting,
+    /// The installer fetched or loaded the kickstart.
     KickstartFetched,
+    /// Ostree objects are being pulled from the served repository.
     Pulling,
+    /// The commit is being deployed.
     Deploying,
+    /// The bootloader is being installed.
     Bootloader,
+    /// The install is done and the guest is powering off.
     PoweringOff,
 }
 
 impl Phase {
+    /// The phase as the progress display names it.
     pub fn label(self) -> &'static str {
         match self {
             Phase::Starting => "starting",
@@ -219,8 +227,11 @@ pub struct Tail {
 }
 
 impl Tail {
+    /// How many lines are kept; older ones are dropped.
     pub const KEEP: usize = 50;
 
+    /// Adds `line` from the log named `source` (kept as `[source] line`), dropping the oldest
+    /// line beyond [`Self::KEEP`].
     pub fn push(&mut self, source: &str, line: &str) {
         if self.lines.len() == Self::KEEP {
             self.lines.pop_front();
@@ -228,10 +239,12 @@ impl Tail {
         self.lines.push_back(format!("[{source}] {line}"));
     }
 
+    /// The kept lines, oldest first.
     pub fn lines(&self) -> impl Iterator<Item = &String> {
         self.lines.iter()
     }
 
+    /// The last `n` lines, each indented and ending in a newline (for error messages).
     pub fn last(&self, n: usize) -> String {
         let skip = self.lines.len().saturating_sub(n);
         self.lines
@@ -292,11 +305,14 @@ pub struct LineSplitter {
 /// One complete console line, cleaned, with the fatal pattern it matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// The line without escape sequences and `\r` rewrites.
     pub text: String,
+    /// The name of the fatal pattern the line matches, if any.
     pub fatal: Option<&'static str>,
 }
 
 impl LineSplitter {
+    /// A splitter that judges lines by `patterns`.
     pub fn new(patterns: &'static FatalPatterns) -> LineSplitter {
         LineSplitter {
             patterns,
@@ -448,6 +464,7 @@ impl ConsoleMonitor {
         })
     }
 
+    /// The file the console's raw bytes are written to.
     pub fn log_path(&self) -> &Path {
         &self.log
     }

@@ -21,11 +21,16 @@ pub const ANACONDA_LOG_PORT: &str = "org.fedoraproject.anaconda.log.0";
 /// bootloader on the disk (an installed image).
 #[derive(Debug, Clone)]
 pub enum Boot {
+    /// Direct kernel boot (`-kernel`, `-initrd`, `-append`): the installer.
     Kernel {
+        /// The kernel image.
         kernel: PathBuf,
+        /// The initrd.
         initrd: PathBuf,
+        /// The kernel command line.
         append: String,
     },
+    /// The firmware boots the disk's own bootloader: an installed image.
     Disk,
 }
 
@@ -36,14 +41,19 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 /// upgrade-test.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
+    /// The QEMU binary (normally `qemu-system-x86_64`).
     pub binary: PathBuf,
+    /// The accelerator; it also picks the CPU model (`host` under KVM, `Nehalem` under TCG).
     pub accel: Accel,
+    /// Guest memory in MiB.
     pub memory_mib: u64,
+    /// Guest CPUs.
     pub cpus: u32,
     /// The target disk (qcow2), attached as virtio.
     pub disk: PathBuf,
     /// Installer media attached read-only as a CD-ROM (boot.iso).
     pub cdrom: Option<PathBuf>,
+    /// What the VM boots.
     pub boot: Boot,
     /// Unix socket we listen on; QEMU connects the serial console to it.
     pub serial_socket: PathBuf,
@@ -56,6 +66,7 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
+    /// The arguments after the binary, in order, unquoted.
     pub fn args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |s: &str| a.push(s.into());
@@ -214,7 +225,9 @@ impl QemuConfig {
 
 /// A started QEMU with its console connections.
 pub struct Launched {
+    /// The QEMU process; dropping it kills QEMU.
     pub process: QemuProcess,
+    /// The serial console's connection.
     pub serial: UnixStream,
     /// Anaconda's log port, when the configuration has one.
     pub virtio_log: Option<UnixStream>,
@@ -228,10 +241,12 @@ pub struct QemuProcess {
 }
 
 impl QemuProcess {
+    /// QEMU's process id; None once it has been reaped.
     pub fn id(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
     }
 
+    /// Waits for QEMU to exit and returns its exit status.
     pub async fn wait(&mut self) -> Result<std::process::ExitStatus> {
         let child = self.child.as_mut().context("QEMU already reaped")?;
         Ok(child.wait().await?)

@@ -24,10 +24,14 @@ type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>
 /// An asynchronous QMP event, kept as raw JSON so that unknown events cannot break anything.
 #[derive(Debug, Clone)]
 pub struct QmpEvent {
+    /// The event's name (`SHUTDOWN`, `BLOCK_IO_ERROR`, ...).
     pub name: String,
+    /// Its `data` member (`Null` when the event has none).
     pub data: Value,
 }
 
+/// A connection to QEMU's QMP socket: any task may send commands; each reply is matched to
+/// its command by id.
 pub struct Qmp {
     writer: Mutex<OwnedWriteHalf>,
     pending: Pending,
@@ -106,6 +110,8 @@ impl Qmp {
         Ok((qmp, rx))
     }
 
+    /// Runs `command` with `arguments` and returns its `return` value; a QMP error, a closed
+    /// connection or no reply within 10 s is an error.
     pub async fn execute(&self, command: &str, arguments: Value) -> Result<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();

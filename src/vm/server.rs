@@ -20,13 +20,20 @@ use tower_http::services::ServeDir;
 /// One served request.
 #[derive(Debug, Clone)]
 pub struct Access {
+    /// The HTTP method.
     pub method: String,
+    /// The request path as sent (still percent-encoded).
     pub path: String,
+    /// The response's status code.
     pub status: u16,
+    /// When the response was ready.
     pub at: Instant,
 }
 
+/// The running HTTP server for the guest; [`GuestServer::stop`] shuts it down gracefully,
+/// dropping it aborts it.
 pub struct GuestServer {
+    /// The address it listens on (127.0.0.1 and the bound port).
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,

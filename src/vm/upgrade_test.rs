@@ -32,57 +32,82 @@ const EXCERPT_LINES: usize = 40;
 /// Time a guest gets from the reboot command to QEMU's exit.
 const REBOOT_LIMIT: Duration = Duration::from_secs(120);
 
+/// Everything `upgrade-test` needs; the CLI and the pipeline fill it.
 #[derive(Debug, Clone)]
 pub struct UpgradeTestConfig {
+    /// The image to boot (qcow2 or raw); only a throwaway overlay of it is written.
     pub image: PathBuf,
+    /// The ostree repository served to the guest, to upgrade from.
     pub repo: PathBuf,
+    /// The ref to upgrade to; its commit in `repo` is the target unless `to` is set.
     pub ostree_ref: String,
     /// Upgrade to this commit instead of the ref's.
     pub to: Option<String>,
     /// The commit the image boots, when known before boot (else read from the image's
     /// manifest.json, else learned at the first boot).
     pub from: Option<String>,
+    /// Deploy a target that does not descend from the booted commit.
     pub allow_downgrade: bool,
     /// kola-style external tests: every executable in this folder.
     pub tests_dir: Option<PathBuf>,
     /// Run the external tests again after the upgrade (those marked `needs=upgrade` always
     /// run only then).
     pub tests_after_upgrade: bool,
+    /// Where to write a JUnit XML report, if anywhere.
     pub junit: Option<PathBuf>,
     /// Limit for each boot (to the shell) and each guest command.
     pub timeout: Duration,
     /// Fail a step when the guest prints nothing for this long while we wait on it.
     pub inactivity: Duration,
+    /// Guest memory in MiB.
     pub memory_mib: u64,
+    /// Guest CPUs.
     pub cpus: u32,
+    /// The accelerator asked for; probed once before the first boot.
     pub accel: AccelChoice,
+    /// The QEMU binary.
     pub qemu: PathBuf,
     /// Console logs, screendumps, test outputs.
     pub log_dir: PathBuf,
 }
 
+/// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// The step did what it should.
     Passed,
+    /// The step failed: its name and why.
     Failed(String),
+    /// The step did not run (an earlier one failed), or an external test skipped itself
+    /// (exit 77): why.
     Skipped(String),
 }
 
+/// One step of the test: a boot, the upgrade, a reboot, the rollback, an external test.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// The step's name in the report.
     pub name: String,
+    /// How it ended.
     pub outcome: Outcome,
+    /// How long it took (a boot or reboot step includes the boot).
     pub duration: Duration,
     /// What the console showed during the step (the last lines).
     pub console: Vec<String>,
+    /// A screendump of the VGA display taken when the step failed, if QMP gave one.
     pub screendump: Option<PathBuf>,
 }
 
+/// The steps of an upgrade test, the commits it went between and its overhead figures.
 #[derive(Debug, Clone)]
 pub struct UpgradeReport {
+    /// Every step, in order; after a failure the rest are listed as skipped.
     pub steps: Vec<Step>,
+    /// The commit the image booted, once known.
     pub from_commit: Option<String>,
+    /// The commit upgraded to.
     pub to_commit: String,
+    /// The whole run.
     pub elapsed: Duration,
     /// Our own time from QEMU's start to the first console byte, per boot.
     pub first_output: Vec<Duration>,
@@ -93,12 +118,14 @@ pub struct UpgradeReport {
 }
 
 impl UpgradeReport {
+    /// Whether no step failed (skipped steps do not fail the run).
     pub fn passed(&self) -> bool {
         self.steps
             .iter()
             .all(|s| !matches!(s.outcome, Outcome::Failed(_)))
     }
 
+    /// The first failed step, if any.
     pub fn first_failure(&self) -> Option<&Step> {
         self.steps
             .iter()
@@ -109,9 +136,13 @@ impl UpgradeReport {
 /// One external test and its header metadata (`# atomic-factory: timeout=60, needs=upgrade`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalTest {
+    /// The test's file name.
     pub name: String,
+    /// The executable on the host (copied into the guest to run).
     pub path: PathBuf,
+    /// `timeout=SECONDS` from its header; without it, the run's timeout applies.
     pub timeout: Option<Duration>,
+    /// `needs=upgrade`: run only after the upgrade, never after the first boot.
     pub needs_upgrade: bool,
 }
 
@@ -181,21 +212,29 @@ fn parse_test_header(text: &str) -> Result<(Option<Duration>, bool)> {
 /// The deployments `ostree admin status` lists, and whether /run/ostree-booted exists.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GuestStatus {
+    /// Whether /run/ostree-booted exists: the guest booted an ostree deployment.
     pub ostree_booted: bool,
     /// (osname, checksum, deploy serial, booted, origin refspec) in boot order.
     pub deployments: Vec<Deployment>,
 }
 
+/// One deployment as `ostree admin status` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deployment {
+    /// Its stateroot (`/ostree/deploy/<osname>`).
     pub osname: String,
+    /// The deployed commit.
     pub checksum: String,
+    /// The deploy serial: 0, 1, ... for the same commit deployed more than once.
     pub serial: u32,
+    /// Whether it is the booted deployment (`*` in the status).
     pub booted: bool,
+    /// The origin refspec, when the status shows one.
     pub refspec: Option<String>,
 }
 
 impl GuestStatus {
+    /// The booted deployment, if the list has one.
     pub fn booted(&self) -> Option<&Deployment> {
         self.deployments.iter().find(|d| d.booted)
     }
@@ -382,6 +421,7 @@ pub fn run(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
     crate::runtime::block_on(run_async(cfg))?
 }
 
+/// [`run`] for async callers.
 pub async fn run_async(cfg: &UpgradeTestConfig) -> Result<UpgradeReport> {
     let started = Instant::now();
     let plan = preflight(cfg)?;
