@@ -30,6 +30,11 @@ pub trait CommandExt {
     /// As [`CommandExt::run_checked`] with `input` written to the tool's stdin (and closed).
     fn run_with_stdin(&mut self, input: &[u8]) -> Result<Output>;
 
+    /// As [`CommandExt::run_unchecked`] with `input` written to the tool's stdin (and
+    /// closed): the output whatever the exit status (gpg's stderr tells a wrong passphrase
+    /// from a missing key).
+    fn run_with_stdin_unchecked(&mut self, input: &[u8]) -> Result<Output>;
+
     /// Runs to completion with output captured and returns it whatever the exit status, for
     /// tools whose status is a finding rather than a failure (ksvalidator counts errors in
     /// it). Only a failure to start is an error.
@@ -44,21 +49,33 @@ impl CommandExt for Command {
     }
 
     fn run_with_stdin(&mut self, input: &[u8]) -> Result<Output> {
+        let out = self.run_with_stdin_unchecked(input)?;
+        check(self, &out)?;
+        Ok(out)
+    }
+
+    fn run_with_stdin_unchecked(&mut self, input: &[u8]) -> Result<Output> {
         let mut child = self
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| not_started(self))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A tool may exit before reading all of it; its exit status and stderr say why.
-            let _ = stdin.write_all(input);
-        }
-        let out = child
-            .wait_with_output()
-            .with_context(|| format!("waiting for `{}`", command_line(self)))?;
-        check(self, &out)?;
-        Ok(out)
+        let stdin = child.stdin.take();
+        // The input is written from a second thread while this one collects the output: a
+        // tool that writes a lot before reading all of its input would otherwise block
+        // against us, and one that exits without reading it (gpg with no such key) just
+        // ends the write. Dropping the pipe ends the input.
+        std::thread::scope(|scope| {
+            if let Some(mut stdin) = stdin {
+                scope.spawn(move || {
+                    let _ = stdin.write_all(input);
+                });
+            }
+            child
+                .wait_with_output()
+                .with_context(|| format!("waiting for `{}`", command_line(self)))
+        })
     }
 
     fn run_unchecked(&mut self) -> Result<Output> {
@@ -174,5 +191,20 @@ mod tests {
         assert_eq!(out.stdout, b"fed");
         let out = Command::new("false").run_unchecked().unwrap();
         assert!(!out.status.success());
+    }
+
+    #[test]
+    fn large_input_and_output_do_not_block_each_other() {
+        // Far more than a pipe holds, both ways: written before reading, cat would block.
+        let input: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        let out = Command::new("cat").run_with_stdin(&input).unwrap();
+        assert_eq!(out.stdout, input);
+        // A tool that exits without reading its input: the output still comes back.
+        let out = Command::new("sh")
+            .args(["-c", "echo gone >&2; exit 2"])
+            .run_with_stdin_unchecked(&input)
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(out.stderr, b"gone\n");
     }
 }

@@ -6,9 +6,8 @@
 //! `gpg --export-secret-keys --armor KEYID` for a standard transferable secret key instead;
 //! the signing itself is still done here, in Rust.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -42,7 +41,7 @@ impl Signer {
             Some(p) => {
                 let mut line = zeroize::Zeroizing::new(p.password.read().to_vec());
                 line.push(b'\n');
-                run_with_input(gpg, &line)?
+                gpg.run_with_stdin_unchecked(&line)?
             }
             None => gpg.run_unchecked()?,
         };
@@ -73,25 +72,6 @@ impl Signer {
             )
         })
     }
-}
-
-/// Runs `gpg` with `input` on its stdin and returns its output whatever its exit status.
-/// A second thread writes the input into a pipe, so a passphrase longer than the pipe's
-/// buffer cannot block against a gpg that exits without reading it (no such key).
-fn run_with_input(mut gpg: Command, input: &[u8]) -> Result<Output> {
-    let (reader, mut writer) = std::io::pipe().context("creating a pipe for gpg's stdin")?;
-    gpg.stdin(reader);
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            // gpg may exit before reading it: its own error says more. Dropping the writer
-            // at the end is the end of input.
-            let _ = writer.write_all(input);
-        });
-        let out = gpg.run_unchecked();
-        // Our copy of the read end goes with the command; a writer still waiting then fails.
-        drop(gpg);
-        out
-    })
 }
 
 #[cfg(test)]
