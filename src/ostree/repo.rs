@@ -11,7 +11,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -122,15 +121,11 @@ pub(crate) fn fsync_dir(path: &Path) -> Result<()> {
 /// needs "everything done so far is durable before the next step", instead of an fsync per
 /// object or directory (what ostree does once per commit transaction; prune would touch up
 /// to 256 object directories).
-#[allow(unsafe_code, reason = "syncfs(2) has no safe wrapper in std")]
 pub(crate) fn sync_filesystem(path: &Path) -> Result<()> {
     let d = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: syncfs only uses the descriptor, which `d` keeps open for the call.
-    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("syncing the filesystem of {}", path.display()));
-    }
-    Ok(())
+    rustix::fs::syncfs(&d)
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("syncing the filesystem of {}", path.display()))
 }
 
 /// Writes `data` to `dest` atomically: a temporary sibling, fsync, rename, fsync of the dir.
@@ -435,19 +430,16 @@ impl Repo {
 
     /// Takes the exclusive repository lock (`flock` on `.lock`, as ostree does).
     pub fn lock(&self) -> Result<RepoLock> {
-        self.lock_with(libc::LOCK_EX)
+        self.lock_with(false)
     }
 
     /// Takes the shared lock, as ostree does for the length of a commit transaction.
     pub fn lock_shared(&self) -> Result<RepoLock> {
-        self.lock_with(libc::LOCK_SH)
+        self.lock_with(true)
     }
 
-    #[allow(
-        unsafe_code,
-        reason = "flock(2) with a shared-or-exclusive choice by flag"
-    )]
-    fn lock_with(&self, op: libc::c_int) -> Result<RepoLock> {
+    /// std's `File::lock` is flock(2), as ostree's lock; retried when a signal interrupts it.
+    fn lock_with(&self, shared: bool) -> Result<RepoLock> {
         let p = self.path.join(".lock");
         let file = OpenOptions::new()
             .read(true)
@@ -457,15 +449,16 @@ impl Repo {
             .mode(0o640)
             .open(&p)
             .with_context(|| format!("opening lock file {}", p.display()))?;
-        // SAFETY-free: flock on an fd we own; retried on EINTR.
         loop {
-            let r = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if r == 0 {
-                break;
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e).with_context(|| format!("locking {}", p.display()));
+            let locked = if shared {
+                file.lock_shared()
+            } else {
+                file.lock()
+            };
+            match locked {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("locking {}", p.display())),
             }
         }
         Ok(RepoLock { _file: file })
@@ -473,10 +466,6 @@ impl Repo {
 
     /// Removes temporary files left in `tmp/` by our writers that died (e.g. SIGKILL):
     /// their names carry the writer's pid, and a pid that no longer exists cannot finish them.
-    #[allow(
-        unsafe_code,
-        reason = "kill(pid, 0): std cannot probe a process it did not spawn"
-    )]
     pub fn cleanup_tmp(&self) -> Result<()> {
         let tmp = self.path.join("tmp");
         let rd = fs::read_dir(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
@@ -489,11 +478,11 @@ impl Repo {
                         .and_then(|n| n.split_once(".tmp-").map(|(_, r)| r))
                 })
                 .and_then(|r| r.split('-').next())
-                .and_then(|p| p.parse::<libc::pid_t>().ok());
+                .and_then(|p| p.parse::<i32>().ok())
+                .and_then(rustix::process::Pid::from_raw);
             if let Some(pid) = pid {
-                // SAFETY: kill with signal 0 only checks whether the process exists.
-                let gone = unsafe { libc::kill(pid, 0) } != 0
-                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+                // kill(pid, 0): only asks whether the process exists.
+                let gone = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
                 if gone {
                     // A dead writer's staging directory holds only unsynced, unreferenced files.
                     let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {

@@ -143,14 +143,12 @@ pub async fn kvm_works(qemu: &Path, scratch: &Path) -> std::result::Result<(), S
 }
 
 /// `$TMPDIR/atomic-factory-kvm-<uid>-<boot id>-<hash of the QEMU path>`.
-#[allow(unsafe_code, reason = "getuid(2); std has no safe wrapper")]
 fn verdict_cache(qemu: &Path) -> Option<std::path::PathBuf> {
     use sha2::Digest as _;
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let qemu_id = format!("{}", qemu.display());
     let hash = hex::encode(&sha2::Sha256::digest(qemu_id.as_bytes())[..6]);
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    let uid = rustix::process::getuid().as_raw();
     Some(std::env::temp_dir().join(format!(
         "atomic-factory-kvm-{uid}-{}-{hash}",
         boot_id.trim()

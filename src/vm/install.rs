@@ -973,13 +973,9 @@ fn check_repo(repo: &Path, ostree_ref: Option<&str>) -> Result<usize> {
     Ok(n)
 }
 
-#[allow(unsafe_code, reason = "statvfs(2); std has no safe wrapper")]
 fn check_free_space(dir: &Path) -> Result<()> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid C string, st a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
-        let free = st.f_bavail as u64 * st.f_frsize as u64;
+    if let Ok(st) = rustix::fs::statvfs(dir) {
+        let free = st.f_bavail * st.f_frsize;
         if free < 256 << 20 {
             bail!(
                 "the host disk is full: only {} MiB free in {}; the installed disk needs at least a few hundred MiB",

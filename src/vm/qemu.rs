@@ -262,7 +262,6 @@ impl QemuProcess {
 }
 
 impl Drop for QemuProcess {
-    #[allow(unsafe_code, reason = "waitpid(2): reap synchronously in a destructor")]
     fn drop(&mut self) {
         if let Some(child) = self.child.as_mut()
             && let Some(pid) = child.id()
@@ -270,9 +269,9 @@ impl Drop for QemuProcess {
             // kill_on_drop sends SIGKILL but does not reap; reap synchronously so that no
             // QEMU (or zombie) is left when we return.
             let _ = child.start_kill();
-            let mut status = 0;
-            // SAFETY: waitpid on our own child's pid.
-            unsafe { libc::waitpid(pid as libc::pid_t, &mut status, 0) };
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+            }
         }
     }
 }
