@@ -84,6 +84,15 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     digest_file::<sha2::Sha256>(path)
 }
 
+/// Inflates a raw deflate stream (no zlib header), for tests of what we compress.
+#[cfg(test)]
+pub(crate) fn test_inflate_raw(z: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::DeflateDecoder::new(z), &mut out)
+        .expect("a valid raw deflate stream");
+    out
+}
+
 /// Deterministic pseudo-random bytes (xorshift64) for unit tests: incompressible and with no
 /// long repeats, like real random data.
 #[cfg(test)]

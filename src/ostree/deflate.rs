@@ -190,8 +190,7 @@ impl Drop for ObjectDeflater {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::{test_noise as noise, test_text as text};
-    use std::io::Read;
+    use crate::fsutil::{test_inflate_raw as inflate, test_noise as noise, test_text as text};
 
     fn deflate(data: &[u8], write_size: usize) -> Vec<u8> {
         let mut d = ObjectDeflater::new(6);
@@ -200,14 +199,6 @@ mod tests {
             d.write(part, &mut out).unwrap();
         }
         d.finish(&mut out).unwrap();
-        out
-    }
-
-    fn inflate(z: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::DeflateDecoder::new(z)
-            .read_to_end(&mut out)
-            .unwrap();
         out
     }
 

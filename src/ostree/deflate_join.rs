@@ -242,16 +242,8 @@ impl Huffman {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsutil::{test_noise as noise, test_text as text};
-    use std::io::{Read, Write};
-
-    fn inflate(z: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        flate2::read::DeflateDecoder::new(z)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
+    use crate::fsutil::{test_inflate_raw as inflate, test_noise as noise, test_text as text};
+    use std::io::Write;
 
     fn libdeflate(data: &[u8], level: i32) -> Vec<u8> {
         let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::new(level).unwrap());
