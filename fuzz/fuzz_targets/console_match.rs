@@ -1,28 +1,32 @@
-//! The console monitors: ANSI/CR cleaning, boot-test's fatal patterns and the installer
-//! monitor's fatal and phase matchers, on arbitrary guest output.
+//! The console monitor on arbitrary guest output: ANSI/CR cleaning, the installer's and
+//! boot-test's fatal patterns, and the installer's phase matcher. Property: how the bytes
+//! arrive (one read or two) does not change the lines or their verdicts.
 #![no_main]
 
-use atomic_factory::vm::boot_test::{FATAL_PATTERNS, clean_console};
-use atomic_factory::vm::monitor::{clean_line, is_fatal, phase_of};
+use atomic_factory::vm::monitor::{FatalPatterns, Line, LineSplitter, phase_of};
 use libfuzzer_sys::fuzz_target;
-use regex::Regex;
-use std::sync::OnceLock;
+
+fn lines(patterns: &'static FatalPatterns, reads: &[&[u8]]) -> Vec<Line> {
+    let mut splitter = LineSplitter::new(patterns);
+    let mut out = Vec::new();
+    for read in reads {
+        out.extend(splitter.push(read));
+    }
+    out.extend(splitter.finish());
+    out
+}
 
 fuzz_target!(|data: &[u8]| {
-    static FATAL: OnceLock<Vec<Regex>> = OnceLock::new();
-    let fatal = FATAL.get_or_init(|| {
-        FATAL_PATTERNS
-            .iter()
-            .map(|(_, p)| Regex::new(p).expect("our patterns compile"))
-            .collect()
-    });
-    let text = clean_console(data);
-    for line in text.lines() {
-        let _ = fatal.iter().any(|re| re.is_match(line));
-    }
-    for raw in data.split(|&b| b == b'\n') {
-        let line = clean_line(raw);
-        let _ = is_fatal(&line);
-        let _ = phase_of(&line);
+    let Some((&cut, data)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut) * data.len() / 256;
+    for patterns in [FatalPatterns::installer(), FatalPatterns::boot()] {
+        let whole = lines(patterns, &[data]);
+        let split = lines(patterns, &[&data[..cut], &data[cut..]]);
+        assert_eq!(whole, split, "lines depend on where a read ends");
+        for line in &whole {
+            let _ = phase_of(&line.text);
+        }
     }
 });
