@@ -29,12 +29,27 @@ fn header(out: &mut String, now: SystemTime) {
 pub fn failure(message: &str, now: SystemTime) -> String {
     let mut out = String::with_capacity(512 + message.len());
     header(&mut out, now);
-    // "--" may not appear inside an XML comment.
     let _ = write!(
         out,
         "<!-- {}\n-->\n</metalink>\n",
-        message.trim_end().replace("--", "- -")
+        comment_text(message.trim_end())
     );
+    out
+}
+
+/// `text` made safe inside an XML comment, where "--" may not appear: a space goes between
+/// any two hyphens in a row. (Replacing "--" by "- -" is not enough: "---" would become
+/// "- --", found by fuzzing.)
+fn comment_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut previous = None;
+    for c in text.chars() {
+        if c == '-' && previous == Some('-') {
+            out.push(' ');
+        }
+        out.push(c);
+        previous = Some(c);
+    }
     out
 }
 
@@ -196,5 +211,18 @@ mod tests {
             SystemTime::UNIX_EPOCH,
         );
         assert!(doc.contains("<!-- # repo = x arch = y error - - invalid\n-->\n</metalink>"));
+        // The fuzzer's find: runs of hyphens, and a message that tries to end the comment.
+        let doc = failure("a---b-----> c-", SystemTime::UNIX_EPOCH);
+        let body = &doc[doc.find("<!--").unwrap() + 4..doc.rfind("-->").unwrap()];
+        assert!(!body.contains("--"), "{doc}");
+        assert!(body.contains("a- - -b- - - - -> c-"), "{doc}");
+        let found = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/fuzz-regressions/mirror_query-comment-hyphens"),
+        )
+        .unwrap();
+        let doc = failure(&found, SystemTime::UNIX_EPOCH);
+        let body = &doc[doc.find("<!--").unwrap() + 4..];
+        assert_eq!(body.find("-->"), body.rfind("-->"), "{doc}");
     }
 }
