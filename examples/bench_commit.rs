@@ -348,17 +348,8 @@ fn main() -> Result<()> {
 /// `ostree pull` of our commit over HTTP (python's http.server) into a fresh repository,
 /// whose fsck must pass too. Not timed.
 fn verify_with_ostree(repo: &Path, work: &Path, commit: &str) -> Result<()> {
-    let ostree = |args: &[String]| -> Result<()> {
-        let out = Command::new("ostree").args(args).output()?;
-        if !out.status.success() {
-            bail!(
-                "ostree {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
-    };
+    use atomic_factory::command::CommandExt as _;
+    let ostree = |args: &[String]| Command::new("ostree").args(args).run_checked().map(drop);
     ostree(&["fsck".into(), format!("--repo={}", repo.display())])?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -378,7 +369,14 @@ fn verify_with_ostree(repo: &Path, work: &Path, commit: &str) -> Result<()> {
         .context("starting python3 -m http.server")?;
     let pulled = work.join("pulled");
     let result = (|| -> Result<()> {
-        std::thread::sleep(Duration::from_millis(500));
+        // Until the server listens (a pull started earlier fails at once).
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!("python3 -m http.server did not start on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let repo_arg = format!("--repo={}", pulled.display());
         ostree(&["init".into(), repo_arg.clone(), "--mode=bare-user".into()])?;
         ostree(&[

@@ -32,14 +32,7 @@ impl HttpServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting python3 -m http.server");
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed().as_secs() < 20,
-                "http.server did not start on port {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_until_listening(port, "http.server");
         HttpServer {
             child,
             url: format!("http://127.0.0.1:{port}/"),
@@ -83,17 +76,22 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, 
         .stderr(Stdio::null())
         .spawn()
         .expect("starting the logging http server");
+    wait_until_listening(port, "logging http server");
+    HttpServer {
+        child,
+        url: format!("http://127.0.0.1:{port}/"),
+    }
+}
+
+/// Waits (up to 20 s) until something accepts connections on `port` of 127.0.0.1.
+fn wait_until_listening(port: u16, what: &str) {
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             start.elapsed().as_secs() < 20,
-            "logging http server did not start on port {port}"
+            "{what} did not start on port {port}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    HttpServer {
-        child,
-        url: format!("http://127.0.0.1:{port}/"),
     }
 }
 
