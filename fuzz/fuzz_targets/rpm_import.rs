@@ -4,6 +4,7 @@
 #![no_main]
 
 use atomic_factory::compose::model::{Header, build};
+use atomic_factory::compose::payload::{ListedFile, Payload};
 use atomic_factory::compose::sources::info_from_header;
 use atomic_factory_fuzz::file;
 use libfuzzer_sys::fuzz_target;
@@ -20,13 +21,22 @@ fuzz_target!(|data: &[u8]| {
     let Ok(meta) = rpm::PackageMetadata::parse(&mut std::io::Cursor::new(data)) else {
         return;
     };
-    let _ = build(&[Header { info, meta }], true);
+    let header = Header { info, meta };
+    let _ = build(std::slice::from_ref(&header), true);
     // The payload as the importer streams it; file names are only used through the model.
-    if let Ok(mut pr) = rpm::PackageReader::parse(std::io::Cursor::new(data.to_vec())) {
-        while let Ok(Some(mut f)) = pr.next_file() {
-            if f.finish().is_err() {
-                break;
-            }
+    let Ok(files) = ListedFile::from_header(&header.meta) else {
+        return;
+    };
+    let mut reader = std::io::Cursor::new(data);
+    if rpm::PackageMetadata::parse(&mut reader).is_err() {
+        return;
+    }
+    let Ok(mut payload) = Payload::after_headers(reader, files) else {
+        return;
+    };
+    while let Ok(Some(_)) = payload.next_entry() {
+        if payload.finish_entry().is_err() {
+            break;
         }
     }
 });

@@ -5,16 +5,17 @@
 //! primary.xml at the end.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use rayon::prelude::*;
 
 use super::model::{Header, Model, Node};
+use super::payload::{ListedFile, Payload};
 use super::sources::{DynHasher, hasher_for};
 use crate::ostree::{Checksum, FileMeta, Repo};
 use crate::progress::{Reporter, Task, Unit};
@@ -169,18 +170,21 @@ fn import_one(
     };
 
     let streamed = (|| -> Result<Vec<(String, Checksum)>> {
-        let mut pr = rpm::PackageReader::parse(reader).map_err(|e| anyhow!("{e}"))?;
+        let mut reader = reader;
+        // Past the headers (already parsed into `h.meta`) to the payload.
+        rpm::PackageMetadata::parse(&mut reader).map_err(|e| anyhow!("{e}"))?;
+        let mut payload = Payload::after_headers(reader, ListedFile::from_header(&h.meta)?)?;
         let mut out = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         // Hardlinked files: only one member carries the bytes; the others get its checksum.
         let mut by_digest: HashMap<String, Checksum> = HashMap::new();
         let mut pending: Vec<(String, String)> = Vec::new();
-        while let Some(mut f) = pr.next_file().map_err(|e| anyhow!("{e}"))? {
-            let src = f.metadata.path().to_string_lossy().into_owned();
+        while let Some(entry) = payload.next_entry()? {
+            let src = entry.path;
             let Some(tpath) = wanted.get(src.as_str()) else {
-                f.finish()
-                    .with_context(|| format!("reading payload entry {src}"))?;
                 continue;
             };
+            ensure!(seen.insert(src.clone()), "the payload holds {src} twice");
             let e = &model.entries[*tpath];
             let Node::File {
                 size, digest, caps, ..
@@ -188,10 +192,15 @@ fn import_one(
             else {
                 continue;
             };
-            if !f.has_payload() {
+            if entry.size == 0 {
                 pending.push((tpath.to_string(), digest.clone()));
                 continue;
             }
+            ensure!(
+                entry.size == *size,
+                "payload entry {src} holds {} bytes but the header says {size}",
+                entry.size
+            );
             let meta = FileMeta {
                 uid: ctx.uids[&e.user],
                 gid: ctx.gids[&e.group],
@@ -203,9 +212,10 @@ fn import_one(
             };
             let csum = ctx
                 .repo
-                .write_file(&meta, *size, &mut f)
+                .write_file(&meta, *size, &mut payload)
                 .with_context(|| format!("importing {src}"))?;
-            f.finish()
+            payload
+                .finish_entry()
                 .with_context(|| format!("reading payload entry {src}"))?;
             progress.add_bytes(*size);
             by_digest.insert(digest.clone(), csum);
@@ -265,27 +275,34 @@ fn file_meta(ctx: &ImportCtx<'_>, e: &super::model::Entry) -> Result<FileMeta> {
     })
 }
 
+/// Largest file [`read_small_files`] keeps in memory.
+const SMALL_FILE_MAX: u64 = 16 << 20;
+
 /// Reads the named files (rpm paths) of one package into memory (small config files such
-/// as /etc/passwd, needed before the import).
+/// as /etc/passwd, needed before the import); a file over 16 MiB is an error.
 pub fn read_small_files(h: &Header, paths: &[&str]) -> Result<HashMap<String, Vec<u8>>> {
-    let mut pr = rpm::PackageReader::open(&h.info.path).map_err(|e| {
-        anyhow!(
-            "package {} ({}): {e}",
-            h.info.nevra(),
-            h.info.path.display()
-        )
-    })?;
+    let name = || format!("package {} ({})", h.info.nevra(), h.info.path.display());
+    let file = File::open(&h.info.path).with_context(|| format!("opening {}", name()))?;
+    let mut reader = BufReader::new(file);
+    rpm::PackageMetadata::parse(&mut reader).map_err(|e| anyhow!("{}: {e}", name()))?;
+    let files = ListedFile::from_header(&h.meta).with_context(name)?;
+    let mut payload = Payload::after_headers(reader, files).with_context(name)?;
     let mut out = HashMap::new();
-    while let Some(mut f) = pr
-        .next_file()
-        .map_err(|e| anyhow!("{}: {e}", h.info.path.display()))?
-    {
-        let p = f.metadata.path().to_string_lossy().into_owned();
-        if paths.contains(&p.as_str()) {
+    while let Some(entry) = payload.next_entry().with_context(name)? {
+        if paths.contains(&entry.path.as_str()) {
+            ensure!(
+                entry.size <= SMALL_FILE_MAX,
+                "{}: {} is {} bytes, more than the {} MiB read into memory",
+                name(),
+                entry.path,
+                entry.size,
+                SMALL_FILE_MAX >> 20
+            );
             let mut v = Vec::new();
-            f.read_to_end(&mut v)
-                .with_context(|| format!("{}: reading {p}", h.info.path.display()))?;
-            out.insert(p, v);
+            payload
+                .read_to_end(&mut v)
+                .with_context(|| format!("{}: reading {}", name(), entry.path))?;
+            out.insert(entry.path, v);
         }
     }
     Ok(out)

@@ -5,6 +5,7 @@
 //! - [`package`]: the package model, EVR and dependency ranges
 //! - [`resolve`]: dependency resolution with resolvo
 //! - [`model`]: the tree model from RPM headers (layout rules, conflicts)
+//! - [`payload`]: an RPM's compressed cpio payload, entry by entry, with bounds
 //! - [`import`]: payloads streamed into the repository
 //! - [`conventions`]: rpm-ostree's tree conventions (kernel, /opt, /var, rpmdb, units,
 //!   add-files, os-release, remove-files, root layout), one function each
@@ -23,6 +24,7 @@ pub mod gpgcheck;
 pub mod import;
 pub mod model;
 pub mod package;
+pub mod payload;
 pub mod resolve;
 pub mod rpm_bounds;
 pub mod sources;

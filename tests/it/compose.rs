@@ -401,6 +401,32 @@ fn compose_matches_rpm2cpio_and_rpm_ostree_layout() {
     assert!(compared >= 30, "compared only {compared} files");
 }
 
+/// Hard links: rpm writes the content once, with the last member of the set; every member
+/// must come out with it (each in its own directory, as packages link across them).
+#[test]
+fn hardlinked_files_all_get_the_content() {
+    require(&["rpmbuild", "createrepo_c", "ostree", "rpm2cpio", "cpio"]);
+    let w = Work::new();
+    let rpm = w.add(
+        &Spec::new("linked", "1")
+            .file(
+                "/usr/bin/linked",
+                b"#!/bin/sh\necho one binary, three names\n",
+                0o755,
+            )
+            .hardlink("/usr/bin/linked-too", "/usr/bin/linked")
+            .hardlink("/usr/libexec/linked/helper", "/usr/bin/linked")
+            .file("/usr/share/linked/empty", b"", 0o644)
+            .hardlink("/usr/share/linked/empty-too", "/usr/share/linked/empty"),
+    );
+    createrepo(&w.rpms());
+    let out = w.compose(&w.treefile(&["linked"], "")).unwrap();
+    ostree_stdout(&["fsck", &format!("--repo={}", w.repo().display())]);
+    let co = checkout(&w, &out.commit.to_string());
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(compare_with_cpio(&rpm, &co, tmp.path()), 5);
+}
+
 #[test]
 fn every_fixture_compression_imports_like_cpio() {
     require(&["rpmbuild", "createrepo_c", "ostree", "rpm2cpio", "cpio"]);

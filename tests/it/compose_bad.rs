@@ -223,3 +223,51 @@ fn unknown_owner_names_package_and_file() {
     );
     assert_no_new_commit(&w, &c);
 }
+
+/// A payload entry whose cpio header claims a 4 GiB name (the fuzzer's finding, issue 16) is
+/// refused before anything is allocated for it. The compose runs under a 3 GiB address-space
+/// limit, where allocating the claimed name would abort the process instead of failing it.
+#[test]
+fn payload_entry_claiming_a_4_gib_name() {
+    require(&["prlimit"]);
+    let (w, tf, c) = with_good_commit();
+    let pkg = rpm::PackageBuilder::new("longname", "1", "MIT", "noarch", "hostile payload")
+        .using_config(rpm::BuildConfig::default().compression(rpm::CompressionType::None))
+        .with_file_contents("x\n", rpm::FileOptions::new("/usr/share/longname/f"))
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut bytes = Vec::new();
+    pkg.write(&mut bytes).unwrap();
+    let entry = bytes
+        .windows(6)
+        .position(|w| w == b"070701")
+        .expect("an uncompressed cpio payload");
+    // c_namesize, the twelfth 8-digit field after the 6-byte magic.
+    let namesize = entry + 6 + 11 * 8;
+    bytes[namesize..namesize + 8].copy_from_slice(b"ffffffff");
+    std::fs::write(w.rpms().join("longname-1-1.noarch.rpm"), &bytes).unwrap();
+    createrepo(&w.rpms());
+    let tf2 = w.treefile(&["good", "longname"], "");
+    assert_eq!(tf, tf2);
+    let out = std::process::Command::new("prlimit")
+        .arg(format!("--as={}", 3u64 << 30))
+        .arg("--")
+        .arg(crate::support::BIN)
+        .args(["compose", "tree", "--quiet", "--repo"])
+        .arg(w.repo())
+        .arg(&tf2)
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a clean failure, not a crash: {e}"
+    );
+    assert!(
+        e.contains("longname-1-1.noarch") && e.contains("entry name of 4294967295 bytes"),
+        "{e}"
+    );
+    assert_no_new_commit(&w, &c);
+}

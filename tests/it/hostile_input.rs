@@ -375,3 +375,24 @@ fn a_summary_with_nothing_in_it_is_written_as_glib_does() {
     let view = String::from_utf8_lossy(&out.stdout);
     assert!(!view.contains("* "), "no refs expected:\n{view}");
 }
+
+/// The fuzzer's package whose payload's first cpio entry claims a 388 MiB name: the
+/// rpm crate's payload reader allocated it before checking (an out-of-memory finding). Our
+/// payload reader refuses it, naming the package and the claimed length.
+#[test]
+fn a_payload_entry_with_a_huge_name_is_refused_by_the_importer() {
+    use atomic_factory::compose::{import::read_small_files, model::Header};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz-regressions/rpm_import-cpio-name-length");
+    let info = atomic_factory::compose::sources::info_from_header(&path, "fuzz").unwrap();
+    let meta = rpm::PackageMetadata::open(&path).unwrap();
+    let header = Header { info, meta };
+    let e = format!(
+        "{:#}",
+        read_small_files(&header, &["/etc/passwd"]).unwrap_err()
+    );
+    assert!(
+        e.contains("rpm_import-cpio-name-length") && e.contains("entry name of 407384603 bytes"),
+        "{e}"
+    );
+}

@@ -44,6 +44,8 @@ pub struct Spec {
     pub dirs: Vec<(String, u32)>,
     /// (path, target)
     pub symlinks: Vec<(String, String)>,
+    /// (path, existing file it is a hard link to)
+    pub hardlinks: Vec<(String, String)>,
     pub post: Option<String>,
 }
 
@@ -108,6 +110,10 @@ impl Spec {
         self.symlinks.push((path.into(), target.into()));
         self
     }
+    pub fn hardlink(mut self, path: &str, existing: &str) -> Self {
+        self.hardlinks.push((path.into(), existing.into()));
+        self
+    }
     pub fn post(mut self, s: &str) -> Self {
         self.post = Some(s.into());
         self
@@ -162,6 +168,13 @@ impl Spec {
                 "mkdir -p %{{buildroot}}{parent}\nln -sf {t} %{{buildroot}}{p}"
             );
         }
+        for (p, existing) in &self.hardlinks {
+            let parent = Path::new(p).parent().unwrap().display().to_string();
+            let _ = writeln!(
+                s,
+                "mkdir -p %{{buildroot}}{parent}\nln %{{buildroot}}{existing} %{{buildroot}}{p}"
+            );
+        }
         if let Some(post) = &self.post {
             let _ = writeln!(s, "%post\n{post}");
         }
@@ -172,7 +185,7 @@ impl Spec {
         for (d, mode) in &self.dirs {
             let _ = writeln!(s, "%dir %attr({mode:o},root,root) {d}");
         }
-        for (p, _) in &self.symlinks {
+        for (p, _) in self.symlinks.iter().chain(&self.hardlinks) {
             let _ = writeln!(s, "{p}");
         }
         s
