@@ -20,8 +20,9 @@ pub enum KeySource {
 }
 
 impl KeySource {
-    /// Picks the source from the two optional flags (the homedir wins; neither means
-    /// the default GnuPG home, `$GNUPGHOME` or `~/.gnupg`, as `ostree` does).
+    /// Picks the source from the two optional flags: both together are an error (which key
+    /// was meant is unclear); neither means the default GnuPG home, `$GNUPGHOME` or
+    /// `~/.gnupg`, as `ostree` does.
     pub fn from_flags(homedir: Option<&Path>, key_file: Option<&Path>) -> Result<KeySource> {
         match (homedir, key_file) {
             (Some(_), Some(_)) => bail!("give --gpg-homedir or --key-file, not both"),

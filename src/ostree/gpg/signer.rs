@@ -25,6 +25,63 @@ pub struct Signer {
     public: SignedPublicKey,
 }
 
+/// The key of CERT that gpg would sign with for WANTED (a normalised key id, fingerprint or
+/// user-id fragment), or `None` when WANTED names none of CERT's keys.
+fn signing_key_for(cert: &SignedSecretKey, wanted: &str) -> Result<Option<AnySecretKey>> {
+    let primary_fpr = cert.primary_key.fingerprint();
+    // KEYID names a subkey exactly: gpg uses that subkey ("KEYID!" forces it too).
+    let wanted_exact = wanted.trim_end_matches('!');
+    if let Some(sk) = cert
+        .secret_subkeys
+        .iter()
+        .find(|sk| hex_matches(&sk.key.fingerprint(), wanted_exact))
+    {
+        return Ok(Some(AnySecretKey::Sub(sk.key.clone())));
+    }
+    let uid_match = !wanted.is_empty()
+        && cert.details.users.iter().any(|u| {
+            String::from_utf8_lossy(u.id.id())
+                .to_uppercase()
+                .contains(wanted)
+        });
+    if !(hex_matches(&primary_fpr, wanted_exact) || uid_match) {
+        return Ok(None);
+    }
+    cert.verify_bindings()
+        .with_context(|| format!("key {primary_fpr:X} has invalid self-signatures"))?;
+    if wanted.ends_with('!') && hex_matches(&primary_fpr, wanted_exact) {
+        return Ok(Some(AnySecretKey::Primary(cert.primary_key.clone())));
+    }
+    // Like gpg: the newest valid signing-capable subkey, else the primary key.
+    let public = cert.to_public_key();
+    let now = now_secs();
+    let sub = cert
+        .secret_subkeys
+        .iter()
+        .filter(|sk| {
+            let public_sub = public
+                .public_subkeys
+                .iter()
+                .find(|p| p.key.fingerprint() == sk.key.fingerprint());
+            sk.signatures.iter().any(|s| s.key_flags().sign())
+                && can_sign(sk.signatures.iter())
+                && key_problem(&public, public_sub, now).is_none()
+        })
+        .max_by_key(|sk| sk.key.created_at().as_secs());
+    if let Some(sk) = sub {
+        return Ok(Some(AnySecretKey::Sub(sk.key.clone())));
+    }
+    let primary_sigs = cert
+        .details
+        .direct_signatures
+        .iter()
+        .chain(cert.details.users.iter().flat_map(|u| u.signatures.iter()));
+    if !can_sign(primary_sigs) {
+        bail!("key {primary_fpr:X} has no signing-capable key");
+    }
+    Ok(Some(AnySecretKey::Primary(cert.primary_key.clone())))
+}
+
 /// Normalizes a user-given key id: strips `0x` and spaces, upper-cases hex.
 fn normalize_keyid(keyid: &str) -> String {
     let k = keyid.trim();
@@ -78,79 +135,9 @@ impl Signer {
         }
         let wanted = normalize_keyid(keyid);
         for cert in &keys {
-            let primary_fpr = cert.primary_key.fingerprint();
-            let user_id = first_uid(&cert.details.users);
-            let public = cert.to_public_key();
-            // gpg refuses to sign with a revoked or expired key; so do we.
-            let make = |key: AnySecretKey| -> Result<Signer> {
-                let sub = match &key {
-                    AnySecretKey::Sub(k) => public
-                        .public_subkeys
-                        .iter()
-                        .find(|s| s.key.fingerprint() == k.fingerprint()),
-                    AnySecretKey::Primary(_) => None,
-                };
-                if let Some(p) = key_problem(&public, sub, now_secs()) {
-                    bail!("cannot sign with key {primary_fpr:X}: {p}");
-                }
-                let fpr = hex::encode_upper(key.fingerprint().as_bytes());
-                Ok(Signer {
-                    key: unlock(key, &fpr, passphrase)?,
-                    primary_fingerprint: hex::encode_upper(primary_fpr.as_bytes()),
-                    user_id: user_id.clone(),
-                    public: public.clone(),
-                })
-            };
-            // KEYID names a subkey exactly: gpg uses that subkey ("KEYID!" forces it too).
-            let wanted_exact = wanted.trim_end_matches('!');
-            if let Some(sk) = cert
-                .secret_subkeys
-                .iter()
-                .find(|sk| hex_matches(&sk.key.fingerprint(), wanted_exact))
-            {
-                return make(AnySecretKey::Sub(sk.key.clone()));
+            if let Some(key) = signing_key_for(cert, &wanted)? {
+                return Signer::with_key(cert, key, passphrase);
             }
-            let uid_match = !wanted.is_empty()
-                && cert.details.users.iter().any(|u| {
-                    String::from_utf8_lossy(u.id.id())
-                        .to_uppercase()
-                        .contains(&wanted)
-                });
-            if !(hex_matches(&primary_fpr, wanted_exact) || uid_match) {
-                continue;
-            }
-            cert.verify_bindings()
-                .with_context(|| format!("key {primary_fpr:X} has invalid self-signatures"))?;
-            if wanted.ends_with('!') && hex_matches(&primary_fpr, wanted_exact) {
-                return make(AnySecretKey::Primary(cert.primary_key.clone()));
-            }
-            // Like gpg: the newest valid signing-capable subkey, else the primary key.
-            let now = now_secs();
-            let sub = cert
-                .secret_subkeys
-                .iter()
-                .filter(|sk| {
-                    let public_sub = public
-                        .public_subkeys
-                        .iter()
-                        .find(|p| p.key.fingerprint() == sk.key.fingerprint());
-                    sk.signatures.iter().any(|s| s.key_flags().sign())
-                        && can_sign(sk.signatures.iter())
-                        && key_problem(&public, public_sub, now).is_none()
-                })
-                .max_by_key(|sk| sk.key.created_at().as_secs());
-            if let Some(sk) = sub {
-                return make(AnySecretKey::Sub(sk.key.clone()));
-            }
-            let primary_sigs = cert
-                .details
-                .direct_signatures
-                .iter()
-                .chain(cert.details.users.iter().flat_map(|u| u.signatures.iter()));
-            if !can_sign(primary_sigs) {
-                bail!("key {primary_fpr:X} has no signing-capable key");
-            }
-            return make(AnySecretKey::Primary(cert.primary_key.clone()));
         }
         let have: Vec<String> = keys
             .iter()
@@ -166,6 +153,34 @@ impl Signer {
             "no secret key matches {keyid:?} (available: {})",
             have.join(", ")
         )
+    }
+
+    /// The signer for KEY of CERT, refused as gpg refuses a revoked or expired key, and
+    /// unlocked with the passphrase when it has one.
+    fn with_key(
+        cert: &SignedSecretKey,
+        key: AnySecretKey,
+        passphrase: Option<&Passphrase>,
+    ) -> Result<Signer> {
+        let primary_fpr = cert.primary_key.fingerprint();
+        let public = cert.to_public_key();
+        let sub = match &key {
+            AnySecretKey::Sub(k) => public
+                .public_subkeys
+                .iter()
+                .find(|s| s.key.fingerprint() == k.fingerprint()),
+            AnySecretKey::Primary(_) => None,
+        };
+        if let Some(p) = key_problem(&public, sub, now_secs()) {
+            bail!("cannot sign with key {primary_fpr:X}: {p}");
+        }
+        let fpr = hex::encode_upper(key.fingerprint().as_bytes());
+        Ok(Signer {
+            key: unlock(key, &fpr, passphrase)?,
+            primary_fingerprint: hex::encode_upper(primary_fpr.as_bytes()),
+            user_id: first_uid(&cert.details.users),
+            public,
+        })
     }
 
     /// Fingerprint (upper-case hex) of the key that signs (a subkey or the primary).
