@@ -582,18 +582,11 @@ fn scan_finds_every_repository_and_ignores_decoys() {
 
     let state = dir.path().join("state.json");
     let scan = || {
-        let out = Command::new(BIN)
+        let out = run(Command::new(BIN)
             .args(["mirror", "scan"])
             .arg(&root)
             .arg("-o")
-            .arg(&state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .arg(&state));
         let log = String::from_utf8(out.stderr).unwrap();
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{BIN, benchmark_lock, require};
+use crate::support::http::HttpServer;
+use crate::support::{BIN, benchmark_lock, require, run};
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -99,14 +100,6 @@ fn get(addr: &str, target: &str) -> Vec<u8> {
     buf.split_off(at + 4)
 }
 
-fn wait_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A master tree of `n` ostree-shaped repositories (summary + objects/) with 1 KiB summaries.
 fn master(root: &Path, n: usize) {
     for i in 0..n {
@@ -130,18 +123,11 @@ fn metalink_throughput_latency_and_memory() {
     let root = dir.path().join("root");
     master(&root, 500);
     let state = dir.path().join("state.json");
-    let out = Command::new(BIN)
+    run(Command::new(BIN)
         .args(["mirror", "scan"])
         .arg(&root)
         .arg("-o")
-        .arg(&state)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&state));
     // 30 mirrors in 10 countries, all listed as up to date (the crawl is not what is measured).
     let countries = ["US", "DE", "FR", "GB", "JP", "BR", "AU", "CA", "NL", "SE"];
     let mut yaml = String::from("mirrors:\n");
@@ -203,30 +189,8 @@ fn metalink_throughput_latency_and_memory() {
     let rss_end = rss_kib(pid);
     drop(server);
 
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let py = Kill(
-        Command::new("python3")
-            .args([
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                &port.to_string(),
-            ])
-            .current_dir(&www)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(port);
-    let (ref_rps, ref_p99, _) = wrk(
-        &format!("http://127.0.0.1:{port}/metalink.xml"),
-        (secs / 6).max(5),
-    );
+    let py = HttpServer::serve(&www);
+    let (ref_rps, ref_p99, _) = wrk(&format!("{}metalink.xml", py.url), (secs / 6).max(5));
     drop(py);
 
     println!("{text}");
