@@ -295,23 +295,11 @@ async fn watch_probe(
 ) -> std::result::Result<ProbeEnd, String> {
     let err_log = log.with_extension("stderr");
     let _ = std::fs::remove_file(log);
-    let stderr =
-        std::fs::File::create(&err_log).map_err(|e| format!("{}: {e}", err_log.display()))?;
-    let mut child = tokio::process::Command::new(qemu)
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", qemu.display()))?;
+    let args = super::qemu::HEADLESS
+        .iter()
+        .map(Into::into)
+        .chain(args.iter().cloned());
+    let mut child = super::qemu::spawn(qemu, args, &err_log).map_err(|e| format!("{e:#}"))?;
     let start = Instant::now();
     let end = loop {
         if up(&std::fs::read(log).unwrap_or_default()) {
@@ -334,8 +322,7 @@ async fn watch_probe(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let _ = child.start_kill();
-    let _ = child.wait().await;
+    child.kill().await;
     let _ = std::fs::remove_file(log);
     let _ = std::fs::remove_file(&err_log);
     Ok(end)

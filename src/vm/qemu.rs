@@ -34,6 +34,16 @@ pub enum Boot {
     Disk,
 }
 
+/// The options every VM of ours starts with: no default devices or user configuration, no
+/// window, and an exit instead of a reboot.
+pub const HEADLESS: [&str; 5] = [
+    "-nodefaults",
+    "-no-user-config",
+    "-display",
+    "none",
+    "-no-reboot",
+];
+
 /// How long QEMU gets to connect its console sockets after it starts.
 const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 
@@ -68,10 +78,8 @@ pub struct QemuConfig {
 impl QemuConfig {
     /// The arguments after the binary, in order, unquoted.
     pub fn args(&self) -> Vec<OsString> {
-        let mut a: Vec<OsString> = Vec::new();
+        let mut a: Vec<OsString> = HEADLESS.iter().map(Into::into).collect();
         let mut push = |s: &str| a.push(s.into());
-        push("-nodefaults");
-        push("-no-user-config");
         push("-machine");
         push(&format!("pc,accel={}", self.accel.qemu_name()));
         if self.accel == Accel::Tcg {
@@ -86,9 +94,6 @@ impl QemuConfig {
         push(&self.memory_mib.to_string());
         push("-smp");
         push(&self.cpus.to_string());
-        push("-no-reboot");
-        push("-display");
-        push("none");
         // A VGA device, so that QMP screendump has something to show on a hang.
         push("-vga");
         push("std");
@@ -203,24 +208,35 @@ impl QemuConfig {
     /// Starts QEMU. The child is killed when the returned handle is dropped (also on panic or
     /// an early `?`), and stdout/stderr go to `stderr_log`.
     pub fn spawn(&self, stderr_log: &Path) -> Result<QemuProcess> {
-        let log = std::fs::File::create(stderr_log)
-            .with_context(|| format!("creating {}", stderr_log.display()))?;
-        let log2 = log.try_clone()?;
-        let mut cmd = tokio::process::Command::new(&self.binary);
-        cmd.args(self.args())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .kill_on_drop(true);
-        die_with_parent(cmd.as_std_mut());
-        let child = cmd.spawn().with_context(|| {
-            format!(
-                "starting {} (is qemu-system-x86 installed? run vm/prepare)",
-                self.binary.display()
-            )
-        })?;
-        Ok(QemuProcess { child: Some(child) })
+        spawn(&self.binary, self.args(), stderr_log)
     }
+}
+
+/// Starts QEMU `binary` with `args`; the child is killed when the returned handle is dropped
+/// (also on panic or an early `?`) or when we die, and its stdout and stderr go to
+/// `stderr_log`. Every VM goes through here: install, boot-test, upgrade-test and the KVM probe.
+pub fn spawn(
+    binary: &Path,
+    args: impl IntoIterator<Item = OsString>,
+    stderr_log: &Path,
+) -> Result<QemuProcess> {
+    let log = std::fs::File::create(stderr_log)
+        .with_context(|| format!("creating {}", stderr_log.display()))?;
+    let log2 = log.try_clone()?;
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .kill_on_drop(true);
+    die_with_parent(cmd.as_std_mut());
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "starting {} (is qemu-system-x86 installed? run vm/prepare)",
+            binary.display()
+        )
+    })?;
+    Ok(QemuProcess { child: Some(child) })
 }
 
 /// A started QEMU with its console connections.
@@ -244,6 +260,12 @@ impl QemuProcess {
     /// QEMU's process id; None once it has been reaped.
     pub fn id(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// QEMU's exit status if it has exited, without waiting.
+    pub fn try_wait(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        let child = self.child.as_mut().context("QEMU already reaped")?;
+        Ok(child.try_wait()?)
     }
 
     /// Waits for QEMU to exit and returns its exit status.
