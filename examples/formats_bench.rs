@@ -28,7 +28,7 @@ use bench_util::{DIR, build_input, run, size, timed};
 fn ours(input: &Path, output: &Path, format: OutputFormat) -> Result<(f64, f64)> {
     let mut cfg = PostprocessConfig::new(input, output);
     cfg.format = format;
-    cfg.quiet = true;
+    cfg.progress = atomic_factory::progress::Reporter::quiet();
     timed(
         &format!("atomic-factory postprocess {}", format.name()),
         || postprocess(&cfg).map(|_| ()),

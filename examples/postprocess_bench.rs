@@ -44,7 +44,7 @@ fn main() -> Result<()> {
     let ours = |c: Compression, name: &str| -> Result<(f64, f64)> {
         let mut cfg = PostprocessConfig::new(&input, out(name));
         cfg.compression = c;
-        cfg.quiet = true;
+        cfg.progress = atomic_factory::progress::Reporter::quiet();
         timed(&format!("atomic-factory postprocess ({c:?})"), || {
             postprocess(&cfg).map(|_| ())
         })

@@ -1,7 +1,8 @@
 //! Progress of long work, the same for every stage: a stage opens a [`Task`] on a
 //! [`Reporter`] and advances it; the reporter shows an indicatif bar when stderr is a
 //! terminal, a plain line at each tenth of the work otherwise (so CI and journald logs stay
-//! short and readable), and nothing when quiet.
+//! short and readable), events to a caller's sink (`build --json` turns them into JSON
+//! lines), and nothing when quiet.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -19,6 +20,22 @@ pub enum Unit {
     Items(&'static str),
 }
 
+/// One report for a machine reader: what a person would read, and the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The task's label ("importing"); empty for a status line of no task.
+    pub task: String,
+    /// Units done and the total, for a task's count (both 0 for a status or phase line).
+    pub done: u64,
+    /// See `done`.
+    pub total: u64,
+    /// The line a person would read.
+    pub text: String,
+}
+
+/// Where events go: shared by every clone of the reporter and every worker thread.
+type Sink = std::sync::Arc<dyn Fn(Event) + Send + Sync>;
+
 /// Where the reporter's output goes.
 #[derive(Clone)]
 enum Target {
@@ -27,6 +44,8 @@ enum Target {
     Terminal(MultiProgress),
     /// Whole lines on stderr.
     Lines,
+    /// Events (the lines of `Lines`, with their numbers) to a caller's sink.
+    Events(Sink),
     /// Lines kept for the unit tests to read.
     #[cfg(test)]
     Captured(std::sync::Arc<Mutex<Vec<String>>>),
@@ -34,8 +53,19 @@ enum Target {
 
 impl Target {
     fn line(&self, text: &str) {
+        self.count_line("", 0, 0, text);
+    }
+
+    /// A line about `task`'s count (or a status line, with an empty task and zeros).
+    fn count_line(&self, task: &str, done: u64, total: u64, text: &str) {
         match self {
             Target::Quiet => {}
+            Target::Events(sink) => sink(Event {
+                task: task.to_string(),
+                done,
+                total,
+                text: text.to_string(),
+            }),
             // Only fails when stderr is gone, and then there is no one to tell.
             Target::Terminal(bars) => drop(bars.println(text)),
             Target::Lines => eprintln!("{text}"),
@@ -45,10 +75,31 @@ impl Target {
     }
 }
 
-/// The progress output of one command or stage; cheap to clone.
+/// The progress output of one command or stage; cheap to clone. The default shows progress
+/// on stderr.
 #[derive(Clone)]
 pub struct Reporter {
     target: Target,
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Reporter::new(false)
+    }
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = match &self.target {
+            Target::Quiet => "quiet",
+            Target::Terminal(_) => "terminal",
+            Target::Lines => "lines",
+            Target::Events(_) => "events",
+            #[cfg(test)]
+            Target::Captured(_) => "captured",
+        };
+        write!(f, "Reporter({target})")
+    }
 }
 
 impl Reporter {
@@ -63,6 +114,21 @@ impl Reporter {
             Target::Lines
         };
         Reporter { target }
+    }
+
+    /// No progress output at all.
+    pub fn quiet() -> Reporter {
+        Reporter {
+            target: Target::Quiet,
+        }
+    }
+
+    /// Progress as [`Event`]s to `sink`, one per status line, phase and tenth of a task:
+    /// for callers that report in their own format (`build --json`).
+    pub fn to_events(sink: impl Fn(Event) + Send + Sync + 'static) -> Reporter {
+        Reporter {
+            target: Target::Events(std::sync::Arc::new(sink)),
+        }
     }
 
     /// A status line ("resolved 12 packages"), printed above any bar.
@@ -173,7 +239,9 @@ impl Task {
     pub fn phase(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.set_message(text.to_string()),
-            None => self.target.line(&format!("{}: {text}", self.label)),
+            None => self
+                .target
+                .count_line(&self.label, 0, 0, &format!("{}: {text}", self.label)),
         }
     }
 
@@ -189,7 +257,9 @@ impl Task {
     pub fn finish_with(&self, text: &str) {
         match &self.bar {
             Some(bar) => bar.finish_with_message(text.to_string()),
-            None => self.target.line(&format!("{}: {text}", self.label)),
+            None => self
+                .target
+                .count_line(&self.label, 0, 0, &format!("{}: {text}", self.label)),
         }
     }
 
@@ -205,7 +275,9 @@ impl Task {
         let tenth = (done.min(total) * 10 / total).min(10);
         // One line per tenth crossed, however many threads cross it at once.
         if self.tenths.fetch_max(tenth, Ordering::Relaxed) < tenth {
-            self.target.line(&self.line(done.min(total), total));
+            let done = done.min(total);
+            self.target
+                .count_line(&self.label, done, total, &self.line(done, total));
         }
     }
 
@@ -247,6 +319,30 @@ mod tests {
             target: Target::Captured(lines.clone()),
         };
         (reporter, lines)
+    }
+
+    #[test]
+    fn events_carry_the_task_and_its_count() {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let reporter = Reporter::to_events(move |e| sink.lock().unwrap().push(e));
+        reporter.say("resolved 3 packages");
+        let task = reporter.task("importing", 4, Unit::Items("packages"));
+        task.phase("reading headers");
+        for _ in 0..4 {
+            task.advance(1);
+        }
+        let got = events.lock().unwrap().clone();
+        assert_eq!(got[0].task, "");
+        assert_eq!(got[0].text, "resolved 3 packages");
+        assert_eq!(
+            (got[1].task.as_str(), got[1].text.as_str()),
+            ("importing", "importing: reading headers")
+        );
+        let counts: Vec<(u64, u64)> = got[2..].iter().map(|e| (e.done, e.total)).collect();
+        assert_eq!(counts, [(1, 4), (2, 4), (3, 4), (4, 4)]);
+        assert_eq!(got[5].text, "importing: 100% (4 of 4 packages)");
+        assert!(got[2..].iter().all(|e| e.task == "importing"));
     }
 
     fn take(lines: &Mutex<Vec<String>>) -> Vec<String> {

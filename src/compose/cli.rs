@@ -73,7 +73,7 @@ fn tree(args: ComposeTreeArgs) -> anyhow::Result<()> {
         touch_if_changed: args.touch_if_changed,
         add_metadata_string: meta,
         source_date_epoch: None,
-        quiet: args.quiet,
+        progress: crate::progress::Reporter::new(args.quiet),
         add_files: Vec::new(),
     };
     let signers = args.sign.signers()?;

@@ -34,8 +34,8 @@ pub struct ComposeOptions {
     pub add_metadata_string: Vec<(String, String)>,
     /// Commit timestamp; None reads SOURCE_DATE_EPOCH, else the current time.
     pub source_date_epoch: Option<u64>,
-    /// No progress or status output.
-    pub quiet: bool,
+    /// Where progress and status lines go (stderr by default; `Reporter::quiet()` for none).
+    pub progress: Reporter,
     /// add-files beyond the treefile's: (source file, absolute destination). The build
     /// pipeline ships the signing key this way without touching the user's treefile.
     pub add_files: Vec<(PathBuf, String)>,
@@ -69,7 +69,7 @@ pub fn compose_tree(
     opts: &ComposeOptions,
 ) -> Result<ComposeOutcome> {
     let t0 = Instant::now();
-    let progress = Reporter::new(opts.quiet);
+    let progress = opts.progress.clone();
     let (tf, oref) = load_treefile(treefile_path, opts)?;
     let basearch = tf.basearch.clone().unwrap_or_else(host_basearch);
     let (defs, pool) = load_sources(&tf, &basearch, &progress)?;

@@ -107,7 +107,7 @@ impl From<PostprocessArgs> for PostprocessConfig {
             ostree_commit: a.ostree_commit,
             version: a.os_version,
             kickstart: a.kickstart,
-            quiet: a.quiet,
+            progress: crate::progress::Reporter::new(a.quiet),
             // Loaded by `postprocess` below, where a wrong key can be reported.
             signer: None,
         }

@@ -220,8 +220,8 @@ pub struct PostprocessConfig {
     pub version: Option<String>,
     /// The kickstart used for the install; its SHA-256 goes into the manifest.
     pub kickstart: Option<PathBuf>,
-    /// No progress output (the pipeline reports on its own).
-    pub quiet: bool,
+    /// Where progress goes (stderr by default; the pipeline passes its own).
+    pub progress: crate::progress::Reporter,
     /// Signs CHECKSUM (`CHECKSUM.asc`, armored, detached); without it a stale signature is
     /// removed.
     pub signer: Option<crate::ostree::gpg::Signer>,
@@ -246,7 +246,7 @@ impl PostprocessConfig {
             ostree_commit: None,
             version: None,
             kickstart: None,
-            quiet: false,
+            progress: crate::progress::Reporter::default(),
             signer: None,
         }
     }
@@ -378,11 +378,9 @@ pub fn postprocess(cfg: &PostprocessConfig) -> Result<PostprocessOutcome> {
     } else {
         1
     };
-    let progress = crate::progress::Reporter::new(cfg.quiet).task(
-        "postprocess",
-        size * passes,
-        crate::progress::Unit::Bytes,
-    );
+    let progress = cfg
+        .progress
+        .task("postprocess", size * passes, crate::progress::Unit::Bytes);
     let started = std::time::Instant::now();
     let what = || format!("writing {}", cfg.output.display());
     let mtime = epoch.unwrap_or(0);

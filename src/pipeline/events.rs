@@ -6,6 +6,15 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::stage::Stage;
+
+/// One JSON event as a line on stdout, flushed at once (a CI reader follows it live).
+fn emit(value: serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
 /// Reports the build's progress: lines on stderr, or JSON events on stdout.
 pub struct Reporter {
     json: bool,
@@ -23,9 +32,25 @@ impl Reporter {
     }
 
     fn emit(&self, value: serde_json::Value) {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{value}");
-        let _ = out.flush();
+        emit(value);
+    }
+
+    /// The progress reporter for a stage's own work: its bars and lines on stderr, or with
+    /// `--json` a `progress` event per line they would print (a task, its count, the text).
+    pub fn progress(&self, stage: Stage) -> crate::progress::Reporter {
+        if !self.json {
+            return crate::progress::Reporter::new(false);
+        }
+        crate::progress::Reporter::to_events(move |e| {
+            emit(json!({
+                "event": "progress",
+                "stage": stage.to_string(),
+                "task": e.task,
+                "done": e.done,
+                "total": e.total,
+                "message": e.text,
+            }));
+        })
     }
 
     /// A stage starts: number `index` of `total`.

@@ -326,7 +326,7 @@ fn run_compose(ctx: &mut BuildContext) -> Result<StageOutput> {
     }
     let treefile = ctx.def.resolve(&ctx.def.compose.treefile);
     let mut opts = crate::compose::ComposeOptions {
-        quiet: ctx.reporter.is_json(),
+        progress: ctx.reporter.progress(Stage::Compose),
         ..Default::default()
     };
     if let Some(signer) = &ctx.signer {
@@ -525,6 +525,7 @@ fn run_install(ctx: &mut BuildContext) -> Result<StageOutput> {
     cfg.memory_mib = ctx.def.vm.memory.into();
     cfg.cpus = ctx.def.vm.cpus;
     cfg.accel = accel.into();
+    cfg.progress = ctx.reporter.progress(Stage::Install);
     cfg.timeout = Some(std::time::Duration::from_secs(ctx.def.vm.timeout));
     cfg.inactivity_timeout = Some(std::time::Duration::from_secs(
         ctx.def.vm.inactivity_timeout,
@@ -605,7 +606,7 @@ fn run_postprocess(ctx: &mut BuildContext) -> Result<StageOutput> {
         cfg.ostree_commit = ctx.values.commit.map(|c| c.to_hex());
         cfg.version = Some(ctx.image_version());
         cfg.kickstart = Some(ctx.kickstart());
-        cfg.quiet = ctx.reporter.is_json();
+        cfg.progress = ctx.reporter.progress(Stage::Postprocess);
         cfg.signer = ctx.signer.clone();
         if format == OutputFormat::Vmdk {
             cfg.vmdk_subformat = ctx.def.postprocess.vmdk_subformat;

@@ -89,6 +89,8 @@ pub struct InstallConfig {
     pub extra_kargs: Vec<String>,
     /// The QEMU binary.
     pub qemu: PathBuf,
+    /// Where the install's phases and pulled objects are reported (stderr by default).
+    pub progress: Reporter,
 }
 
 impl InstallConfig {
@@ -111,6 +113,7 @@ impl InstallConfig {
             port: 0,
             extra_kargs: Vec::new(),
             qemu: "qemu-system-x86_64".into(),
+            progress: Reporter::default(),
         }
     }
 
@@ -157,7 +160,7 @@ pub fn run(cfg: &InstallConfig) -> Result<InstallOutcome> {
 /// removed and the logs folder holds what the guest printed.
 pub async fn run_async(cfg: &InstallConfig) -> Result<InstallOutcome> {
     let started = Instant::now();
-    let mut progress = Progress::new();
+    let mut progress = Progress::new(cfg.progress.clone());
     progress.phase(Phase::Starting, "checking inputs");
     let inputs = check_inputs(cfg)?;
     let logs = &inputs.logs;
@@ -1032,8 +1035,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn new() -> Self {
-        let reporter = Reporter::new(false);
+    fn new(reporter: Reporter) -> Self {
         // The object count is not known until the guest starts pulling: a spinner until then.
         let task = reporter.task("install", 0, Unit::Items("objects"));
         Progress {

@@ -175,6 +175,20 @@ fn demo_builds_boots_then_skips_then_reruns_only_what_changed() {
     let first = build(&definition, &out, &[]);
     assert!(first.ok, "demo build failed:\n{}", first.stderr);
     assert_eq!(first.stages("stage-finished"), ALL, "{:?}", first.events);
+    // With --json the stages' own progress arrives as events too, not as lines on stderr.
+    let progress = first.stages("progress");
+    for stage in ["compose", "install", "postprocess"] {
+        assert!(
+            progress.iter().any(|s| s == stage),
+            "no progress events from {stage}: {:?}",
+            first.events
+        );
+    }
+    assert!(
+        !first.stderr.contains("importing: ") && !first.stderr.contains("install: "),
+        "progress lines on stderr beside --json:\n{}",
+        first.stderr
+    );
     let image = out.join("demo.qcow2");
     assert!(image.exists(), "no image at {}", image.display());
     // The image passes an independent boot-test run too.

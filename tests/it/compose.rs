@@ -481,7 +481,7 @@ fn unchanged_inputs_make_no_commit_and_one_changed_package_does() {
     let commitid = w.path().join("commitid");
     let touched = w.path().join("changed.stamp");
     let opts = ComposeOptions {
-        quiet: true,
+        progress: atomic_factory::progress::Reporter::quiet(),
         write_commitid_to: Some(commitid.clone()),
         touch_if_changed: Some(touched.clone()),
         add_metadata_string: vec![("build.id".into(), "7".into())],
@@ -533,7 +533,7 @@ fn unchanged_inputs_make_no_commit_and_one_changed_package_does() {
         .compose_opts(
             &tf,
             &ComposeOptions {
-                quiet: true,
+                progress: atomic_factory::progress::Reporter::quiet(),
                 force_nocache: true,
                 ..Default::default()
             },
@@ -597,7 +597,7 @@ fn same_inputs_on_different_days_give_the_same_checksum() {
             .compose_opts(
                 &tf,
                 &ComposeOptions {
-                    quiet: true,
+                    progress: atomic_factory::progress::Reporter::quiet(),
                     source_date_epoch: Some(1_700_000_000),
                     ..Default::default()
                 },

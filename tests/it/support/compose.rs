@@ -310,7 +310,7 @@ impl Work {
             &self.repo(),
             tf,
             &ComposeOptions {
-                quiet: true,
+                progress: atomic_factory::progress::Reporter::quiet(),
                 ..Default::default()
             },
         )
