@@ -495,21 +495,42 @@ fn corrupt_and_encrypted_inputs_are_refused_without_output() {
     assert_refused(t.path(), &rc, "refcount inconsistency");
 
     let enc = t.path().join("enc.qcow2");
-    run(&mut cmd(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "--object",
-            "secret,id=sec0,data=123456",
-            "-f",
-            "qcow2",
-            "-o",
-            "encrypt.format=luks,encrypt.key-secret=sec0",
-            s(&enc),
-            "16M",
-        ],
-    ));
+    let create_luks = || {
+        cmd(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "--object",
+                "secret,id=sec0,data=123456",
+                "-f",
+                "qcow2",
+                "-o",
+                "encrypt.format=luks,encrypt.key-secret=sec0",
+                s(&enc),
+                "16M",
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    // qemu-img times its LUKS key derivation with the thread's CPU clock and gives up with
+    // "Unable to get accurate CPU usage" when a busy machine's coarse clock reads 0 ms; a
+    // retry gets a reading (seen once in a full suite run under load).
+    let mut made = create_luks();
+    for _ in 0..4 {
+        if made.status.success()
+            || !String::from_utf8_lossy(&made.stderr).contains("accurate CPU usage")
+        {
+            break;
+        }
+        made = create_luks();
+    }
+    assert!(
+        made.status.success(),
+        "qemu-img create (LUKS): {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     assert_refused(t.path(), &enc, "encrypted");
 }
 
