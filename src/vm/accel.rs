@@ -295,11 +295,11 @@ async fn watch_probe(
 ) -> std::result::Result<ProbeEnd, String> {
     let err_log = log.with_extension("stderr");
     let _ = std::fs::remove_file(log);
-    let args = super::qemu::HEADLESS
+    let args = super::process::HEADLESS
         .iter()
         .map(Into::into)
         .chain(args.iter().cloned());
-    let mut child = super::qemu::spawn(qemu, args, &err_log).map_err(|e| format!("{e:#}"))?;
+    let mut child = super::process::spawn(qemu, args, &err_log).map_err(|e| format!("{e:#}"))?;
     let start = Instant::now();
     let end = loop {
         if up(&std::fs::read(log).unwrap_or_default()) {

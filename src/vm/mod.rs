@@ -10,6 +10,7 @@ pub mod install;
 pub mod kickstart_prep;
 pub mod media;
 pub mod monitor;
+pub mod process;
 pub mod qemu;
 pub mod qmp;
 pub mod server;
