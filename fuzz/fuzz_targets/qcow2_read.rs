@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let out = scratch().join("out.qcow2");
     let mut cfg = PostprocessConfig::new(&input, &out);
     cfg.input_format = Some("qcow2".into());
-    cfg.quiet = true;
+    cfg.progress = atomic_factory::progress::Reporter::quiet();
     let _ = postprocess(&cfg);
     for f in ["out.qcow2", "CHECKSUM", "manifest.json", "images.json"] {
         let _ = std::fs::remove_file(scratch().join(f));
