@@ -11,21 +11,10 @@ use std::process::Command;
 use atomic_factory::compose::ComposeOptions;
 
 use crate::support::compose::*;
+use crate::support::files::random_bytes;
 use crate::support::{ours, require, run};
 
 const KVER: &str = "6.1.0-test.x86_64";
-
-fn pseudo_random(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).max(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 /// The small distribution every test here composes.
 fn distro(w: &Work) -> Vec<PathBuf> {
@@ -42,7 +31,7 @@ fn distro(w: &Work) -> Vec<PathBuf> {
             .prov("group(bob)"),
         Spec::new("busybox-lite", "1.36")
             .arch(arch)
-            .file("/usr/bin/busybox", &pseudo_random(300_000, 7), 0o755)
+            .file("/usr/bin/busybox", &random_bytes(300_000, 7), 0o755)
             .symlink("/usr/bin/sh", "busybox")
             .file("/usr/bin/su-lite", b"#!/bin/sh\n", 0o4755)
             .prov("/bin/sh")
@@ -51,12 +40,12 @@ fn distro(w: &Work) -> Vec<PathBuf> {
             .arch(arch)
             .file(
                 &format!("/usr/lib/modules/{KVER}/vmlinuz"),
-                &pseudo_random(1_500_000, 3),
+                &random_bytes(1_500_000, 3),
                 0o755,
             )
             .file(
                 &format!("/usr/lib/modules/{KVER}/initramfs.img"),
-                &pseudo_random(700_000, 5),
+                &random_bytes(700_000, 5),
                 0o600,
             )
             .file(&format!("/usr/lib/modules/{KVER}/modules.dep"), b"", 0o644)
@@ -575,7 +564,7 @@ fn same_inputs_on_different_days_give_the_same_checksum() {
         ),
         built.add(
             &Spec::new("tool", "1.0")
-                .file("/usr/bin/tool", &pseudo_random(100_000, 9), 0o755)
+                .file("/usr/bin/tool", &random_bytes(100_000, 9), 0o755)
                 .req("setup"),
         ),
     ];

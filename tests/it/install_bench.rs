@@ -5,11 +5,11 @@
 //! 2. the guest's `ostree pull` time from our server vs from `python3 -m http.server` on the
 //!    same repository, measured inside the guest (/proc/uptime around the pull).
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use atomic_factory::vm::install::{self, InstallOutcome, KsVia};
 
+use crate::support::http::HttpServer;
 use crate::support::vm::{self, REF, install_config as config, kickstart, test_repo};
 use crate::support::{benchmark_lock, run};
 
@@ -51,28 +51,14 @@ fn install_overhead_and_pull_speed() {
         overhead.push((o.setup, o.first_output, o.teardown));
         // python3 -m http.server on the same repository (the kickstart in the initrd).
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut py = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-            .arg(repo.parent().unwrap())
-            .arg(port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 missing: run vm/prepare");
-        std::thread::sleep(Duration::from_millis(500));
+        let py = HttpServer::serve(repo.parent().unwrap());
         let mut c = config(
             dir.path(),
-            kickstart(dir.path(), &format!("http://10.0.2.2:{port}/repo"), ""),
+            kickstart(dir.path(), &format!("http://10.0.2.2:{}/repo", py.port), ""),
         );
         c.ks_via = KsVia::Initrd;
         let o = install::run(&c);
-        let _ = py.kill();
-        let _ = py.wait();
+        drop(py);
         python.push(guest_pull_seconds(&o.unwrap_or_else(|e| panic!("{e:#}"))));
         eprintln!(
             "round {round}: guest pull ours {:.2} s, python {:.2} s",
@@ -156,28 +142,14 @@ fn host_pull_ours_vs_python_http_server() {
             .unwrap()
     });
     let ours_url = format!("http://{}/repo", server.addr);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut py = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", "--directory"])
-        .arg(base.path().join("srv"))
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 missing: run vm/prepare");
-    std::thread::sleep(Duration::from_millis(500));
-    let py_url = format!("http://127.0.0.1:{port}/repo");
+    let py = HttpServer::serve(&base.path().join("srv"));
+    let py_url = format!("{}repo", py.url);
     let (mut ours, mut python) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         ours.push(pull(&ours_url));
         python.push(pull(&py_url));
     }
-    let _ = py.kill();
-    let _ = py.wait();
+    drop(py);
     rt.block_on(server.stop());
     let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
     println!(

@@ -8,6 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::files::random_bytes;
 use crate::support::{BIN, productmd, require, run, run_measuring_peak_rss};
 
 /// `prog ARGS`, failing first (never skipping) when `prog` is not installed.
@@ -23,19 +24,6 @@ fn cmd(prog: &str, args: &[&str]) -> Command {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-/// Deterministic pseudo-random bytes (xorshift), incompressible like real random data.
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn text_bytes(n: usize) -> Vec<u8> {

@@ -27,6 +27,13 @@ impl Rng {
     }
 }
 
+/// `n` deterministic pseudo-random bytes from `seed`: incompressible, like real random data.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    Rng(seed | 1).fill(&mut v);
+    v
+}
+
 pub fn write_random(path: &Path, size: usize, rng: &mut Rng) {
     let mut f = fs::File::create(path).unwrap();
     let mut buf = vec![0u8; 1 << 20];

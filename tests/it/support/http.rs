@@ -8,17 +8,15 @@ use super::require;
 /// `python3 -m http.server` on a free loopback port, killed on drop.
 pub struct HttpServer {
     child: Child,
+    /// The port on 127.0.0.1 (a guest reaches it as 10.0.2.2).
+    pub port: u16,
     pub url: String,
 }
 
 impl HttpServer {
     pub fn serve(dir: &Path) -> HttpServer {
         require(&["python3"]);
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("python3")
             .args([
                 "-m",
@@ -35,6 +33,7 @@ impl HttpServer {
         wait_until_listening(port, "http.server");
         HttpServer {
             child,
+            port,
             url: format!("http://127.0.0.1:{port}/"),
         }
     }
@@ -60,11 +59,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=root)).serve_forever()
 "#;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new("python3")
         .arg("-c")
         .arg(SCRIPT)
@@ -79,11 +74,21 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, 
     wait_until_listening(port, "logging http server");
     HttpServer {
         child,
+        port,
         url: format!("http://127.0.0.1:{port}/"),
     }
 }
 
 /// Waits (up to 20 s) until something accepts connections on `port` of 127.0.0.1.
+/// A port on 127.0.0.1 that was free a moment ago, for a server we start.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn wait_until_listening(port: u16, what: &str) {
     let start = std::time::Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
