@@ -75,6 +75,9 @@ impl SyntaxVersion {
         let active = VERSIONS[self.entry].1;
         active
             .split(' ')
+            // The distance is at least the difference in length: skip the table's rows
+            // that cannot be within 2 (most of them, and all of them for a long word).
+            .filter(|c| c.len().abs_diff(cmd.len()) <= 2)
             .map(|c| (edit_distance(c, cmd), c))
             .filter(|(d, c)| *d <= 2 && *d < c.len())
             .min()

@@ -93,12 +93,10 @@ impl LintReport {
 
     /// Whole-file findings first, then by file and line.
     pub fn sort(&mut self) {
-        self.findings.sort_by_key(|f| {
-            (
-                f.origin.line != 0,
-                f.origin.file.to_path_buf(),
-                f.origin.line,
-            )
+        // A borrowing comparator: a key function would copy each path per comparison.
+        self.findings.sort_by(|a, b| {
+            let (a, b) = (&a.origin, &b.origin);
+            (a.line != 0, &*a.file, a.line).cmp(&(b.line != 0, &*b.file, b.line))
         });
     }
 
