@@ -84,6 +84,14 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     digest_file::<sha2::Sha256>(path)
 }
 
+/// A fuzzer's input kept as a regression test (`tests/fixtures/fuzz-regressions/NAME`).
+#[cfg(test)]
+pub(crate) fn fuzz_regression(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz-regressions")
+        .join(name)
+}
+
 /// Inflates a raw deflate stream (no zlib header), for tests of what we compress.
 #[cfg(test)]
 pub(crate) fn test_inflate_raw(z: &[u8]) -> Vec<u8> {

@@ -166,8 +166,7 @@ mod tests {
             // And the whole read path refuses it instead of panicking.
             assert!(crate::compose::sources::info_from_header(&path, "fuzz").is_err());
         }
-        let found = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/fuzz-regressions/rpm_import-entry-offset-past-data");
+        let found = crate::fsutil::fuzz_regression("rpm_import-entry-offset-past-data");
         let err = format!("{:#}", check_header_sizes(&found).unwrap_err());
         assert!(err.contains("offset 100663337"), "{err}");
         assert!(crate::compose::sources::info_from_header(&found, "fuzz").is_err());

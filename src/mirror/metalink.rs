@@ -216,10 +216,9 @@ mod tests {
         let body = &doc[doc.find("<!--").unwrap() + 4..doc.rfind("-->").unwrap()];
         assert!(!body.contains("--"), "{doc}");
         assert!(body.contains("a- - -b- - - - -> c-"), "{doc}");
-        let found = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/fuzz-regressions/mirror_query-comment-hyphens"),
-        )
+        let found = std::fs::read_to_string(crate::fsutil::fuzz_regression(
+            "mirror_query-comment-hyphens",
+        ))
         .unwrap();
         let doc = failure(&found, SystemTime::UNIX_EPOCH);
         let body = &doc[doc.find("<!--").unwrap() + 4..];

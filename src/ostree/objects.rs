@@ -365,15 +365,15 @@ pub fn parse_filez_header(bytes: &[u8]) -> Result<(FileMeta, String, u64, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ostree::gvariant::MetaValue;
 
     /// The objects fuzzer's find: a dirtree whose entries are not sorted. Reading keeps its
     /// order; writing sorts by name as ostree does, and the result is then a fixed point.
     #[test]
     fn an_unsorted_dirtree_is_written_sorted_and_then_stays_put() {
-        let input = std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures/fuzz-regressions/ostree_objects-unsorted-dirtree"),
-        )
+        let input = std::fs::read(crate::fsutil::fuzz_regression(
+            "ostree_objects-unsorted-dirtree",
+        ))
         .unwrap();
         let t = parse_dirtree(&input).unwrap();
         let names: Vec<&str> = t.dirs.iter().map(|d| d.0.as_str()).collect();
@@ -385,7 +385,6 @@ mod tests {
         assert_eq!(t2.dirs[1], t.dirs[0]);
         assert_eq!(dirtree_bytes(&t2).unwrap(), written);
     }
-    use crate::ostree::gvariant::MetaValue;
 
     fn hx(b: &[u8]) -> String {
         hex::encode(b)

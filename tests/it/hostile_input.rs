@@ -13,6 +13,13 @@ use crate::support::run;
 
 const SECRET: &str = "SECRET-OUTSIDE-THE-ROOT";
 
+/// A fuzzer's input kept as a regression test.
+fn fuzz_regression(name: &str) -> PathBuf {
+    crate::support::root()
+        .join("tests/fixtures/fuzz-regressions")
+        .join(name)
+}
+
 /// www/repo is served; www/secret lies beside it, reachable only by escaping the root.
 fn guest_tree() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().unwrap();
@@ -347,11 +354,7 @@ fn mirror_scan_skips_metadata_symlinked_out_of_the_tree() {
 #[test]
 fn a_summary_with_nothing_in_it_is_written_as_glib_does() {
     use atomic_factory::ostree::summary::{parse_summary, summary_bytes};
-    let input = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/fuzz-regressions/ostree_summary-empty-rewrite"),
-    )
-    .unwrap();
+    let input = std::fs::read(fuzz_regression("ostree_summary-empty-rewrite")).unwrap();
     let parsed = parse_summary(&input).unwrap();
     assert!(parsed.refs.is_empty() && parsed.metadata.is_empty());
     let written = summary_bytes(&parsed).unwrap();
@@ -382,8 +385,7 @@ fn a_summary_with_nothing_in_it_is_written_as_glib_does() {
 #[test]
 fn a_payload_entry_with_a_huge_name_is_refused_by_the_importer() {
     use atomic_factory::compose::{import::read_small_files, model::Header};
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/fuzz-regressions/rpm_import-cpio-name-length");
+    let path = fuzz_regression("rpm_import-cpio-name-length");
     let info = atomic_factory::compose::sources::info_from_header(&path, "fuzz").unwrap();
     let meta = rpm::PackageMetadata::open(&path).unwrap();
     let header = Header { info, meta };
