@@ -317,28 +317,13 @@ fn check_keys(obj: &Obj, path: &Path) -> Result<()> {
         let hint = IMPLEMENTED
             .iter()
             .chain(NOT_IMPLEMENTED)
-            .min_by_key(|c| edit_distance(c, k))
-            .filter(|c| edit_distance(c, k) <= 3)
+            .min_by_key(|c| strsim::levenshtein(c, k))
+            .filter(|c| strsim::levenshtein(c, k) <= 3)
             .map(|c| format!(" (did you mean `{c}`?)"))
             .unwrap_or_default();
         bail!("treefile {}: unknown key `{k}`{hint}", path.display());
     }
     Ok(())
-}
-
-/// Levenshtein distance, for "did you mean" hints (too small a need for a crate).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Loads `path`, then its includes, merging as rpm-ostree does: the included file is the

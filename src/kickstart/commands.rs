@@ -73,31 +73,18 @@ impl SyntaxVersion {
     /// The active command closest to a misspelt `cmd`, if one is close enough to suggest.
     pub fn suggest(&self, cmd: &str) -> Option<&'static str> {
         let active = VERSIONS[self.entry].1;
+        // Counted in chars, as the distance is: the table is ASCII, a typo may not be.
+        let len = cmd.chars().count();
         active
             .split(' ')
             // The distance is at least the difference in length: skip the table's rows
             // that cannot be within 2 (most of them, and all of them for a long word).
-            .filter(|c| c.len().abs_diff(cmd.len()) <= 2)
-            .map(|c| (edit_distance(c, cmd), c))
+            .filter(|c| c.len().abs_diff(len) <= 2)
+            .map(|c| (strsim::levenshtein(c, cmd), c))
             .filter(|(d, c)| *d <= 2 && *d < c.len())
             .min()
             .map(|(_, c)| c)
     }
-}
-
-/// Levenshtein distance; small inputs only (command names).
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -125,6 +112,8 @@ mod tests {
         assert_eq!(f41.status("ostreesetupp"), CommandStatus::Unknown);
         assert_eq!(f41.suggest("ostreesetupp"), Some("ostreesetup"));
         assert_eq!(f41.suggest("frobnicate"), None);
+        // Two 3-byte characters: 8 bytes, 4 chars, 2 edits from `part`.
+        assert_eq!(f41.suggest("pa€€"), Some("part"));
         // In F23 `auth` was still a working command.
         let f23 = SyntaxVersion::parse("F23").unwrap();
         assert_eq!(f23.status("auth"), CommandStatus::Active);

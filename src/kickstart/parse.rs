@@ -515,7 +515,7 @@ pub fn parse(lines: &[SourceLine]) -> Parsed {
             if !SECTIONS.contains(&first) {
                 let hint = SECTIONS
                     .iter()
-                    .map(|s| (super::commands::edit_distance(&s[1..], stripped), *s))
+                    .map(|s| (strsim::levenshtein(&s[1..], stripped), *s))
                     .filter(|(d, _)| *d <= 2)
                     .min()
                     .map(|(_, s)| format!("; did you mean `{s}`?"))
