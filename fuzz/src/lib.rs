@@ -4,11 +4,20 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// A scratch directory for this fuzzing process (removed when the process exits normally;
-/// libFuzzer's exit after a crash leaves it in the temp dir, which is harmless).
+/// libFuzzer's exit after a crash leaves it in the temp dir, which is harmless). In memory
+/// when /dev/shm exists: the targets write files on every execution, and on a disk's
+/// filesystem that made treefile 2.3-2.6 times slower.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("creating a scratch directory"))
-        .path()
+    DIR.get_or_init(|| {
+        let shm = Path::new("/dev/shm");
+        match std::env::var_os("TMPDIR") {
+            None if shm.is_dir() => tempfile::tempdir_in(shm),
+            _ => tempfile::tempdir(),
+        }
+        .expect("creating a scratch directory")
+    })
+    .path()
 }
 
 /// Writes `data` to `name` in the scratch directory and returns its path: most of our parsers
