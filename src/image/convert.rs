@@ -4,7 +4,7 @@
 //! Memory is bounded: one reader thread stays at most two batches ahead, and a batch is
 //! compressed in parallel (rayon) and written before the next one is taken.
 
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::sync_channel;
 
 use anyhow::Result;
 use rayon::prelude::*;
@@ -88,48 +88,46 @@ pub fn run(
                 first += n as u64;
             }
         });
-        // Takes `rx` so that returning early drops it, which ends the reader at its next send.
-        let mut convert = |rx: Receiver<Result<Batch>>| -> Result<()> {
-            for batch in rx {
-                let batch = batch?;
-                let done: Vec<Result<Done>> = batch
-                    .data
-                    .par_chunks(CLUSTER)
-                    .zip(batch.known_zero.par_iter())
-                    .map(|(data, &known_zero)| {
-                        if known_zero || is_zero(data) {
-                            return Ok(Done::Zero);
-                        }
-                        Ok(match codec {
-                            Some(c) => compress::compress_cluster(c, data)?
-                                .map_or(Done::Plain, Done::Compressed),
-                            None => Done::Plain,
-                        })
+        // `rx` is consumed here, so an early error drops it before the join below, which ends
+        // the reader at its next send instead of leaving it blocked on a full channel.
+        let converted = rx.into_iter().try_for_each(|batch| -> Result<()> {
+            let batch = batch?;
+            let done: Vec<Result<Done>> = batch
+                .data
+                .par_chunks(CLUSTER)
+                .zip(batch.known_zero.par_iter())
+                .map(|(data, &known_zero)| {
+                    if known_zero || is_zero(data) {
+                        return Ok(Done::Zero);
+                    }
+                    Ok(match codec {
+                        Some(c) => compress::compress_cluster(c, data)?
+                            .map_or(Done::Plain, Done::Compressed),
+                        None => Done::Plain,
                     })
-                    .collect();
-                for (i, d) in done.into_iter().enumerate() {
-                    let idx = batch.first + i as u64;
-                    let data = &batch.data[i * CLUSTER..(i + 1) * CLUSTER];
-                    match d? {
-                        Done::Zero => {
-                            stats.zero += 1;
-                            sink.cluster(idx, Cluster::Zero)?;
-                        }
-                        Done::Plain => {
-                            stats.plain += 1;
-                            sink.cluster(idx, Cluster::Plain(data))?;
-                        }
-                        Done::Compressed(c) => {
-                            stats.compressed += 1;
-                            sink.cluster(idx, Cluster::Compressed(&c))?;
-                        }
+                })
+                .collect();
+            for (i, d) in done.into_iter().enumerate() {
+                let idx = batch.first + i as u64;
+                let data = &batch.data[i * CLUSTER..(i + 1) * CLUSTER];
+                match d? {
+                    Done::Zero => {
+                        stats.zero += 1;
+                        sink.cluster(idx, Cluster::Zero)?;
+                    }
+                    Done::Plain => {
+                        stats.plain += 1;
+                        sink.cluster(idx, Cluster::Plain(data))?;
+                    }
+                    Done::Compressed(c) => {
+                        stats.compressed += 1;
+                        sink.cluster(idx, Cluster::Compressed(&c))?;
                     }
                 }
-                progress.advance((batch.known_zero.len() * CLUSTER) as u64);
             }
+            progress.advance((batch.known_zero.len() * CLUSTER) as u64);
             Ok(())
-        };
-        let converted = convert(rx);
+        });
         // Joined here, not left to the scope: the scope waits only for the closure to return,
         // and the thread's thread-local destructors run after that, while we go on
         // (LeakSanitizer reported their registration as a leak in the qcow2_read fuzzer).
